@@ -1,0 +1,868 @@
+/*
+ * settings.json parsing and validation. Every value is checked for type and
+ * range; an error names the key path and what was found. A key that is
+ * present is used as given, 0 included; an absent (or null) key takes the
+ * default of SPEC §3. Keys clawvisor does not know are left alone: the file
+ * is TinyClaw's and holds its other settings too.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+#define SETTINGS_MAX	(4 * 1024 * 1024)
+
+struct ctx {
+	char	*err;
+	size_t	 errlen;
+};
+
+static const char *const mode_names[] = { "host", "docker", "apple" };
+static const char *const provider_names[] = { "anthropic", "openai",
+    "command" };
+
+const char *
+config_mode_name(enum sandbox_mode m)
+{
+	return m <= MODE_APPLE ? mode_names[m] : "inherit";
+}
+
+const char *
+config_provider_name(enum provider p)
+{
+	return provider_names[p];
+}
+
+static void
+got(json_object *v, char *buf, size_t len)
+{
+	const char *s;
+
+	s = v == NULL ? "nothing" : json_object_to_json_string_ext(v,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (strlen(s) > 40)
+		snprintf(buf, len, "%.37s...", s);
+	else
+		snprintf(buf, len, "%s", s);
+}
+
+static int
+fail(struct ctx *c, const char *path, const char *key, json_object *v,
+    const char *what)
+{
+	char g[64];
+
+	got(v, g, sizeof(g));
+	snprintf(c->err, c->errlen, "%s%s%s: %s, got %s", path,
+	    *path != '\0' ? "." : "", key, what, g);
+	return -1;
+}
+
+static int
+fail_str(struct ctx *c, const char *path, const char *key, const char *val,
+    const char *what)
+{
+	snprintf(c->err, c->errlen, "%s.%s: %s, got \"%.40s\"", path, key,
+	    what, val);
+	return -1;
+}
+
+/* 1 and *v set if present and not null, 0 if absent. */
+static int
+member(json_object *o, const char *key, json_object **v)
+{
+	if (o == NULL || !json_object_object_get_ex(o, key, v) || *v == NULL)
+		return 0;
+	return 1;
+}
+
+static int
+get_object(struct ctx *c, json_object *o, const char *path, const char *key,
+    json_object **out)
+{
+	json_object *v;
+
+	*out = NULL;
+	if (!member(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_object))
+		return fail(c, path, key, v, "expected an object");
+	*out = v;
+	return 0;
+}
+
+static int
+get_int(struct ctx *c, json_object *o, const char *path, const char *key,
+    int64_t def, int64_t min, int64_t max, int64_t *out)
+{
+	json_object	*v;
+	char		 what[96];
+	int64_t		 n;
+
+	*out = def;
+	if (!member(o, key, &v))
+		return 0;
+	if (max == INT64_MAX)
+		snprintf(what, sizeof(what), "expected an integer >= %lld",
+		    (long long)min);
+	else
+		snprintf(what, sizeof(what), "expected an integer between "
+		    "%lld and %lld", (long long)min, (long long)max);
+	if (!json_object_is_type(v, json_type_int))
+		return fail(c, path, key, v, what);
+	errno = 0;
+	n = json_object_get_int64(v);
+	if (errno != 0 || n < min || n > max)
+		return fail(c, path, key, v, what);
+	*out = n;
+	return 0;
+}
+
+static int
+get_str(struct ctx *c, json_object *o, const char *path, const char *key,
+    const char *def, char **out)
+{
+	json_object	*v;
+	const char	*s;
+
+	*out = NULL;
+	if (!member(o, key, &v)) {
+		if (def != NULL)
+			*out = xstrdup(def);
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string))
+		return fail(c, path, key, v, "expected a string");
+	s = json_object_get_string(v);
+	if ((size_t)json_object_get_string_len(v) != strlen(s))
+		return fail(c, path, key, v, "expected a string without NUL");
+	*out = xstrdup(s);
+	return 0;
+}
+
+static int
+get_enum(struct ctx *c, json_object *o, const char *path, const char *key,
+    const char *const *names, size_t nnames, int def, int *out)
+{
+	json_object	*v;
+	char		 what[128];
+	size_t		 i, n;
+
+	*out = def;
+	if (!member(o, key, &v))
+		return 0;
+	n = snprintf(what, sizeof(what), "expected one of");
+	for (i = 0; i < nnames && n < sizeof(what); i++)
+		n += snprintf(what + n, sizeof(what) - n, "%s \"%s\"",
+		    i == 0 ? "" : (i + 1 == nnames ? " or" : ","), names[i]);
+	if (!json_object_is_type(v, json_type_string))
+		return fail(c, path, key, v, what);
+	for (i = 0; i < nnames; i++)
+		if (strcmp(json_object_get_string(v), names[i]) == 0) {
+			*out = (int)i;
+			return 0;
+		}
+	return fail(c, path, key, v, what);
+}
+
+static void
+strv_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int
+get_strv(struct ctx *c, json_object *o, const char *path, const char *key,
+    int required, char ***out, size_t *nout)
+{
+	json_object	*v, *e;
+	char		 epath[256];
+	size_t		 i, n;
+
+	*out = NULL;
+	*nout = 0;
+	if (!member(o, key, &v)) {
+		if (required)
+			return fail(c, path, key, NULL,
+			    "expected a non-empty array of strings");
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_array))
+		return fail(c, path, key, v, "expected an array of strings");
+	n = json_object_array_length(v);
+	if (n > CONFIG_MAX_ARRAY) {
+		snprintf(c->err, c->errlen, "%s.%s: expected at most %d "
+		    "elements, got %zu", path, key, CONFIG_MAX_ARRAY, n);
+		return -1;
+	}
+	if (required && n == 0)
+		return fail(c, path, key, v,
+		    "expected a non-empty array of strings");
+	*out = xcalloc(n + 1, sizeof(char *));
+	for (i = 0; i < n; i++) {
+		e = json_object_array_get_idx(v, i);
+		if (e == NULL || !json_object_is_type(e, json_type_string)) {
+			snprintf(epath, sizeof(epath), "%s.%s[%zu]", path, key,
+			    i);
+			strv_free(*out, i);
+			*out = NULL;
+			return fail(c, epath, "", e, "expected a string") ;
+		}
+		(*out)[i] = xstrdup(json_object_get_string(e));
+		*nout = i + 1;
+	}
+	return 0;
+}
+
+static char *
+expand_home(const char *p)
+{
+	const char	*h;
+	char		*r;
+
+	if (p[0] != '~' || (p[1] != '/' && p[1] != '\0'))
+		return xstrdup(p);
+	if ((h = getenv("HOME")) == NULL || *h == '\0') {
+		struct passwd *pw = getpwuid(getuid());
+		h = pw != NULL ? pw->pw_dir : "/";
+	}
+	xasprintf(&r, "%s%s", h, p + 1);
+	return r;
+}
+
+static int
+id_valid(const char *s)
+{
+	size_t i;
+
+	if (*s == '\0' || strcmp(s, ".") == 0 || strcmp(s, "..") == 0 ||
+	    strlen(s) > 128)
+		return 0;
+	for (i = 0; s[i] != '\0'; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') ||
+		    s[i] == '.' || s[i] == '_' || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+static int
+env_name_valid(const char *s)
+{
+	size_t i;
+
+	if (*s == '\0' || (*s >= '0' && *s <= '9'))
+		return 0;
+	for (i = 0; s[i] != '\0'; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return 0;
+	return 1;
+}
+
+/* "2g", "512m", "1073741824": what docker and container accept. */
+static int
+memory_valid(const char *s)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return 0;
+	(void)strtoull(s, &end, 10);
+	if (*end == '\0')
+		return 1;
+	if (strchr("bkmgBKMG", *end) == NULL)
+		return 0;
+	end++;
+	if (*end == 'b' || *end == 'B')
+		end++;
+	return *end == '\0';
+}
+
+/* A positive decimal: "1", "1.0", "0.5". */
+static int
+cpus_valid(const char *s, int whole)
+{
+	char	*end;
+	double	 d;
+
+	if (*s < '0' || *s > '9')
+		return 0;
+	errno = 0;
+	d = strtod(s, &end);
+	if (errno != 0 || *end != '\0' || !(d > 0) || d > 4096)
+		return 0;
+	return !whole || d == (double)(long)d;
+}
+
+static int
+user_valid(const char *s)
+{
+	char		*end;
+	unsigned long	 u;
+
+	if (strcmp(s, "auto") == 0)
+		return 1;
+	if (*s < '0' || *s > '9')
+		return 0;
+	u = strtoul(s, &end, 10);
+	if (*end != ':' || u > 0xfffffffeUL)
+		return 0;
+	s = end + 1;
+	if (*s < '0' || *s > '9')
+		return 0;
+	u = strtoul(s, &end, 10);
+	return *end == '\0' && u <= 0xfffffffeUL;
+}
+
+static void
+runtime_free(struct runtime_conf *r)
+{
+	free(r->runtime_command);
+	free(r->image);
+	free(r->memory);
+	free(r->cpus);
+	free(r->user);
+}
+
+static int
+parse_cpus(struct ctx *c, json_object *o, const char *path, const char *def,
+    char **out)
+{
+	json_object	*v;
+	char		 buf[64];
+
+	if (member(o, "cpus", &v) && (json_object_is_type(v, json_type_int) ||
+	    json_object_is_type(v, json_type_double))) {
+		/* TinyClaw writes a number here as often as a string. */
+		snprintf(buf, sizeof(buf), "%s", json_object_to_json_string(v));
+		*out = xstrdup(buf);
+	} else if (get_str(c, o, path, "cpus", def, out) == -1)
+		return -1;
+	if (!cpus_valid(*out, 0))
+		return fail_str(c, path, "cpus", *out,
+		    "expected a positive number of CPUs such as \"1.0\"");
+	return 0;
+}
+
+static int
+parse_runtime(struct ctx *c, json_object *sandbox, const char *which,
+    struct runtime_conf *r)
+{
+	static const char *const nets[] = { "default", "none", "restricted" };
+	json_object	*o;
+	char		 path[32];
+	int		 net, apple = strcmp(which, "apple") == 0;
+
+	snprintf(path, sizeof(path), "sandbox.%s", which);
+	if (get_object(c, sandbox, "sandbox", which, &o) == -1)
+		return -1;
+	if (get_str(c, o, path, "runtime_command", apple ? "container" :
+	    "docker", &r->runtime_command) == -1 ||
+	    get_str(c, o, path, "image", "tinyclaw/agent-runner:latest",
+	    &r->image) == -1 ||
+	    get_enum(c, o, path, "network", nets, 3, 0, &net) == -1 ||
+	    get_str(c, o, path, "memory", "2g", &r->memory) == -1 ||
+	    parse_cpus(c, o, path, apple ? "1" : "1.0", &r->cpus) == -1 ||
+	    get_int(c, o, path, "pids_limit", 256, 0, INT32_MAX,
+	    &r->pids_limit) == -1 ||
+	    get_str(c, o, path, "user", "auto", &r->user) == -1)
+		return -1;
+	r->network = net == 1 ? NET_NONE : NET_DEFAULT;
+	r->network_restricted = net == 2;
+	if (*r->runtime_command == '\0')
+		return fail_str(c, path, "runtime_command", r->runtime_command,
+		    "expected a program name");
+	if (*r->image == '\0' || r->image[0] == '-')
+		return fail_str(c, path, "image", r->image,
+		    "expected an image name");
+	if (!memory_valid(r->memory))
+		return fail_str(c, path, "memory", r->memory,
+		    "expected a size such as \"2g\"");
+	if (!user_valid(r->user))
+		return fail_str(c, path, "user", r->user,
+		    "expected \"auto\" or \"UID:GID\"");
+	return 0;
+}
+
+static int
+parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
+{
+	static const char *const maps[] = { "mapped", "same-path" };
+	json_object	*s, *sup;
+	int		 mode, map;
+	size_t		 i;
+
+	if (get_object(c, root, "", "sandbox", &s) == -1)
+		return -1;
+	if (get_enum(c, s, "sandbox", "mode", mode_names, 3, MODE_HOST,
+	    &mode) == -1 ||
+	    get_int(c, s, "sandbox", "timeout_seconds", 600, 0, INT32_MAX,
+	    &cf->timeout_seconds) == -1 ||
+	    get_int(c, s, "sandbox", "max_attempts", 3, 1, 1000,
+	    &cf->max_attempts) == -1 ||
+	    get_int(c, s, "sandbox", "max_concurrency", 0, 0, INT32_MAX,
+	    &cf->max_concurrency) == -1 ||
+	    get_int(c, s, "sandbox", "max_waiters", 1000, 0, INT32_MAX,
+	    &cf->max_waiters) == -1 ||
+	    get_int(c, s, "sandbox", "max_output_bytes", 10485760, 0,
+	    CONFIG_MAX_OUTPUT, &cf->max_output_bytes) == -1 ||
+	    get_int(c, s, "sandbox", "max_message_bytes", 100000, 0,
+	    MAX_MESSAGE_FILE, &cf->max_message_bytes) == -1 ||
+	    get_int(c, s, "sandbox", "backoff_seconds", 5, 0, 86400,
+	    &cf->backoff_seconds) == -1 ||
+	    get_int(c, s, "sandbox", "backoff_max_seconds", 300, 0, 86400,
+	    &cf->backoff_max_seconds) == -1 ||
+	    get_int(c, s, "sandbox", "kill_grace_seconds", 5, 0, 3600,
+	    &cf->kill_grace_seconds) == -1 ||
+	    get_enum(c, s, "sandbox", "path_mapping_mode", maps, 2, MAP_MAPPED,
+	    &map) == -1)
+		return -1;
+	cf->mode = mode;
+	cf->path_mapping = map;
+	if (member(s, "env_allowlist", &sup)) {
+		if (get_strv(c, s, "sandbox", "env_allowlist", 0,
+		    &cf->env_allowlist, &cf->nallow) == -1)
+			return -1;
+	} else {
+		cf->env_allowlist = xcalloc(3, sizeof(char *));
+		cf->env_allowlist[0] = xstrdup("ANTHROPIC_API_KEY");
+		cf->env_allowlist[1] = xstrdup("OPENAI_API_KEY");
+		cf->nallow = 2;
+	}
+	for (i = 0; i < cf->nallow; i++)
+		if (!env_name_valid(cf->env_allowlist[i])) {
+			snprintf(c->err, c->errlen, "sandbox.env_allowlist[%zu]:"
+			    " expected an environment variable name, got "
+			    "\"%.40s\"", i, cf->env_allowlist[i]);
+			return -1;
+		}
+	if (parse_runtime(c, s, "docker", &cf->docker) == -1 ||
+	    parse_runtime(c, s, "apple", &cf->apple) == -1)
+		return -1;
+
+	if (get_object(c, root, "", "supervisor", &sup) == -1 ||
+	    get_int(c, sup, "supervisor", "workers", 4, 1, CONFIG_MAX_WORKERS,
+	    &cf->workers) == -1 ||
+	    get_int(c, sup, "supervisor", "scan_interval_ms", 1000, 0,
+	    86400000, &cf->scan_interval_ms) == -1 ||
+	    get_int(c, sup, "supervisor", "max_chain_steps", 10, 1, 1000,
+	    &cf->max_chain_steps) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+parse_agent(struct ctx *c, const char *id, json_object *o, struct config *cf,
+    struct agent *a)
+{
+	static const char *const modes[] = { "host", "docker", "apple" };
+	char	 path[192], *wd = NULL;
+	int	 prov, mode;
+
+	snprintf(path, sizeof(path), "agents.%s", id);
+	a->id = xstrdup(id);
+	a->mode = MODE_INHERIT;
+	if (!id_valid(id)) {
+		snprintf(c->err, c->errlen, "agents.%.128s: agent id must be "
+		    "letters, digits, '.', '_' or '-'", id);
+		return -1;
+	}
+	if (!json_object_is_type(o, json_type_object))
+		return fail(c, "agents", id, o, "expected an object");
+	if (get_str(c, o, path, "name", id, &a->name) == -1 ||
+	    get_enum(c, o, path, "provider", provider_names, 3, PROV_ANTHROPIC,
+	    &prov) == -1 ||
+	    get_str(c, o, path, "model", NULL, &a->model) == -1 ||
+	    get_str(c, o, path, "working_directory", NULL, &wd) == -1 ||
+	    get_enum(c, o, path, "sandbox_mode", modes, 3, MODE_INHERIT,
+	    &mode) == -1)
+		goto fail;
+	a->provider = prov;
+	a->mode = mode;
+	if (a->model != NULL && *a->model == '\0') {
+		free(a->model);
+		a->model = NULL;
+	}
+	if (a->provider == PROV_COMMAND && get_strv(c, o, path, "command", 1,
+	    &a->command, &a->ncommand) == -1)
+		goto fail;
+	if (wd != NULL && *wd != '\0') {
+		a->workdir = expand_home(wd);
+		if (a->workdir[0] != '/') {
+			/* TinyClaw resolves a relative path in the workspace. */
+			char *abs;
+			xasprintf(&abs, "%s/%s", cf->workspace, a->workdir);
+			free(a->workdir);
+			a->workdir = abs;
+		}
+	} else
+		xasprintf(&a->workdir, "%s/%s", cf->workspace, id);
+	free(wd);
+	return 0;
+fail:
+	free(wd);
+	return -1;
+}
+
+/*
+ * The legacy section, as TinyClaw reads it: {"models": {"provider": ...,
+ * "anthropic": {"model": "sonnet"}, "openai": {"model": ...}}} becomes one
+ * agent "default" working in <workspace>/default. Without a provider, the
+ * presence of an "openai" section means openai.
+ */
+static int
+parse_legacy(struct ctx *c, json_object *root, struct config *cf)
+{
+	json_object	*m, *sub, *v;
+	struct agent	*a;
+	int		 prov;
+
+	if (get_object(c, root, "", "models", &m) == -1)
+		return -1;
+	prov = member(m, "openai", &v) && !member(m, "anthropic", &v) ?
+	    PROV_OPENAI : PROV_ANTHROPIC;
+	if (get_enum(c, m, "models", "provider", provider_names, 2, prov,
+	    &prov) == -1)
+		return -1;
+	cf->agents = xcalloc(1, sizeof(*cf->agents));
+	cf->nagents = 1;
+	a = &cf->agents[0];
+	a->id = xstrdup("default");
+	a->name = xstrdup("Default");
+	a->provider = prov;
+	a->mode = MODE_INHERIT;
+	xasprintf(&a->workdir, "%s/default", cf->workspace);
+	if (get_object(c, m, "models", prov == PROV_OPENAI ? "openai" :
+	    "anthropic", &sub) == -1 ||
+	    get_str(c, sub, prov == PROV_OPENAI ? "models.openai" :
+	    "models.anthropic", "model", prov == PROV_OPENAI ?
+	    "gpt-5.3-codex" : "sonnet", &a->model) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+parse_agents(struct ctx *c, json_object *root, struct config *cf)
+{
+	json_object	*agents;
+	size_t		 n;
+
+	if (get_object(c, root, "", "agents", &agents) == -1)
+		return -1;
+	if (agents == NULL || json_object_object_length(agents) == 0)
+		return parse_legacy(c, root, cf);
+	n = json_object_object_length(agents);
+	if (n > CONFIG_MAX_AGENTS) {
+		snprintf(c->err, c->errlen, "agents: expected at most %d "
+		    "agents, got %zu", CONFIG_MAX_AGENTS, n);
+		return -1;
+	}
+	cf->agents = xcalloc(n, sizeof(*cf->agents));
+	json_object_object_foreach(agents, key, val) {
+		if (parse_agent(c, key, val, cf, &cf->agents[cf->nagents++])
+		    == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+parse_teams(struct ctx *c, json_object *root, struct config *cf)
+{
+	json_object	*teams;
+	struct team	*t;
+	char		 path[192];
+	size_t		 i, n;
+
+	if (get_object(c, root, "", "teams", &teams) == -1 || teams == NULL)
+		return teams == NULL && *c->err == '\0' ? 0 : -1;
+	n = json_object_object_length(teams);
+	if (n > CONFIG_MAX_TEAMS) {
+		snprintf(c->err, c->errlen, "teams: expected at most %d teams,"
+		    " got %zu", CONFIG_MAX_TEAMS, n);
+		return -1;
+	}
+	cf->teams = xcalloc(n, sizeof(*cf->teams));
+	json_object_object_foreach(teams, key, val) {
+		t = &cf->teams[cf->nteams++];
+		t->id = xstrdup(key);
+		snprintf(path, sizeof(path), "teams.%s", key);
+		if (!id_valid(key)) {
+			snprintf(c->err, c->errlen, "teams.%.128s: team id must"
+			    " be letters, digits, '.', '_' or '-'", key);
+			return -1;
+		}
+		if (!json_object_is_type(val, json_type_object))
+			return fail(c, "teams", key, val, "expected an object");
+		if (get_str(c, val, path, "name", key, &t->name) == -1 ||
+		    get_strv(c, val, path, "agents", 1, &t->agents,
+		    &t->nagents) == -1 ||
+		    get_str(c, val, path, "leader_agent", NULL, &t->leader)
+		    == -1)
+			return -1;
+		for (i = 0; i < t->nagents; i++)
+			if (config_agent(cf, t->agents[i]) == NULL) {
+				snprintf(c->err, c->errlen, "%s.agents[%zu]: "
+				    "no agent \"%.128s\"", path, i,
+				    t->agents[i]);
+				return -1;
+			}
+		if (t->leader == NULL)
+			t->leader = xstrdup(t->agents[0]);
+		for (i = 0; i < t->nagents; i++)
+			if (strcmp(t->agents[i], t->leader) == 0)
+				break;
+		if (i == t->nagents) {
+			snprintf(c->err, c->errlen, "%s.leader_agent: \"%.128s\""
+			    " is not one of the team's agents", path,
+			    t->leader);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+check_apple_cpus(struct ctx *c, struct config *cf)
+{
+	size_t	i;
+	int	used = cf->mode == MODE_APPLE;
+
+	for (i = 0; i < cf->nagents; i++)
+		if (cf->agents[i].mode == MODE_APPLE)
+			used = 1;
+	if (used && !cpus_valid(cf->apple.cpus, 1)) {
+		snprintf(c->err, c->errlen, "sandbox.apple.cpus: expected a "
+		    "whole number of CPUs (Apple's container takes an "
+		    "integer), got \"%.40s\"", cf->apple.cpus);
+		return -1;
+	}
+	return 0;
+}
+
+struct config *
+config_parse(const char *text, size_t len, const char *home, char *err,
+    size_t errlen)
+{
+	struct ctx		 c = { err, errlen };
+	struct config		*cf;
+	struct json_tokener	*tok;
+	json_object		*root, *ws;
+	char			*wsp = NULL;
+
+	*err = '\0';
+	cf = xcalloc(1, sizeof(*cf));
+	cf->home = xstrdup(home);
+	xasprintf(&cf->path, "%s/settings.json", home);
+	if ((tok = json_tokener_new_ex(64)) == NULL)
+		fatalx("json_tokener_new");
+	root = json_tokener_parse_ex(tok, text, (int)len);
+	if (root == NULL || json_tokener_get_parse_end(tok) != len) {
+		if (root == NULL)
+			snprintf(err, errlen, "settings.json: not valid JSON: "
+			    "%s", json_tokener_error_desc(
+			    json_tokener_get_error(tok)));
+		else
+			snprintf(err, errlen, "settings.json: unexpected data "
+			    "after the JSON object");
+		json_tokener_free(tok);
+		json_object_put(root);
+		config_free(cf);
+		return NULL;
+	}
+	json_tokener_free(tok);
+	if (!json_object_is_type(root, json_type_object)) {
+		snprintf(err, errlen, "settings.json: expected a JSON object");
+		goto fail;
+	}
+	if (get_object(&c, root, "", "workspace", &ws) == -1 ||
+	    get_str(&c, ws, "workspace", "path", "~/tinyclaw-workspace",
+	    &wsp) == -1)
+		goto fail;
+	cf->workspace = expand_home(wsp);
+	free(wsp);
+	if (cf->workspace[0] != '/') {
+		snprintf(err, errlen, "workspace.path: expected an absolute "
+		    "path, got \"%.40s\"", cf->workspace);
+		goto fail;
+	}
+	if (parse_sandbox(&c, root, cf) == -1 ||
+	    parse_agents(&c, root, cf) == -1 ||
+	    parse_teams(&c, root, cf) == -1 ||
+	    check_apple_cpus(&c, cf) == -1)
+		goto fail;
+	if (cf->docker.network_restricted || cf->apple.network_restricted)
+		snprintf(cf->warning, sizeof(cf->warning), "network "
+		    "\"restricted\" is treated as \"default\": clawvisor has no "
+		    "restricted network; use \"none\" to cut it off");
+	json_object_put(root);
+	return cf;
+fail:
+	json_object_put(root);
+	config_free(cf);
+	return NULL;
+}
+
+struct config *
+config_load(const char *home, char *err, size_t errlen)
+{
+	struct config	*cf;
+	struct stat	 st;
+	char		*path, *text = NULL, rerr[160];
+	size_t		 len;
+	int		 missing;
+
+	xasprintf(&path, "%s/settings.json", home);
+	missing = access(path, F_OK) == -1 && errno == ENOENT;
+	if (missing) {
+		/* TinyClaw runs on defaults without a settings file. */
+		cf = config_parse("{}", 2, home, err, errlen);
+		if (cf != NULL)
+			snprintf(cf->warning, sizeof(cf->warning), "%s: no such"
+			    " file, running on defaults", path);
+		free(path);
+		return cf;
+	}
+	if (file_read_regular(AT_FDCWD, path, SETTINGS_MAX, &text, &len,
+	    rerr, sizeof(rerr)) == -1) {
+		snprintf(err, errlen, "%s: %s", path, rerr);
+		free(path);
+		return NULL;
+	}
+	cf = config_parse(text, len, home, err, errlen);
+	free(text);
+	if (cf != NULL && stat(path, &st) == 0 && (st.st_mode & S_IWOTH))
+		snprintf(cf->warning, sizeof(cf->warning), "%s is world-"
+		    "writable: any local user can change what runs; chmod o-w "
+		    "it", path);
+	free(path);
+	return cf;
+}
+
+void
+config_free(struct config *cf)
+{
+	size_t i;
+
+	if (cf == NULL)
+		return;
+	for (i = 0; i < cf->nagents; i++) {
+		free(cf->agents[i].id);
+		free(cf->agents[i].name);
+		free(cf->agents[i].model);
+		free(cf->agents[i].workdir);
+		strv_free(cf->agents[i].command, cf->agents[i].ncommand);
+	}
+	free(cf->agents);
+	for (i = 0; i < cf->nteams; i++) {
+		free(cf->teams[i].id);
+		free(cf->teams[i].name);
+		strv_free(cf->teams[i].agents, cf->teams[i].nagents);
+		free(cf->teams[i].leader);
+	}
+	free(cf->teams);
+	strv_free(cf->env_allowlist, cf->nallow);
+	runtime_free(&cf->docker);
+	runtime_free(&cf->apple);
+	free(cf->workspace);
+	free(cf->home);
+	free(cf->path);
+	free(cf);
+}
+
+const struct agent *
+config_agent(const struct config *cf, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < cf->nagents; i++)
+		if (cf->agents[i].id != NULL && strcmp(cf->agents[i].id, id)
+		    == 0)
+			return &cf->agents[i];
+	return NULL;
+}
+
+const struct team *
+config_team(const struct config *cf, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < cf->nteams; i++)
+		if (strcmp(cf->teams[i].id, id) == 0)
+			return &cf->teams[i];
+	return NULL;
+}
+
+enum sandbox_mode
+config_agent_mode(const struct config *cf, const struct agent *a)
+{
+	return a->mode == MODE_INHERIT ? cf->mode : a->mode;
+}
+
+static json_object *
+runtime_json(const struct runtime_conf *r, int apple)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "runtime_command",
+	    json_object_new_string(r->runtime_command));
+	json_object_object_add(o, "image", json_object_new_string(r->image));
+	json_object_object_add(o, "network", json_object_new_string(
+	    r->network == NET_NONE ? "none" : r->network_restricted ?
+	    "restricted" : "default"));
+	json_object_object_add(o, "memory", json_object_new_string(r->memory));
+	json_object_object_add(o, "cpus", json_object_new_string(r->cpus));
+	if (!apple)
+		json_object_object_add(o, "pids_limit",
+		    json_object_new_int64(r->pids_limit));
+	json_object_object_add(o, "user", json_object_new_string(r->user));
+	return o;
+}
+
+json_object *
+config_sandbox_json(const struct config *cf)
+{
+	json_object	*o = json_object_new_object(), *a;
+	size_t		 i;
+
+#define ADD_INT(k) json_object_object_add(o, #k, json_object_new_int64(cf->k))
+	json_object_object_add(o, "mode",
+	    json_object_new_string(config_mode_name(cf->mode)));
+	ADD_INT(timeout_seconds);
+	ADD_INT(max_attempts);
+	ADD_INT(max_concurrency);
+	ADD_INT(max_waiters);
+	ADD_INT(max_output_bytes);
+	ADD_INT(max_message_bytes);
+	ADD_INT(backoff_seconds);
+	ADD_INT(backoff_max_seconds);
+	ADD_INT(kill_grace_seconds);
+#undef ADD_INT
+	a = json_object_new_array();
+	for (i = 0; i < cf->nallow; i++)
+		json_object_array_add(a,
+		    json_object_new_string(cf->env_allowlist[i]));
+	json_object_object_add(o, "env_allowlist", a);
+	json_object_object_add(o, "path_mapping_mode", json_object_new_string(
+	    cf->path_mapping == MAP_MAPPED ? "mapped" : "same-path"));
+	json_object_object_add(o, "docker", runtime_json(&cf->docker, 0));
+	json_object_object_add(o, "apple", runtime_json(&cf->apple, 1));
+	return o;
+}

@@ -1,0 +1,100 @@
+/*
+ * settings.json, parsed and validated into one immutable struct config.
+ * A reload builds a whole new one; the old one stays in force until the new
+ * one has passed validation (SPEC §3).
+ */
+#ifndef CLAWVISOR_CONFIG_H
+#define CLAWVISOR_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+enum sandbox_mode { MODE_HOST, MODE_DOCKER, MODE_APPLE, MODE_INHERIT };
+enum provider { PROV_ANTHROPIC, PROV_OPENAI, PROV_COMMAND };
+enum path_mapping { MAP_MAPPED, MAP_SAME_PATH };
+enum network_mode { NET_DEFAULT, NET_NONE };
+
+#define CONFIG_MAX_AGENTS	1024
+#define CONFIG_MAX_TEAMS	1024
+#define CONFIG_MAX_ARRAY	256	/* command argv, allowlist, team members */
+#define CONFIG_MAX_WORKERS	256
+#define CONFIG_MAX_OUTPUT	(64LL * 1024 * 1024)
+
+struct agent {
+	char		 *id;
+	char		 *name;
+	enum provider	  provider;
+	char		 *model;		/* NULL: the CLI's default */
+	char		 *workdir;		/* absolute */
+	enum sandbox_mode mode;			/* MODE_INHERIT: sandbox.mode */
+	char		**command;		/* PROV_COMMAND argv */
+	size_t		  ncommand;
+};
+
+struct team {
+	char		 *id;
+	char		 *name;
+	char		**agents;
+	size_t		  nagents;
+	char		 *leader;
+};
+
+struct runtime_conf {
+	char		*runtime_command;
+	char		*image;
+	enum network_mode network;
+	int		 network_restricted;	/* "restricted": warned once */
+	char		*memory;
+	char		*cpus;
+	int64_t		 pids_limit;		/* docker only */
+	char		*user;			/* "auto" or "UID:GID" */
+};
+
+struct config {
+	char		*home;
+	char		*path;			/* settings.json */
+	char		*workspace;
+	struct agent	*agents;
+	size_t		 nagents;
+	struct team	*teams;
+	size_t		 nteams;
+
+	enum sandbox_mode mode;
+	int64_t		 timeout_seconds;
+	int64_t		 max_attempts;
+	int64_t		 max_concurrency;
+	int64_t		 max_waiters;
+	int64_t		 max_output_bytes;
+	int64_t		 max_message_bytes;
+	int64_t		 backoff_seconds;
+	int64_t		 backoff_max_seconds;
+	int64_t		 kill_grace_seconds;
+	char		**env_allowlist;
+	size_t		 nallow;
+	enum path_mapping path_mapping;
+	struct runtime_conf docker;
+	struct runtime_conf apple;
+
+	int64_t		 workers;
+	int64_t		 scan_interval_ms;
+	int64_t		 max_chain_steps;
+
+	char		 warning[256];		/* non-fatal note, or "" */
+};
+
+struct config	*config_load(const char *home, char *err, size_t errlen);
+struct config	*config_parse(const char *text, size_t len, const char *home,
+		    char *err, size_t errlen);
+void		 config_free(struct config *);
+const struct agent *config_agent(const struct config *, const char *id);
+const struct team  *config_team(const struct config *, const char *id);
+enum sandbox_mode config_agent_mode(const struct config *,
+		    const struct agent *);
+const char	*config_mode_name(enum sandbox_mode);
+const char	*config_provider_name(enum provider);
+/* The effective settings as JSON (sandbox show, status); no secrets. */
+json_object	*config_sandbox_json(const struct config *);
+
+#endif

@@ -1,0 +1,270 @@
+/*
+ * Job and result (de)serialisation. Decoding goes through the checked
+ * getters of ipc.c: a missing or mistyped field is a protocol error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ipc.h"
+#include "job.h"
+#include "util.h"
+
+static const char *const outcome_names[] = { "ok", "transient", "terminal" };
+
+const char *
+outcome_name(enum outcome o)
+{
+	return outcome_names[o];
+}
+
+int
+outcome_parse(const char *s, enum outcome *o)
+{
+	int i;
+
+	for (i = 0; i < 3; i++)
+		if (strcmp(s, outcome_names[i]) == 0) {
+			*o = i;
+			return 0;
+		}
+	return -1;
+}
+
+static json_object *
+strv_json(char **v, size_t n)
+{
+	json_object	*a = json_object_new_array();
+	size_t		 i;
+
+	for (i = 0; i < n; i++)
+		json_object_array_add(a, json_object_new_string(v[i]));
+	return a;
+}
+
+static int
+strv_get(json_object *o, const char *key, char ***out, size_t *nout,
+    char *err, size_t errlen)
+{
+	json_object	*a, *e;
+	size_t		 i, n;
+
+	*out = NULL;
+	*nout = 0;
+	if (!json_object_object_get_ex(o, key, &a) ||
+	    !json_object_is_type(a, json_type_array)) {
+		snprintf(err, errlen, "field \"%s\": expected an array", key);
+		return -1;
+	}
+	n = json_object_array_length(a);
+	if (n > 4096) {
+		snprintf(err, errlen, "field \"%s\": too many elements", key);
+		return -1;
+	}
+	*out = xcalloc(n + 1, sizeof(char *));
+	for (i = 0; i < n; i++) {
+		e = json_object_array_get_idx(a, i);
+		if (!json_object_is_type(e, json_type_string)) {
+			snprintf(err, errlen, "field \"%s\"[%zu]: expected a "
+			    "string", key, i);
+			return -1;
+		}
+		(*out)[i] = xstrdup(json_object_get_string(e));
+		*nout = i + 1;
+	}
+	return 0;
+}
+
+static void
+strv_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; v != NULL && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+#define ADD_STR(o, k, v)	json_object_object_add(o, k, \
+				    json_object_new_string(v))
+#define ADD_INT(o, k, v)	json_object_object_add(o, k, \
+				    json_object_new_int64(v))
+
+json_object *
+job_to_json(const struct job *j)
+{
+	json_object *o = json_object_new_object(), *rt;
+
+	ADD_STR(o, "agent", j->agent_id);
+	ADD_INT(o, "provider", j->provider);
+	ADD_STR(o, "model", j->model != NULL ? j->model : "");
+	ADD_STR(o, "message", j->message);
+	ADD_INT(o, "reset", j->reset);
+	json_object_object_add(o, "command", strv_json(j->command,
+	    j->ncommand));
+	ADD_STR(o, "workdir", j->workdir);
+	ADD_STR(o, "home", j->home);
+	ADD_INT(o, "mode", j->mode);
+	ADD_INT(o, "timeout", j->timeout_seconds);
+	ADD_INT(o, "grace", j->kill_grace_seconds);
+	ADD_INT(o, "max_output", j->max_output_bytes);
+	json_object_object_add(o, "allow", strv_json(j->env_allowlist,
+	    j->nallow));
+	ADD_INT(o, "mapping", j->path_mapping);
+	rt = json_object_new_object();
+	ADD_STR(rt, "runtime", j->rt.runtime_command);
+	ADD_STR(rt, "image", j->rt.image);
+	ADD_INT(rt, "network", j->rt.network);
+	ADD_STR(rt, "memory", j->rt.memory);
+	ADD_STR(rt, "cpus", j->rt.cpus);
+	ADD_INT(rt, "pids", j->rt.pids_limit);
+	ADD_STR(rt, "user", j->rt.user);
+	json_object_object_add(o, "rt", rt);
+	return o;
+}
+
+static int
+get_dup(json_object *o, const char *key, char **out, char *err, size_t len)
+{
+	const char *s;
+
+	if (ipc_get_str(o, key, &s, err, len) == -1)
+		return -1;
+	*out = xstrdup(s);
+	return 0;
+}
+
+int
+job_from_json(json_object *o, struct job *j, char *err, size_t len)
+{
+	json_object	*rt;
+	int64_t		 n;
+
+	memset(j, 0, sizeof(*j));
+	if (get_dup(o, "agent", &j->agent_id, err, len) == -1 ||
+	    ipc_get_int(o, "provider", 0, PROV_COMMAND, &n, err, len) == -1)
+		return -1;
+	j->provider = n;
+	if (get_dup(o, "model", &j->model, err, len) == -1 ||
+	    get_dup(o, "message", &j->message, err, len) == -1 ||
+	    ipc_get_int(o, "reset", 0, 1, &n, err, len) == -1)
+		return -1;
+	j->reset = n;
+	if (*j->model == '\0') {
+		free(j->model);
+		j->model = NULL;
+	}
+	if (strv_get(o, "command", &j->command, &j->ncommand, err, len)
+	    == -1 ||
+	    get_dup(o, "workdir", &j->workdir, err, len) == -1 ||
+	    get_dup(o, "home", &j->home, err, len) == -1 ||
+	    ipc_get_int(o, "mode", 0, MODE_APPLE, &n, err, len) == -1)
+		return -1;
+	j->mode = n;
+	if (ipc_get_int(o, "timeout", 0, INT32_MAX, &j->timeout_seconds, err,
+	    len) == -1 ||
+	    ipc_get_int(o, "grace", 0, INT32_MAX, &j->kill_grace_seconds, err,
+	    len) == -1 ||
+	    ipc_get_int(o, "max_output", 0, CONFIG_MAX_OUTPUT,
+	    &j->max_output_bytes, err, len) == -1 ||
+	    strv_get(o, "allow", &j->env_allowlist, &j->nallow, err, len)
+	    == -1 ||
+	    ipc_get_int(o, "mapping", 0, MAP_SAME_PATH, &n, err, len) == -1)
+		return -1;
+	j->path_mapping = n;
+	if (!json_object_object_get_ex(o, "rt", &rt) ||
+	    !json_object_is_type(rt, json_type_object)) {
+		snprintf(err, len, "field \"rt\": expected an object");
+		return -1;
+	}
+	if (get_dup(rt, "runtime", &j->rt.runtime_command, err, len) == -1 ||
+	    get_dup(rt, "image", &j->rt.image, err, len) == -1 ||
+	    ipc_get_int(rt, "network", 0, NET_NONE, &n, err, len) == -1)
+		return -1;
+	j->rt.network = n;
+	if (get_dup(rt, "memory", &j->rt.memory, err, len) == -1 ||
+	    get_dup(rt, "cpus", &j->rt.cpus, err, len) == -1 ||
+	    ipc_get_int(rt, "pids", 0, INT32_MAX, &j->rt.pids_limit, err, len)
+	    == -1 ||
+	    get_dup(rt, "user", &j->rt.user, err, len) == -1)
+		return -1;
+	return 0;
+}
+
+void
+job_free(struct job *j)
+{
+	free(j->agent_id);
+	free(j->model);
+	free(j->message);
+	strv_free(j->command, j->ncommand);
+	free(j->workdir);
+	free(j->home);
+	strv_free(j->env_allowlist, j->nallow);
+	free(j->rt.runtime_command);
+	free(j->rt.image);
+	free(j->rt.memory);
+	free(j->rt.cpus);
+	free(j->rt.user);
+	memset(j, 0, sizeof(*j));
+}
+
+json_object *
+result_to_json(const struct job_result *r)
+{
+	json_object *o = json_object_new_object();
+
+	ADD_STR(o, "outcome", outcome_name(r->outcome));
+	ADD_STR(o, "reply", r->reply != NULL ? r->reply : "");
+	ADD_STR(o, "error", r->error != NULL ? r->error : "");
+	ADD_INT(o, "exit", r->exit_code);
+	ADD_INT(o, "signal", r->signal);
+	ADD_INT(o, "timed_out", r->timed_out);
+	ADD_INT(o, "truncated", r->truncated);
+	ADD_INT(o, "duration_ms", r->duration_ms);
+	json_object_object_add(o, "files", strv_json(r->files, r->nfiles));
+	return o;
+}
+
+int
+result_from_json(json_object *o, struct job_result *r, char *err, size_t len)
+{
+	const char	*s;
+	int64_t		 n;
+
+	memset(r, 0, sizeof(*r));
+	if (ipc_get_str(o, "outcome", &s, err, len) == -1)
+		return -1;
+	if (outcome_parse(s, &r->outcome) == -1) {
+		snprintf(err, len, "field \"outcome\": unknown value");
+		return -1;
+	}
+	if (get_dup(o, "reply", &r->reply, err, len) == -1 ||
+	    get_dup(o, "error", &r->error, err, len) == -1 ||
+	    ipc_get_int(o, "exit", -1, 255, &n, err, len) == -1)
+		return -1;
+	r->exit_code = n;
+	if (ipc_get_int(o, "signal", 0, 128, &n, err, len) == -1)
+		return -1;
+	r->signal = n;
+	if (ipc_get_int(o, "timed_out", 0, 1, &n, err, len) == -1)
+		return -1;
+	r->timed_out = n;
+	if (ipc_get_int(o, "truncated", 0, 1, &n, err, len) == -1)
+		return -1;
+	r->truncated = n;
+	if (ipc_get_int(o, "duration_ms", 0, INT64_MAX, &r->duration_ms, err,
+	    len) == -1 ||
+	    strv_get(o, "files", &r->files, &r->nfiles, err, len) == -1)
+		return -1;
+	return 0;
+}
+
+void
+result_free(struct job_result *r)
+{
+	free(r->reply);
+	free(r->error);
+	strv_free(r->files, r->nfiles);
+	memset(r, 0, sizeof(*r));
+}

@@ -1,0 +1,64 @@
+/*
+ * One invocation as it crosses the socketpair: the job the supervisor hands
+ * to a worker (everything the worker needs, so a reload never changes a job
+ * already handed out) and the result the worker sends back.
+ */
+#ifndef CLAWVISOR_JOB_H
+#define CLAWVISOR_JOB_H
+
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "config.h"
+
+enum outcome { OUT_OK, OUT_TRANSIENT, OUT_TERMINAL };
+
+struct job {
+	uint64_t	 id;
+	char		*agent_id;
+	enum provider	 provider;
+	char		*model;
+	char		*message;
+	int		 reset;		/* no -c / resume --last */
+	char		**command;	/* PROV_COMMAND */
+	size_t		 ncommand;
+	char		*workdir;
+	char		*home;
+	enum sandbox_mode mode;
+	int64_t		 timeout_seconds;
+	int64_t		 kill_grace_seconds;
+	int64_t		 max_output_bytes;
+	char		**env_allowlist;
+	size_t		 nallow;
+	enum path_mapping path_mapping;
+	struct runtime_conf rt;		/* the one of the job's mode */
+};
+
+struct job_result {
+	uint64_t	 id;
+	enum outcome	 outcome;
+	char		*reply;		/* ok: the agent's text */
+	char		*error;		/* not ok: why, secrets redacted */
+	int		 exit_code;	/* -1: none */
+	int		 signal;	/* 0: none */
+	int		 timed_out;
+	int		 truncated;
+	int64_t		 duration_ms;
+	char		**files;	/* resolved [send_file:] paths */
+	size_t		 nfiles;
+};
+
+const char	*outcome_name(enum outcome);
+int		 outcome_parse(const char *, enum outcome *);
+
+json_object	*job_to_json(const struct job *);
+int		 job_from_json(json_object *, struct job *, char *, size_t);
+void		 job_free(struct job *);
+
+json_object	*result_to_json(const struct job_result *);
+int		 result_from_json(json_object *, struct job_result *, char *,
+		    size_t);
+void		 result_free(struct job_result *);
+
+#endif

@@ -1,0 +1,173 @@
+/*
+ * One log line per call: "TIME TAG[PID]: LEVEL: text". The file is opened
+ * O_APPEND so that the supervisor and every worker can share it; each line is
+ * written with a single write(2).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static char		 log_tag[32] = "clawvisor";
+static char		*log_path;
+static int		 log_fd = -1;
+static int		 log_stderr = 1;
+static enum log_level	 log_lvl = LOG_LVL_INFO;
+
+static const char *const log_names[] = { "error", "warn", "info", "debug" };
+
+int
+log_open(const char *tag, const char *path, int to_stderr)
+{
+	log_set_tag(tag);
+	log_stderr = to_stderr;
+	free(log_path);
+	log_path = path != NULL ? strdup(path) : NULL;
+	return log_reopen();
+}
+
+void
+log_set_tag(const char *tag)
+{
+	snprintf(log_tag, sizeof(log_tag), "%s", tag);
+}
+
+void
+log_set_level(enum log_level lvl)
+{
+	log_lvl = lvl;
+}
+
+int
+log_level_parse(const char *s, enum log_level *out)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(log_names) / sizeof(log_names[0]); i++)
+		if (strcmp(s, log_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	return -1;
+}
+
+/* Called at start and on SIGUSR1, after logrotate has moved the file. */
+int
+log_reopen(void)
+{
+	int fd;
+
+	if (log_path == NULL)
+		return 0;
+	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd == -1)
+		return -1;
+	if (log_fd != -1)
+		close(log_fd);
+	log_fd = fd;
+	return 0;
+}
+
+void
+log_close(void)
+{
+	if (log_fd != -1)
+		close(log_fd);
+	log_fd = -1;
+	free(log_path);
+	log_path = NULL;
+}
+
+static void
+log_vwrite(enum log_level lvl, const char *fmt, va_list ap)
+{
+	char		 line[4096];
+	struct timespec	 ts;
+	struct tm	 tm;
+	int		 n, m, saved = errno;
+
+	if (lvl > log_lvl)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = snprintf(line, sizeof(line),
+	    "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d]: %s: ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_tag,
+	    (int)getpid(), log_names[lvl]);
+	m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	if (m < 0)
+		m = 0;
+	n += m;
+	if (n > (int)sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	/* One record, one line: a newline inside the text would forge one. */
+	for (m = 0; m < n; m++)
+		if (line[m] == '\n' || line[m] == '\r')
+			line[m] = ' ';
+	line[n++] = '\n';
+	/* A failed log write has nowhere left to be reported. */
+	if (log_fd != -1)
+		(void)!write(log_fd, line, n);
+	if (log_stderr)
+		(void)!write(STDERR_FILENO, line, n);
+	errno = saved;
+}
+
+void
+log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(lvl, fmt, ap);
+	va_end(ap);
+}
+
+#define LOG_FN(name, lvl)					\
+void								\
+name(const char *fmt, ...)					\
+{								\
+	va_list ap;						\
+								\
+	va_start(ap, fmt);					\
+	log_vwrite(lvl, fmt, ap);				\
+	va_end(ap);						\
+}
+
+LOG_FN(log_error, LOG_LVL_ERROR)
+LOG_FN(log_warnx, LOG_LVL_WARN)
+LOG_FN(log_info, LOG_LVL_INFO)
+LOG_FN(log_debug, LOG_LVL_DEBUG)
+
+void
+fatal(const char *fmt, ...)
+{
+	char	buf[1024];
+	va_list	ap;
+	int	saved = errno;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_msg(LOG_LVL_ERROR, "fatal: %s: %s", buf, strerror(saved));
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	char	buf[1024];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_msg(LOG_LVL_ERROR, "fatal: %s", buf);
+	exit(1);
+}

@@ -1,0 +1,298 @@
+/*
+ * Provider argv and reply parsing, and outcome classification. The argv is
+ * exactly TinyClaw's so that a CLI sees what it saw under the Node
+ * processor; classification follows the rule table in docs/OUTCOMES.md.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+
+#include "provider.h"
+#include "util.h"
+
+const char *
+provider_model_id(const char *model)
+{
+	if (model == NULL)
+		return NULL;
+	if (strcmp(model, "sonnet") == 0)
+		return "claude-sonnet-4-5";
+	if (strcmp(model, "opus") == 0)
+		return "claude-opus-4-6";
+	return model;
+}
+
+char **
+provider_argv(const struct job *j, size_t *argcp)
+{
+	char	**v;
+	size_t	  n = 0, i;
+
+	v = xcalloc(j->ncommand + 16, sizeof(char *));
+	switch (j->provider) {
+	case PROV_ANTHROPIC:
+		v[n++] = xstrdup("claude");
+		v[n++] = xstrdup("--dangerously-skip-permissions");
+		if (j->model != NULL) {
+			v[n++] = xstrdup("--model");
+			v[n++] = xstrdup(provider_model_id(j->model));
+		}
+		if (!j->reset)
+			v[n++] = xstrdup("-c");
+		v[n++] = xstrdup("-p");
+		v[n++] = xstrdup(j->message);
+		break;
+	case PROV_OPENAI:
+		v[n++] = xstrdup("codex");
+		v[n++] = xstrdup("exec");
+		if (!j->reset) {
+			v[n++] = xstrdup("resume");
+			v[n++] = xstrdup("--last");
+		}
+		if (j->model != NULL) {
+			v[n++] = xstrdup("--model");
+			v[n++] = xstrdup(j->model);
+		}
+		v[n++] = xstrdup("--skip-git-repo-check");
+		v[n++] = xstrdup("--dangerously-bypass-approvals-and-sandbox");
+		v[n++] = xstrdup("--json");
+		v[n++] = xstrdup(j->message);
+		break;
+	case PROV_COMMAND:
+		for (i = 0; i < j->ncommand; i++)
+			v[n++] = xstrdup(strcmp(j->command[i], "{message}")
+			    == 0 ? j->message : j->command[i]);
+		break;
+	}
+	v[n] = NULL;
+	if (argcp != NULL)
+		*argcp = n;
+	return v;
+}
+
+void
+argv_free(char **v)
+{
+	size_t i;
+
+	for (i = 0; v != NULL && v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}
+
+static char *
+trimmed(const char *s, size_t len)
+{
+	while (len > 0 && isspace((unsigned char)*s)) {
+		s++;
+		len--;
+	}
+	while (len > 0 && isspace((unsigned char)s[len - 1]))
+		len--;
+	return xstrndup(s, len);
+}
+
+/*
+ * codex exec --json prints one JSON event per line; the reply is the text of
+ * every item.completed event whose item is an agent_message, in order,
+ * joined by a blank line. Lines that are not JSON are skipped, as TinyClaw
+ * skips them.
+ */
+char *
+codex_parse(const char *out, size_t len)
+{
+	json_object	*ev, *item, *v;
+	const char	*line, *nl, *text;
+	char		*reply = NULL, *tmp, *s;
+	size_t		 llen;
+
+	for (line = out; line < out + len; line = nl + 1) {
+		nl = memchr(line, '\n', out + len - line);
+		if (nl == NULL)
+			nl = out + len;
+		llen = nl - line;
+		if (llen == 0 || llen > 16 * 1024 * 1024)
+			continue;
+		s = xstrndup(line, llen);
+		ev = json_tokener_parse(s);
+		free(s);
+		if (ev == NULL)
+			continue;
+		if (json_object_is_type(ev, json_type_object) &&
+		    json_object_object_get_ex(ev, "type", &v) &&
+		    json_object_is_type(v, json_type_string) &&
+		    strcmp(json_object_get_string(v), "item.completed") == 0 &&
+		    json_object_object_get_ex(ev, "item", &item) &&
+		    json_object_is_type(item, json_type_object) &&
+		    json_object_object_get_ex(item, "type", &v) &&
+		    json_object_is_type(v, json_type_string) &&
+		    strcmp(json_object_get_string(v), "agent_message") == 0 &&
+		    json_object_object_get_ex(item, "text", &v) &&
+		    json_object_is_type(v, json_type_string)) {
+			text = json_object_get_string(v);
+			if (reply == NULL)
+				reply = xstrdup(text);
+			else {
+				xasprintf(&tmp, "%s\n\n%s", reply, text);
+				free(reply);
+				reply = tmp;
+			}
+		}
+		json_object_put(ev);
+	}
+	if (reply == NULL)
+		return NULL;
+	tmp = trimmed(reply, strlen(reply));
+	free(reply);
+	return tmp;
+}
+
+char *
+provider_reply(const struct job *j, const char *out, size_t len)
+{
+	char *r;
+
+	if (j->provider == PROV_OPENAI) {
+		r = codex_parse(out, len);
+		if (r == NULL || *r == '\0') {
+			free(r);
+			r = xstrdup(CODEX_EMPTY_REPLY);
+		}
+		return r;
+	}
+	return trimmed(out, len);
+}
+
+static int
+stderr_has(const struct run_status *st, const char *needle)
+{
+	size_t n = strlen(needle), i;
+
+	if (st->err_text == NULL || st->err_len < n)
+		return 0;
+	for (i = 0; i + n <= st->err_len; i++)
+		if (strncasecmp(st->err_text + i, needle, n) == 0)
+			return 1;
+	return 0;
+}
+
+/* The last line of stderr that has text, for the error message. */
+static void
+stderr_tail(const struct run_status *st, char *buf, size_t len)
+{
+	const char	*s = st->err_text, *e, *b;
+
+	*buf = '\0';
+	if (s == NULL || st->err_len == 0)
+		return;
+	e = s + st->err_len;
+	while (e > s && isspace((unsigned char)e[-1]))
+		e--;
+	for (b = e; b > s && b[-1] != '\n'; b--)
+		;
+	if (e - b > 300)
+		b = e - 300;
+	snprintf(buf, len, ": %.*s", (int)(e - b), b);
+}
+
+static const char *const config_errors[] = {
+	"unknown flag", "unknown shorthand flag", "invalid reference format",
+	"no such image", "image not known", "manifest unknown",
+	"pull access denied", "invalid mount", "invalid argument",
+	"repository does not exist", "not found: manifest",
+	"invalid spec", "unrecognized option", "unknown option",
+	NULL
+};
+
+static const char *const unreachable_errors[] = {
+	"cannot connect to the docker daemon", "cannot connect to podman",
+	"is the docker daemon running", "connection refused",
+	"error during connect", "xpc connection", "apiserver is not running",
+	NULL
+};
+
+static const char *const auth_errors[] = {
+	"invalid api key", "invalid x-api-key", "authentication_error",
+	"authentication failed", "unauthorized", "please run /login",
+	"not logged in", "invalid_api_key", "incorrect api key",
+	NULL
+};
+
+static int
+stderr_any(const struct run_status *st, const char *const *list)
+{
+	for (; *list != NULL; list++)
+		if (stderr_has(st, *list))
+			return 1;
+	return 0;
+}
+
+enum outcome
+classify(const struct run_status *st, char *why, size_t len)
+{
+	char tail[320];
+
+	stderr_tail(st, tail, sizeof(tail));
+	if (st->exec_errno != 0) {
+		snprintf(why, len, "cannot execute %s: %s", st->program,
+		    strerror(st->exec_errno));
+		switch (st->exec_errno) {
+		case ENOMEM:
+		case EAGAIN:
+		case ETXTBSY:
+		case EMFILE:
+		case ENFILE:
+			return OUT_TRANSIENT;
+		default:
+			return OUT_TERMINAL;
+		}
+	}
+	if (st->timed_out) {
+		snprintf(why, len, "%s timed out", st->program);
+		return OUT_TRANSIENT;
+	}
+	if (st->signal != 0) {
+		snprintf(why, len, "%s killed by signal %d (%s)%s",
+		    st->program, st->signal, strsignal(st->signal), tail);
+		return OUT_TRANSIENT;
+	}
+	if (st->exited && st->exit_code == 0) {
+		*why = '\0';
+		return OUT_OK;
+	}
+	if (st->container && stderr_any(st, unreachable_errors)) {
+		snprintf(why, len, "container engine unreachable (%s exit %d)%s",
+		    st->program, st->exit_code, tail);
+		return OUT_TRANSIENT;
+	}
+	if (st->container && st->exit_code == 125) {
+		snprintf(why, len, "%s refused to start the container (exit "
+		    "125)%s", st->program, tail);
+		return stderr_any(st, config_errors) ? OUT_TERMINAL :
+		    OUT_TRANSIENT;
+	}
+	if (st->container && st->exit_code == 137) {
+		snprintf(why, len, "container killed (exit 137, out of memory "
+		    "or killed)%s", tail);
+		return OUT_TRANSIENT;
+	}
+	if (st->exit_code == 126 || st->exit_code == 127) {
+		snprintf(why, len, "%s exit %d (%s)%s", st->program,
+		    st->exit_code, st->exit_code == 126 ? "command not "
+		    "executable" : "command not found", tail);
+		return OUT_TERMINAL;
+	}
+	if (stderr_any(st, auth_errors)) {
+		snprintf(why, len, "%s exit %d: authentication failed%s",
+		    st->program, st->exit_code, tail);
+		return OUT_TERMINAL;
+	}
+	snprintf(why, len, "%s exit %d%s", st->program, st->exit_code, tail);
+	return OUT_TRANSIENT;
+}

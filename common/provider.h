@@ -1,0 +1,37 @@
+/*
+ * What each provider runs and how its output becomes a reply (SPEC §4), and
+ * the one classify() every mode goes through (SPEC §5, docs/OUTCOMES.md).
+ */
+#ifndef CLAWVISOR_PROVIDER_H
+#define CLAWVISOR_PROVIDER_H
+
+#include <stddef.h>
+
+#include "job.h"
+
+#define CODEX_EMPTY_REPLY "Sorry, I could not generate a response from Codex."
+
+/* The CLI argv (NULL-terminated) for the job's provider, without sandbox. */
+char		**provider_argv(const struct job *, size_t *argc);
+void		  argv_free(char **);
+const char	 *provider_model_id(const char *model);
+/* The reply text from the program's stdout (codex: its JSONL). */
+char		 *provider_reply(const struct job *, const char *, size_t);
+char		 *codex_parse(const char *, size_t);
+
+/* How a run ended, as the worker saw it. */
+struct run_status {
+	int	 exec_errno;	/* exec failed with this; 0: it ran */
+	int	 exited;	/* 1: exit_code is valid */
+	int	 exit_code;
+	int	 signal;	/* killed by this signal */
+	int	 timed_out;
+	int	 container;	/* ran through docker/podman/container */
+	const char *program;	/* argv[0], for messages */
+	const char *err_text;	/* stderr, possibly truncated */
+	size_t	 err_len;
+};
+
+enum outcome	  classify(const struct run_status *, char *why, size_t);
+
+#endif

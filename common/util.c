@@ -1,0 +1,270 @@
+/*
+ * Helpers shared by every process. file_write_atomic() is the only way
+ * clawvisor puts a file into queue/ or events/: a reader sees all of it or
+ * nothing, and a crash leaves at worst a dot-named temporary behind.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+void *
+xmalloc(size_t n)
+{
+	void *p;
+
+	if ((p = malloc(n == 0 ? 1 : n)) == NULL)
+		fatal("malloc %zu", n);
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t sz)
+{
+	void *p;
+
+	if ((p = calloc(n == 0 ? 1 : n, sz == 0 ? 1 : sz)) == NULL)
+		fatal("calloc %zu*%zu", n, sz);
+	return p;
+}
+
+void *
+xreallocarray(void *p, size_t n, size_t sz)
+{
+	void *np;
+
+	if ((np = reallocarray(p, n == 0 ? 1 : n, sz == 0 ? 1 : sz)) == NULL)
+		fatal("reallocarray %zu*%zu", n, sz);
+	return np;
+}
+
+char *
+xstrdup(const char *s)
+{
+	char *p;
+
+	if ((p = strdup(s)) == NULL)
+		fatal("strdup");
+	return p;
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char *p;
+
+	if ((p = strndup(s, n)) == NULL)
+		fatal("strndup");
+	return p;
+}
+
+int
+xasprintf(char **ret, const char *fmt, ...)
+{
+	va_list	ap;
+	int	n;
+
+	va_start(ap, fmt);
+	n = vasprintf(ret, fmt, ap);
+	va_end(ap);
+	if (n == -1)
+		fatal("vasprintf");
+	return n;
+}
+
+int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+fd_nonblock(int fd)
+{
+	int fl;
+
+	if ((fl = fcntl(fd, F_GETFL)) == -1)
+		return -1;
+	return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+int
+fd_cloexec(int fd)
+{
+	int fl;
+
+	if ((fl = fcntl(fd, F_GETFD)) == -1)
+		return -1;
+	return fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+}
+
+int
+mkdir_p(const char *path, mode_t mode)
+{
+	char	buf[PATH_MAX], *p;
+
+	if (strlen(path) >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(buf, path);
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) == -1 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) == -1 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+int
+file_write_atomic(int dirfd, const char *name, const void *buf, size_t len,
+    int noreplace)
+{
+	char		 tmp[64];
+	const char	*p = buf;
+	ssize_t		 n;
+	int		 fd, i, saved;
+	static unsigned	 seq;
+
+	/* A dot name: TinyClaw readers skip it, and so does our own scan. */
+	for (i = 0; ; i++) {
+		snprintf(tmp, sizeof(tmp), ".tmp.%d.%u.%lld", (int)getpid(),
+		    seq++, (long long)mono_ms());
+		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0600);
+		if (fd != -1)
+			break;
+		if (errno != EEXIST || i > 100)
+			return -1;
+	}
+	while (len > 0) {
+		if ((n = write(fd, p, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		p += n;
+		len -= n;
+	}
+	if (fsync(fd) == -1)
+		goto fail;
+	if (close(fd) == -1) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (noreplace) {
+		if (renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) == -1)
+			goto fail;
+	} else if (renameat(dirfd, tmp, dirfd, name) == -1)
+		goto fail;
+	return 0;
+fail:
+	saved = errno;
+	if (fd != -1)
+		close(fd);
+	unlinkat(dirfd, tmp, 0);
+	errno = saved;
+	return -1;
+}
+
+int
+file_read_regular(int dirfd, const char *name, size_t max, char **out,
+    size_t *outlen, char *err, size_t errlen)
+{
+	struct stat	 st;
+	char		*buf = NULL;
+	size_t		 off = 0;
+	ssize_t		 n;
+	int		 fd;
+
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC | O_NOCTTY);
+	if (fd == -1) {
+		if (errno == ENOENT)
+			return -2;
+		snprintf(err, errlen, "cannot open: %s", errno == ELOOP ?
+		    "is a symbolic link" : strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "cannot stat: %s", strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "not a regular file");
+		goto fail;
+	}
+	if ((size_t)st.st_size > max) {
+		snprintf(err, errlen, "file is %lld bytes, over the limit of "
+		    "%zu", (long long)st.st_size, max);
+		goto fail;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	for (;;) {
+		/* The file may have grown since fstat: read one byte past. */
+		n = read(fd, buf + off, (size_t)st.st_size + 1 - off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			snprintf(err, errlen, "cannot read: %s",
+			    strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		off += n;
+		if (off > (size_t)st.st_size) {
+			snprintf(err, errlen, "file grew while being read");
+			close(fd);
+			free(buf);
+			return -3;
+		}
+	}
+	close(fd);
+	buf[off] = '\0';
+	*out = buf;
+	*outlen = off;
+	return 0;
+fail:
+	free(buf);
+	close(fd);
+	return -1;
+}
+
+void
+name_sanitize(char *s)
+{
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' ||
+		    *s == '-'))
+			*s = '_';
+}

@@ -1,0 +1,42 @@
+/*
+ * Small helpers every part of clawvisor uses: checked allocation, clocks,
+ * descriptors, and the one way files are written into queue/ and events/.
+ */
+#ifndef CLAWVISOR_UTIL_H
+#define CLAWVISOR_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MAX_MESSAGE_FILE	(16 * 1024 * 1024)	/* SPEC §2 */
+
+void	*xmalloc(size_t);
+void	*xcalloc(size_t, size_t);
+void	*xreallocarray(void *, size_t, size_t);
+char	*xstrdup(const char *);
+char	*xstrndup(const char *, size_t);
+int	 xasprintf(char **, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+int64_t	 now_ms(void);		/* wall clock, for files and events */
+int64_t	 mono_ms(void);		/* monotonic, for durations */
+
+int	 fd_nonblock(int);
+int	 fd_cloexec(int);
+int	 mkdir_p(const char *, mode_t);
+
+/* Write buf to dir/name through a temporary file, fsync and rename. */
+int	 file_write_atomic(int dirfd, const char *name, const void *, size_t,
+	    int noreplace);
+/*
+ * Read a regular file, never following a symlink or blocking on a FIFO.
+ * 0: read; -1: refused (err says why); -2: no such file; -3: still growing.
+ */
+int	 file_read_regular(int dirfd, const char *name, size_t max,
+	    char **out, size_t *outlen, char *err, size_t errlen);
+
+/* Replace every character outside [A-Za-z0-9._-] by '_' (file names). */
+void	 name_sanitize(char *);
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * The clawvisor command: `serve` runs the supervisor, `worker` is how the
+ * supervisor starts its workers, and every other subcommand is a client of
+ * the control socket.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "log.h"
+#include "supervisor.h"
+#include "util.h"
+#include "worker.h"
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: clawvisor [--home DIR] serve [-f] [--log-level LEVEL]\n"
+	    "       clawvisor [--home DIR] status|reload|pause|resume|stop "
+	    "[--json]\n"
+	    "       clawvisor [--home DIR] sandbox show|set MODE|doctor|"
+	    "build-image [--json]\n"
+	    "       clawvisor [--home DIR] dead list|show ID|requeue ID|"
+	    "requeue --all|purge ID [--json]\n");
+	exit(2);
+}
+
+/* --home wins over $TINYCLAW_HOME, which wins over ~/.tinyclaw. */
+static char *
+home_resolve(const char *flag)
+{
+	const char	*h = flag, *u;
+	char		 cwd[PATH_MAX], *r;
+
+	if (h == NULL)
+		h = getenv("TINYCLAW_HOME");
+	if (h == NULL || *h == '\0') {
+		if ((u = getenv("HOME")) == NULL || *u == '\0') {
+			struct passwd *pw = getpwuid(getuid());
+			u = pw != NULL ? pw->pw_dir : "/";
+		}
+		xasprintf(&r, "%s/.tinyclaw", u);
+		return r;
+	}
+	if (h[0] == '/')
+		return xstrdup(h);
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return xstrdup(h);
+	xasprintf(&r, "%s/%s", cwd, h);
+	return r;
+}
+
+int
+main(int argc, char **argv, char **envp)
+{
+	enum log_level	  lvl = LOG_LVL_INFO;
+	const char	 *homeflag = NULL;
+	char		**args, *home;
+	int		  nargs = 0, i, foreground = 0, json = 0, fd = 3;
+	int		  index = 0, log_stderr = 0;
+
+	setproctitle_init(argc, argv, envp);
+	args = xcalloc(argc + 1, sizeof(char *));
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--home") == 0) {
+			if (++i == argc)
+				usage();
+			homeflag = argv[i];
+		} else if (strncmp(argv[i], "--home=", 7) == 0)
+			homeflag = argv[i] + 7;
+		else if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else if (strcmp(argv[i], "-f") == 0 ||
+		    strcmp(argv[i], "--foreground") == 0)
+			foreground = 1;
+		else if (strcmp(argv[i], "--log-level") == 0) {
+			if (++i == argc || log_level_parse(argv[i], &lvl) == -1)
+				usage();
+		} else if (strcmp(argv[i], "--index") == 0) {
+			if (++i == argc)
+				usage();
+			index = atoi(argv[i]);
+		} else if (strcmp(argv[i], "--stderr") == 0)
+			log_stderr = 1;
+		else
+			args[nargs++] = argv[i];
+	}
+	if (nargs == 0)
+		usage();
+	home = home_resolve(homeflag);
+	log_set_level(lvl);
+	if (strcmp(args[0], "serve") == 0) {
+		if (nargs != 1)
+			usage();
+		return supervisor_main(home, foreground);
+	}
+	if (strcmp(args[0], "worker") == 0)
+		return worker_main(fd, index, home, log_stderr);
+	return client_main(home, nargs, args, json);
+}

@@ -1,0 +1,465 @@
+/*
+ * The pre-forked worker pool. Each worker is the clawvisor binary run as
+ * `clawvisor worker`, with its end of a socketpair on fd 3. A worker that
+ * dies is replaced after a delay that doubles while workers keep dying
+ * (as rspamd waits and Postfix throttles); the job it had fails as
+ * transient, and what it had started is killed.
+ */
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "supervisor.h"
+#include "util.h"
+
+#define RESPAWN_MIN	0.1
+#define RESPAWN_MAX	30.0
+#define HEALTHY_AFTER	10.0	/* a worker this old resets the delay */
+
+static struct {
+	struct worker	**w;
+	size_t		  n;
+	double		  delay;
+} pool = { NULL, 0, RESPAWN_MIN };
+
+static void	worker_spawn(struct worker *);
+static void	worker_dead(struct worker *, const char *why);
+
+static void
+worker_write(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct worker	*w = io->data;
+	int		 r;
+
+	(void)loop;
+	(void)revents;
+	if ((r = ipc_flush(&w->conn)) == -1)
+		worker_dead(w, w->conn.err);
+	else if (r == 1)
+		ev_io_stop(sv.loop, &w->wio);
+}
+
+static void
+worker_send(struct worker *w, enum ipc_type t, uint64_t id, json_object *o)
+{
+	if (ipc_queue(&w->conn, t, id, o) == -1) {
+		worker_dead(w, w->conn.err);
+		return;
+	}
+	if (!ev_is_active(&w->wio))
+		ev_io_start(sv.loop, &w->wio);
+}
+
+static void
+worker_result(struct worker *w, uint64_t id, json_object *o)
+{
+	struct job_result	 r;
+	struct msg		*m = w->msg;
+	char			 err[160];
+
+	if (m == NULL || id != m->job_id) {
+		worker_dead(w, "protocol error: a result for a job it does "
+		    "not have");
+		return;
+	}
+	if (result_from_json(o, &r, err, sizeof(err)) == -1) {
+		result_free(&r);
+		worker_dead(w, err);
+		return;
+	}
+	w->msg = NULL;
+	w->job_pid = 0;
+	w->jobs++;
+	w->state = W_IDLE;
+	pool.delay = RESPAWN_MIN;
+	sched_done(m, &r);
+	result_free(&r);
+	if (w->retired && w->state == W_IDLE)
+		worker_dead(w, NULL);
+}
+
+static void
+worker_read(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct worker	*w = io->data;
+	struct ipc_hdr	 h;
+	json_object	*o;
+	int		 r, n;
+
+	(void)loop;
+	(void)revents;
+	if ((r = ipc_fill(&w->conn)) == -1) {
+		worker_dead(w, w->conn.err);
+		return;
+	}
+	while (w->state != W_DEAD && (n = ipc_next(&w->conn, &h, &o)) == 1) {
+		switch (h.type) {
+		case MSG_HELLO:
+			if (w->state != W_STARTING) {
+				json_object_put(o);
+				worker_dead(w, "protocol error: a second hello");
+				return;
+			}
+			w->state = W_IDLE;
+			log_debug("worker %d (pid %d) ready", w->index,
+			    (int)w->pid);
+			break;
+		case MSG_JOB_STARTED:
+			if (w->msg != NULL && h.id == w->msg->job_id)
+				w->job_pid = json_object_get_int(
+				    json_object_object_get(o, "pid"));
+			break;
+		case MSG_JOB_DONE:
+			worker_result(w, h.id, o);
+			break;
+		default:
+			json_object_put(o);
+			worker_dead(w, "protocol error: unexpected message");
+			return;
+		}
+		json_object_put(o);
+	}
+	if (w->state == W_DEAD)
+		return;
+	if (n == -1) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "protocol error: %s", w->conn.err);
+		worker_dead(w, why);
+		return;
+	}
+	if (r == 0) {
+		worker_dead(w, ipc_eof_check(&w->conn) == -1 ? w->conn.err :
+		    "closed its connection");
+		return;
+	}
+	sched_kick();
+}
+
+static void
+worker_respawn(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+
+	(void)loop;
+	(void)revents;
+	if (!sv.stopping && !w->retired)
+		worker_spawn(w);
+}
+
+static void
+worker_reaped(struct ev_loop *loop, ev_child *c, int revents)
+{
+	struct worker	*w = c->data;
+	char		 why[96];
+	int		 st = c->rstatus;
+
+	(void)revents;
+	ev_child_stop(loop, c);
+	if (WIFSIGNALED(st))
+		snprintf(why, sizeof(why), "killed by signal %d", WTERMSIG(st));
+	else
+		snprintf(why, sizeof(why), "exited with status %d",
+		    WEXITSTATUS(st));
+	if (w->state != W_DEAD)
+		worker_dead(w, why);
+	w->pid = 0;
+	if (sv.stopping || w->retired) {
+		supervisor_check_exit();
+		return;
+	}
+	log_info("worker %d %s; respawning in %.1fs", w->index, why,
+	    pool.delay);
+	ev_timer_init(&w->respawn, worker_respawn, pool.delay, 0.);
+	w->respawn.data = w;
+	ev_timer_start(sv.loop, &w->respawn);
+	pool.delay = pool.delay * 2 > RESPAWN_MAX ? RESPAWN_MAX :
+	    pool.delay * 2;
+}
+
+/* The worker is gone or must go; its job, if any, failed as transient. */
+static void
+worker_dead(struct worker *w, const char *why)
+{
+	struct msg	*m = w->msg;
+	char		 buf[256];
+
+	if (w->state == W_DEAD)
+		return;
+	if (why != NULL)
+		log_warnx("worker %d (pid %d): %s", w->index, (int)w->pid, why);
+	w->state = W_DEAD;
+	ev_io_stop(sv.loop, &w->rio);
+	ev_io_stop(sv.loop, &w->wio);
+	close(w->conn.fd);
+	ipc_free(&w->conn);
+	if (w->pid > 0 && why != NULL)
+		kill(w->pid, SIGKILL);
+	if (m != NULL) {
+		if (w->job_pid > 0)
+			kill(-w->job_pid, SIGKILL);
+		if (m->job_mode != MODE_HOST)
+			pool_kill_container(m->job_runtime, m->job_id);
+		w->msg = NULL;
+		w->job_pid = 0;
+		snprintf(buf, sizeof(buf), "worker %d died during the "
+		    "invocation (%s)", w->index, why != NULL ? why :
+		    "stopped");
+		sched_worker_lost(m, buf);
+	}
+}
+
+static void
+worker_spawn(struct worker *w)
+{
+	char	 idx[16], *argv[10];
+	int	 sp[2], i = 0;
+	pid_t	 pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
+		log_error("socketpair: %s", strerror(errno));
+		goto retry;
+	}
+	snprintf(idx, sizeof(idx), "%d", w->index);
+	argv[i++] = "clawvisor";
+	argv[i++] = "worker";
+	argv[i++] = "--index";
+	argv[i++] = idx;
+	argv[i++] = "--home";
+	argv[i++] = sv.home;
+	if (sv.foreground)
+		argv[i++] = "--stderr";
+	argv[i] = NULL;
+	if ((pid = fork()) == -1) {
+		log_error("fork: %s", strerror(errno));
+		close(sp[0]);
+		close(sp[1]);
+		goto retry;
+	}
+	if (pid == 0) {
+		sigset_t set;
+
+		sigemptyset(&set);
+		sigprocmask(SIG_SETMASK, &set, NULL);
+		if (dup2(sp[1], 3) == -1)
+			_exit(127);
+		closefrom(4);
+		execv(sv.self_exe, argv);
+		_exit(127);
+	}
+	close(sp[1]);
+	fd_nonblock(sp[0]);
+	w->pid = pid;
+	w->state = W_STARTING;
+	w->msg = NULL;
+	w->job_pid = 0;
+	ipc_init(&w->conn, sp[0]);
+	ev_io_init(&w->rio, worker_read, sp[0], EV_READ);
+	ev_io_init(&w->wio, worker_write, sp[0], EV_WRITE);
+	w->rio.data = w->wio.data = w;
+	ev_io_start(sv.loop, &w->rio);
+	ev_child_init(&w->child, worker_reaped, pid, 0);
+	w->child.data = w;
+	ev_child_start(sv.loop, &w->child);
+	return;
+retry:
+	ev_timer_init(&w->respawn, worker_respawn, RESPAWN_MAX / 10, 0.);
+	w->respawn.data = w;
+	ev_timer_start(sv.loop, &w->respawn);
+}
+
+void
+pool_resize(int n)
+{
+	struct worker	*w;
+	size_t		 i;
+
+	for (i = 0; i < pool.n; i++) {
+		w = pool.w[i];
+		if ((int)i < n) {
+			if (w->retired) {
+				w->retired = 0;
+				if (w->state == W_DEAD && w->pid == 0)
+					worker_spawn(w);
+			}
+			continue;
+		}
+		if (!w->retired) {
+			w->retired = 1;
+			ev_timer_stop(sv.loop, &w->respawn);
+			if (w->state == W_IDLE || w->state == W_STARTING)
+				worker_dead(w, NULL);
+		}
+	}
+	for (; (int)pool.n < n; pool.n++) {
+		pool.w = xreallocarray(pool.w, pool.n + 1, sizeof(*pool.w));
+		w = xcalloc(1, sizeof(*w));
+		w->index = (int)pool.n + 1;
+		w->conn.fd = -1;
+		pool.w[pool.n] = w;
+		worker_spawn(w);
+	}
+}
+
+void
+pool_init(void)
+{
+	pool_resize((int)sv.conf->workers);
+}
+
+struct worker *
+pool_idle(void)
+{
+	size_t i;
+
+	for (i = 0; i < pool.n; i++)
+		if (pool.w[i]->state == W_IDLE && !pool.w[i]->retired)
+			return pool.w[i];
+	return NULL;
+}
+
+int
+pool_run(struct worker *w, struct msg *m, json_object *job)
+{
+	w->state = W_BUSY;
+	w->msg = m;
+	m->worker = w;
+	worker_send(w, MSG_JOB_RUN, m->job_id, job);
+	return 0;
+}
+
+/* Graceful stop ran out of time: kill what w runs, forget the job. */
+void
+pool_abandon(struct worker *w)
+{
+	struct msg *m = w->msg;
+
+	if (m == NULL)
+		return;
+	if (w->job_pid > 0)
+		kill(-w->job_pid, SIGKILL);
+	if (m->job_mode != MODE_HOST)
+		pool_kill_container(m->job_runtime, m->job_id);
+	w->msg = NULL;
+	w->job_pid = 0;
+	worker_dead(w, NULL);
+}
+
+/* Close every socket: workers kill their jobs and exit on EOF. */
+void
+pool_shutdown(void)
+{
+	size_t i;
+
+	for (i = 0; i < pool.n; i++) {
+		pool.w[i]->retired = 1;
+		ev_timer_stop(sv.loop, &pool.w[i]->respawn);
+		if (pool.w[i]->state != W_DEAD)
+			worker_dead(pool.w[i], NULL);
+	}
+}
+
+size_t
+pool_alive(void)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < pool.n; i++)
+		if (pool.w[i]->pid > 0)
+			n++;
+	return n;
+}
+
+void
+pool_free(void)
+{
+	size_t i;
+
+	for (i = 0; i < pool.n; i++) {
+		ev_child_stop(sv.loop, &pool.w[i]->child);
+		ev_timer_stop(sv.loop, &pool.w[i]->respawn);
+		free(pool.w[i]);
+	}
+	free(pool.w);
+	pool.w = NULL;
+	pool.n = 0;
+}
+
+static const char *const state_names[] = { "starting", "idle", "busy",
+    "dead" };
+
+json_object *
+pool_status(void)
+{
+	json_object	*a = json_object_new_array(), *o;
+	struct worker	*w;
+	size_t		 i;
+
+	for (i = 0; i < pool.n; i++) {
+		w = pool.w[i];
+		if (w->retired && w->pid == 0)
+			continue;
+		o = json_object_new_object();
+		json_object_object_add(o, "index", json_object_new_int(w->index));
+		json_object_object_add(o, "pid", json_object_new_int(w->pid));
+		json_object_object_add(o, "state",
+		    json_object_new_string(state_names[w->state]));
+		json_object_object_add(o, "jobs",
+		    json_object_new_int64((int64_t)w->jobs));
+		if (w->msg != NULL) {
+			json_object_object_add(o, "agent",
+			    json_object_new_string(w->msg->agent));
+			json_object_object_add(o, "message",
+			    json_object_new_string(w->msg->name));
+			json_object_object_add(o, "runningMs",
+			    json_object_new_int64(mono_ms() -
+			    w->msg->started_ms));
+		}
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+/* `RUNTIME kill clawvisor-ID`, not waited for: reaped by libev. */
+static void
+killer_reaped(struct ev_loop *loop, ev_child *c, int revents)
+{
+	(void)revents;
+	ev_child_stop(loop, c);
+	free(c);
+}
+
+void
+pool_kill_container(const char *runtime, uint64_t job_id)
+{
+	ev_child	*c;
+	char		 name[64];
+	pid_t		 pid;
+	int		 null;
+
+	snprintf(name, sizeof(name), "clawvisor-%llu",
+	    (unsigned long long)job_id);
+	if ((pid = fork()) == -1)
+		return;
+	if (pid == 0) {
+		if ((null = open("/dev/null", O_RDWR)) != -1) {
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		closefrom(3);
+		execlp(runtime, runtime, "kill", name, (char *)NULL);
+		_exit(127);
+	}
+	c = xcalloc(1, sizeof(*c));
+	ev_child_init(c, killer_reaped, pid, 0);
+	ev_child_start(sv.loop, c);
+}

@@ -1,0 +1,609 @@
+/*
+ * The incoming side of the file queue: noticing files (inotify at once, a
+ * full rescan every scan_interval_ms), reading and routing a bounded window
+ * of them in arrival order, claiming one with rename when it is about to
+ * run, and moving what is not a message to corrupt/.
+ */
+#include <sys/inotify.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef __unused
+#define __unused __attribute__((__unused__))
+#endif
+#include <sys/tree.h>
+
+#include "log.h"
+#include "supervisor.h"
+#include "util.h"
+
+/*
+ * How many messages are read and held in memory ahead of running. Bounded
+ * so that a backlog of 100k files costs a sorted list of names, not 100k
+ * parsed messages.
+ */
+#define WINDOW		1024
+#define WINDOW_BYTES	(64u * 1024 * 1024)
+/* A file that fails to parse but changed this recently is still being
+ * written (TinyClaw's clients write in place): try it again later. */
+#define YOUNG_MS	2000
+
+struct pending {
+	char		*name;
+	int64_t		 mtime;	/* ns */
+};
+
+struct held {
+	RB_ENTRY(held)	 entry;
+	char		*name;
+};
+
+static int
+held_cmp(struct held *a, struct held *b)
+{
+	return strcmp(a->name, b->name);
+}
+
+RB_HEAD(held_tree, held);
+RB_GENERATE_STATIC(held_tree, held, entry, held_cmp);
+
+static struct {
+	struct pending	*pend;
+	size_t		 npend;
+	size_t		 head;
+	size_t		 cap;
+	struct held_tree held;
+	size_t		 nheld;
+	size_t		 held_bytes;
+	int		 inotify;
+	ev_io		 inotify_io;
+	ev_timer	 scan;
+	int		 rescan;
+} q = { .held = RB_INITIALIZER(&q.held), .inotify = -1 };
+
+static const char *const subdirs[] = {
+	"queue", "queue/incoming", "queue/processing", "queue/deferred",
+	"queue/outgoing", "queue/dead-letter", "queue/corrupt", "logs",
+	"events", "chats", "run", "run/secrets", NULL
+};
+
+static int
+open_dir(const char *home, const char *sub)
+{
+	char	*p;
+	int	 fd;
+
+	xasprintf(&p, "%s/%s", home, sub);
+	fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1)
+		log_error("cannot open %s: %s", p, strerror(errno));
+	free(p);
+	return fd;
+}
+
+int
+queue_open_dirs(const char *home)
+{
+	char	*p;
+	int	 i;
+
+	for (i = 0; subdirs[i] != NULL; i++) {
+		xasprintf(&p, "%s/%s", home, subdirs[i]);
+		if (mkdir_p(p, 0700) == -1) {
+			fprintf(stderr, "clawvisor: cannot create %s: %s\n", p,
+			    strerror(errno));
+			free(p);
+			return -1;
+		}
+		if (strncmp(subdirs[i], "run", 3) == 0)
+			chmod(p, 0700);
+		free(p);
+	}
+	if ((sv.dir_incoming = open_dir(home, "queue/incoming")) == -1 ||
+	    (sv.dir_processing = open_dir(home, "queue/processing")) == -1 ||
+	    (sv.dir_deferred = open_dir(home, "queue/deferred")) == -1 ||
+	    (sv.dir_outgoing = open_dir(home, "queue/outgoing")) == -1 ||
+	    (sv.dir_dead = open_dir(home, "queue/dead-letter")) == -1 ||
+	    (sv.dir_corrupt = open_dir(home, "queue/corrupt")) == -1 ||
+	    (sv.dir_events = open_dir(home, "events")) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+is_message_name(const char *n)
+{
+	size_t l = strlen(n);
+
+	return n[0] != '.' && l > 5 && strcmp(n + l - 5, ".json") == 0;
+}
+
+static void
+pend_add(const char *name, int64_t mtime)
+{
+	if (q.npend == q.cap) {
+		q.cap = q.cap == 0 ? 256 : q.cap * 2;
+		q.pend = xreallocarray(q.pend, q.cap, sizeof(*q.pend));
+	}
+	q.pend[q.npend].name = xstrdup(name);
+	q.pend[q.npend].mtime = mtime;
+	q.npend++;
+}
+
+static void
+pend_clear(void)
+{
+	size_t i;
+
+	for (i = q.head; i < q.npend; i++)
+		free(q.pend[i].name);
+	q.npend = q.head = 0;
+	if (q.cap > 4096) {
+		free(q.pend);
+		q.pend = NULL;
+		q.cap = 0;
+	}
+}
+
+static int
+pend_cmp(const void *a, const void *b)
+{
+	const struct pending *x = a, *y = b;
+
+	if (x->mtime != y->mtime)
+		return x->mtime < y->mtime ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* Every *.json in incoming/, oldest first, as TinyClaw orders them. */
+static void
+queue_scan(void)
+{
+	struct stat	 st;
+	struct dirent	*de;
+	DIR		*d;
+	int		 fd;
+
+	pend_clear();
+	if ((fd = dup(sv.dir_incoming)) == -1 || (d = fdopendir(fd)) == NULL) {
+		log_error("scan: %s", strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		if (!is_message_name(de->d_name))
+			continue;
+		if (fstatat(sv.dir_incoming, de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) == -1)
+			continue;
+		pend_add(de->d_name, (int64_t)st.st_mtim.tv_sec * 1000000000 +
+		    st.st_mtim.tv_nsec);
+	}
+	closedir(d);
+	qsort(q.pend, q.npend, sizeof(*q.pend), pend_cmp);
+	q.rescan = 0;
+}
+
+static int
+held_has(const char *name)
+{
+	struct held key;
+
+	key.name = (char *)name;
+	return RB_FIND(held_tree, &q.held, &key) != NULL;
+}
+
+static void
+held_add(struct msg *m)
+{
+	struct held *h = xcalloc(1, sizeof(*h));
+
+	h->name = xstrdup(m->name);
+	RB_INSERT(held_tree, &q.held, h);
+	q.nheld++;
+	q.held_bytes += m->bytes;
+}
+
+void
+queue_forget(struct msg *m)
+{
+	struct held key, *h;
+
+	key.name = m->name;
+	if ((h = RB_FIND(held_tree, &q.held, &key)) == NULL)
+		return;
+	RB_REMOVE(held_tree, &q.held, h);
+	free(h->name);
+	free(h);
+	q.nheld--;
+	q.held_bytes -= m->bytes;
+}
+
+size_t
+queue_held(void)
+{
+	return q.nheld;
+}
+
+static const char *const required[] = {
+	"channel", "sender", "message", "messageId", NULL
+};
+
+/* NULL and *why set if obj is not a message. */
+static int
+message_check(json_object *obj, char *why, size_t len)
+{
+	json_object	*v;
+	int		 i;
+
+	if (!json_object_is_type(obj, json_type_object)) {
+		snprintf(why, len, "not a JSON object");
+		return -1;
+	}
+	for (i = 0; required[i] != NULL; i++)
+		if (!json_object_object_get_ex(obj, required[i], &v) ||
+		    !json_object_is_type(v, json_type_string)) {
+			snprintf(why, len, "missing or non-string field "
+			    "\"%s\"", required[i]);
+			return -1;
+		}
+	json_object_object_get_ex(obj, "messageId", &v);
+	if (json_object_get_string_len(v) == 0) {
+		snprintf(why, len, "empty field \"messageId\"");
+		return -1;
+	}
+	return 0;
+}
+
+/* Parse a message file's bytes: 0, or -1 with why; *incomplete if it
+ * looks cut short (so a writer may still be at it). */
+int
+queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
+    char *why, size_t wlen)
+{
+	struct json_tokener	*tok;
+	json_object		*obj;
+	enum json_tokener_error	 e;
+
+	*out = NULL;
+	*incomplete = 0;
+	if (len == 0) {
+		*incomplete = 1;
+		snprintf(why, wlen, "empty file");
+		return -1;
+	}
+	if (memchr(buf, '\0', len) != NULL) {
+		snprintf(why, wlen, "contains a NUL byte");
+		return -1;
+	}
+	if ((tok = json_tokener_new_ex(64)) == NULL)
+		fatalx("json_tokener_new");
+	obj = json_tokener_parse_ex(tok, buf, (int)len);
+	e = json_tokener_get_error(tok);
+	if (obj == NULL) {
+		*incomplete = e == json_tokener_continue;
+		snprintf(why, wlen, "not valid JSON: %s", e ==
+		    json_tokener_continue ? "unexpected end of file" :
+		    json_tokener_error_desc(e));
+		json_tokener_free(tok);
+		return -1;
+	}
+	if (json_tokener_get_parse_end(tok) != len &&
+	    strspn(buf + json_tokener_get_parse_end(tok), " \t\r\n") !=
+	    len - json_tokener_get_parse_end(tok)) {
+		snprintf(why, wlen, "not valid JSON: data after the object");
+		json_tokener_free(tok);
+		json_object_put(obj);
+		return -1;
+	}
+	json_tokener_free(tok);
+	if (message_check(obj, why, wlen) == -1) {
+		json_object_put(obj);
+		return -1;
+	}
+	*out = obj;
+	return 0;
+}
+
+static int64_t
+obj_int(json_object *o, const char *key, int64_t def)
+{
+	json_object *v;
+
+	if (json_object_object_get_ex(o, key, &v) &&
+	    json_object_is_type(v, json_type_int))
+		return json_object_get_int64(v);
+	return def;
+}
+
+/* A held message from its parsed file: routed, ready for its lane. */
+struct msg *
+queue_msg_new(const char *name, enum msg_where where, json_object *obj,
+    size_t bytes)
+{
+	struct msg *m = xcalloc(1, sizeof(*m));
+
+	m->name = xstrdup(name);
+	m->where = where;
+	m->obj = obj;
+	m->bytes = bytes;
+	m->attempt = (int)obj_int(obj, "attempt", 0);
+	if (m->attempt < 0)
+		m->attempt = 0;
+	m->first_seen = obj_int(obj, "firstSeenAt", now_ms());
+	route_message(sv.conf, obj, &m->agent, &m->text, &m->team_routed);
+	held_add(m);
+	return m;
+}
+
+static void
+queue_peek(const char *name)
+{
+	struct stat	 st;
+	json_object	*obj;
+	char		*buf, why[256];
+	size_t		 len;
+	int		 r, incomplete;
+
+	if (held_has(name))
+		return;
+	r = file_read_regular(sv.dir_incoming, name, MAX_MESSAGE_FILE, &buf,
+	    &len, why, sizeof(why));
+	if (r == -2 || r == -3)
+		return;		/* gone, or still growing: seen again later */
+	if (r == -1) {
+		queue_corrupt(sv.dir_incoming, name, why);
+		return;
+	}
+	r = queue_parse(buf, len, &obj, &incomplete, why, sizeof(why));
+	free(buf);
+	if (r == -1) {
+		if (incomplete && fstatat(sv.dir_incoming, name, &st,
+		    AT_SYMLINK_NOFOLLOW) == 0 && now_ms() -
+		    ((int64_t)st.st_mtim.tv_sec * 1000 +
+		    st.st_mtim.tv_nsec / 1000000) < YOUNG_MS)
+			return;
+		queue_corrupt(sv.dir_incoming, name, why);
+		return;
+	}
+	sched_add(queue_msg_new(name, AT_INCOMING, obj, len), 0);
+}
+
+/* Read and route more of the backlog, up to the window. */
+void
+queue_pull(void)
+{
+	if (sv.stopping)
+		return;
+	while (q.nheld < WINDOW && q.held_bytes < WINDOW_BYTES) {
+		if (q.head == q.npend) {
+			if (!q.rescan)
+				break;
+			queue_scan();
+			if (q.npend == 0)
+				break;
+		}
+		queue_peek(q.pend[q.head].name);
+		free(q.pend[q.head].name);
+		q.head++;
+	}
+	if (q.head == q.npend)
+		pend_clear();
+	sched_kick();
+}
+
+static void
+queue_inotify(struct ev_loop *loop, ev_io *w, int revents)
+{
+	char				 buf[65536]
+	    __attribute__((aligned(__alignof__(struct inotify_event))));
+	const struct inotify_event	*ev;
+	ssize_t				 n;
+	char				*p;
+
+	(void)loop;
+	(void)w;
+	(void)revents;
+	while ((n = read(q.inotify, buf, sizeof(buf))) > 0) {
+		for (p = buf; p < buf + n; p += sizeof(*ev) + ev->len) {
+			ev = (const struct inotify_event *)p;
+			if (ev->mask & IN_Q_OVERFLOW)
+				q.rescan = 1;
+			else if (ev->len > 0 && is_message_name(ev->name))
+				pend_add(ev->name, 0);
+		}
+	}
+	queue_pull();
+}
+
+static void
+queue_scan_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	/* While a list is being worked through, a rescan would only
+	 * repeat it; what arrives meanwhile comes through inotify. */
+	if (q.head == q.npend)
+		q.rescan = 1;
+	queue_pull();
+}
+
+void
+queue_scan_start(void)
+{
+	char *p;
+
+	q.inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (q.inotify == -1)
+		log_warnx("inotify: %s: relying on the periodic scan",
+		    strerror(errno));
+	else {
+		xasprintf(&p, "%s/queue/incoming", sv.home);
+		if (inotify_add_watch(q.inotify, p, IN_MOVED_TO |
+		    IN_CLOSE_WRITE) == -1)
+			log_warnx("inotify_add_watch %s: %s", p,
+			    strerror(errno));
+		free(p);
+		ev_io_init(&q.inotify_io, queue_inotify, q.inotify, EV_READ);
+		ev_io_start(sv.loop, &q.inotify_io);
+	}
+	ev_timer_init(&q.scan, queue_scan_timer, 0.,
+	    sv.conf->scan_interval_ms / 1000.);
+	if (sv.conf->scan_interval_ms > 0)
+		ev_timer_again(sv.loop, &q.scan);
+	q.rescan = 1;
+	queue_pull();
+}
+
+/* After a reload: the scan period may have changed. */
+void
+queue_scan_reset(void)
+{
+	ev_timer_stop(sv.loop, &q.scan);
+	q.scan.repeat = sv.conf->scan_interval_ms / 1000.;
+	if (sv.conf->scan_interval_ms > 0)
+		ev_timer_again(sv.loop, &q.scan);
+}
+
+void
+queue_scan_stop(void)
+{
+	ev_timer_stop(sv.loop, &q.scan);
+	if (q.inotify != -1) {
+		ev_io_stop(sv.loop, &q.inotify_io);
+		close(q.inotify);
+		q.inotify = -1;
+	}
+	pend_clear();
+	free(q.pend);
+	q.pend = NULL;
+	q.cap = 0;
+}
+
+static const char *
+where_dir(enum msg_where w, int *fd)
+{
+	switch (w) {
+	case AT_INCOMING:
+		*fd = sv.dir_incoming;
+		return "incoming";
+	case AT_DEFERRED:
+		*fd = sv.dir_deferred;
+		return "deferred";
+	default:
+		*fd = sv.dir_processing;
+		return "processing";
+	}
+}
+
+/* The message is about to run: incoming/ or deferred/ -> processing/. */
+int
+queue_claim(struct msg *m)
+{
+	const char	*dir;
+	int		 fd;
+
+	if (m->where == AT_PROCESSING)
+		return 0;
+	dir = where_dir(m->where, &fd);
+	if (renameat2(fd, m->name, sv.dir_processing, m->name,
+	    RENAME_NOREPLACE) == -1) {
+		log_error("cannot claim %s/%s: %s", dir, m->name,
+		    strerror(errno));
+		return -1;
+	}
+	m->where = AT_PROCESSING;
+	return 0;
+}
+
+/* Hand a claimed message back to incoming/ as it was (graceful stop). */
+void
+queue_handback(struct msg *m)
+{
+	char *alt;
+
+	if (m->where != AT_PROCESSING)
+		return;
+	if (renameat2(sv.dir_processing, m->name, sv.dir_incoming, m->name,
+	    RENAME_NOREPLACE) == -1) {
+		xasprintf(&alt, "%.*s-%lld.json", (int)strlen(m->name) - 5,
+		    m->name, (long long)now_ms());
+		if (renameat2(sv.dir_processing, m->name, sv.dir_incoming,
+		    alt, RENAME_NOREPLACE) == -1)
+			log_error("cannot hand back %s: %s", m->name,
+			    strerror(errno));
+		free(alt);
+	}
+	m->where = AT_INCOMING;
+}
+
+/*
+ * Keep the bytes, say why beside them: corrupt/NAME and corrupt/NAME.error.
+ * The note is written first, so a crash between the two leaves the file
+ * in place to be looked at again rather than a file without its note.
+ */
+void
+queue_corrupt(int dirfd, const char *name, const char *why)
+{
+	struct stat	 st;
+	char		*target, *note, *text;
+	int		 i;
+
+	target = xstrdup(name);
+	for (i = 1; fstatat(sv.dir_corrupt, target, &st,
+	    AT_SYMLINK_NOFOLLOW) == 0; i++) {
+		free(target);
+		xasprintf(&target, "%s.%d", name, i);
+	}
+	xasprintf(&note, "%s.error", target);
+	xasprintf(&text, "file: %s\nreason: %s\ntime: %lld\n", name, why,
+	    (long long)now_ms());
+	if (file_write_atomic(sv.dir_corrupt, note, text, strlen(text), 0)
+	    == -1)
+		log_error("cannot write corrupt/%s: %s", note,
+		    strerror(errno));
+	if (renameat2(dirfd, name, sv.dir_corrupt, target,
+	    RENAME_NOREPLACE) == -1)
+		log_error("cannot move %s to corrupt/: %s", name,
+		    strerror(errno));
+	else {
+		log_warnx("%s is not a valid message (%s): moved to "
+		    "queue/corrupt/%s", name, why, target);
+		sv.count.corrupt++;
+	}
+	free(target);
+	free(note);
+	free(text);
+}
+
+size_t
+queue_depth(int dirfd)
+{
+	struct dirent	*de;
+	DIR		*d;
+	size_t		 n = 0;
+	int		 fd;
+
+	if ((fd = dup(dirfd)) == -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return 0;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}

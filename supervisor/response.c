@@ -1,0 +1,168 @@
+/*
+ * Responses as TinyClaw writes them: {channel, sender, message,
+ * originalMessage, timestamp, messageId, agent, files?}, the text made valid
+ * UTF-8, [send_file:] tags resolved, and cut past 4000 characters as
+ * TinyClaw cuts (3900 characters and "[Response truncated...]"), counting
+ * characters as JavaScript does, in UTF-16 code units.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sendfile.h"
+#include "supervisor.h"
+#include "util.h"
+
+#define CUT_OVER	4000
+#define CUT_KEEP	3900
+#define CUT_NOTE	"\n\n[Response truncated...]"
+
+/* Length of the UTF-8 sequence at p (1..4), or 0 if it is not valid. */
+static size_t
+utf8_seq(const unsigned char *p, size_t left, unsigned *cp)
+{
+	size_t	n, i;
+	unsigned c = p[0], min;
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if ((c & 0xe0) == 0xc0) { n = 2; c &= 0x1f; min = 0x80; }
+	else if ((c & 0xf0) == 0xe0) { n = 3; c &= 0x0f; min = 0x800; }
+	else if ((c & 0xf8) == 0xf0) { n = 4; c &= 0x07; min = 0x10000; }
+	else
+		return 0;
+	if (left < n)
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return n;
+}
+
+/* Invalid bytes become U+FFFD, as a JavaScript reader would show them. */
+char *
+utf8_clean(const char *s, size_t len)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	char			*out, *o;
+	size_t			 i = 0, n;
+	unsigned		 cp;
+
+	o = out = xmalloc(len * 3 + 1);
+	while (i < len) {
+		n = p[i] == 0 ? 0 : utf8_seq(p + i, len - i, &cp);
+		if (n == 0) {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+			continue;
+		}
+		memcpy(o, p + i, n);
+		o += n;
+		i += n;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Text must be valid UTF-8 (utf8_clean). */
+char *
+response_cut(const char *s)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 i = 0, units = 0, keep = 0, len = strlen(s), n;
+	unsigned		 cp;
+	char			*r;
+
+	while (i < len) {
+		n = utf8_seq(p + i, len - i, &cp);
+		if (n == 0)
+			n = 1;
+		units += cp >= 0x10000 ? 2 : 1;
+		if (units <= CUT_KEEP)
+			keep = i + n;
+		i += n;
+	}
+	if (units <= CUT_OVER)
+		return xstrdup(s);
+	r = xmalloc(keep + sizeof(CUT_NOTE));
+	memcpy(r, s, keep);
+	memcpy(r + keep, CUT_NOTE, sizeof(CUT_NOTE));
+	return r;
+}
+
+static void
+copy_field(json_object *dst, json_object *src, const char *key)
+{
+	json_object *v;
+
+	if (json_object_object_get_ex(src, key, &v))
+		json_object_object_add(dst, key, json_object_get(v));
+}
+
+static json_object *
+response_base(json_object *msg, const char *text)
+{
+	json_object *o = json_object_new_object();
+
+	copy_field(o, msg, "channel");
+	copy_field(o, msg, "sender");
+	json_object_object_add(o, "message", json_object_new_string(text));
+	json_object_object_add(o, "originalMessage", json_object_get(
+	    json_object_object_get(msg, "message")));
+	json_object_object_add(o, "timestamp",
+	    json_object_new_int64(now_ms()));
+	copy_field(o, msg, "messageId");
+	return o;
+}
+
+json_object *
+response_notice(json_object *msg, const char *agent, const char *text)
+{
+	json_object *o = response_base(msg, text);
+
+	if (agent != NULL)
+		json_object_object_add(o, "agent", json_object_new_string(agent));
+	return o;
+}
+
+json_object *
+response_build(struct msg *m, const char *reply, char **extra,
+    size_t nextra)
+{
+	struct sendfile_ctx	 c;
+	json_object		*o, *a;
+	char			*clean, *text, *cut, **files;
+	size_t			 nfiles, i;
+
+	clean = utf8_clean(reply, strlen(reply));
+	c.container = m->job_mode != MODE_HOST;
+	c.mapping = m->job_mapping;
+	c.workdir = m->job_workdir != NULL ? m->job_workdir : "/";
+	text = sendfile_scan(clean, &c, &files, &nfiles);
+	cut = response_cut(text);
+	o = response_notice(m->obj, m->agent, cut);
+	if (nfiles + nextra > 0) {
+		a = json_object_new_array();
+		for (i = 0; i < nextra; i++)
+			json_object_array_add(a, json_object_new_string(
+			    extra[i]));
+		for (i = 0; i < nfiles; i++)
+			json_object_array_add(a, json_object_new_string(
+			    files[i]));
+		json_object_object_add(o, "files", a);
+	}
+	for (i = 0; i < nfiles; i++)
+		free(files[i]);
+	free(files);
+	free(clean);
+	free(text);
+	free(cut);
+	return o;
+}

@@ -1,0 +1,332 @@
+/*
+ * `clawvisor serve`: start-up (layout, configuration, pid file lock,
+ * recovery), the signal watchers, reload, and graceful stop.
+ */
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <unistd.h>
+
+#include "log.h"
+#include "supervisor.h"
+#include "util.h"
+
+struct sv sv;
+
+static ev_signal	sig_hup, sig_term, sig_int, sig_usr1;
+static ev_timer		grace;
+static int		finished;
+
+static int
+pid_lock(void)
+{
+	char	*path, buf[32];
+	ssize_t	 n;
+	int	 fd;
+
+	xasprintf(&path, "%s/run/clawvisor.pid", sv.home);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd == -1) {
+		fprintf(stderr, "clawvisor: cannot open %s: %s\n", path,
+		    strerror(errno));
+		free(path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		fprintf(stderr, "clawvisor: another clawvisor (pid %s) is "
+		    "already serving %s\n", *buf ? buf : "?", sv.home);
+		close(fd);
+		free(path);
+		return -1;
+	}
+	free(path);
+	sv.pidfd = fd;
+	return 0;
+}
+
+static void
+pid_write(void)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(sv.pidfd, 0) == -1 ||
+	    pwrite(sv.pidfd, buf, strlen(buf), 0) == -1)
+		log_warnx("cannot write the pid file: %s", strerror(errno));
+}
+
+static void
+pid_remove(void)
+{
+	char *path;
+
+	xasprintf(&path, "%s/run/clawvisor.pid", sv.home);
+	unlink(path);
+	free(path);
+	close(sv.pidfd);
+}
+
+/* Env-files a crash left behind hold secrets: they go first. */
+static void
+secrets_sweep(void)
+{
+	struct dirent	*de;
+	DIR		*d;
+	char		*path;
+	int		 n = 0;
+
+	xasprintf(&path, "%s/run/secrets", sv.home);
+	if ((d = opendir(path)) != NULL) {
+		while ((de = readdir(d)) != NULL)
+			if (de->d_name[0] != '.' &&
+			    unlinkat(dirfd(d), de->d_name, 0) == 0)
+				n++;
+		closedir(d);
+	}
+	if (n > 0)
+		log_info("removed %d stale env-file(s) from %s", n, path);
+	free(path);
+}
+
+static void
+finish(void)
+{
+	if (finished)
+		return;
+	finished = 1;
+	ev_timer_stop(sv.loop, &grace);
+	pool_shutdown();
+	ev_break(sv.loop, EVBREAK_ALL);
+}
+
+void
+supervisor_check_exit(void)
+{
+	if (sv.stopping && sched_running() == 0)
+		finish();
+}
+
+static void
+grace_expired(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	log_info("grace period over: handing back what still runs");
+	sched_handback_running();
+	finish();
+}
+
+void
+supervisor_stop(const char *why)
+{
+	if (sv.stopping)
+		return;
+	sv.stopping = 1;
+	log_info("stopping (%s): %zu invocation(s) in flight", why,
+	    sched_running());
+	queue_scan_stop();
+	if (sched_running() == 0) {
+		finish();
+		return;
+	}
+	ev_timer_init(&grace, grace_expired,
+	    (double)sv.conf->kill_grace_seconds, 0.);
+	ev_timer_start(sv.loop, &grace);
+}
+
+int
+supervisor_reload(char *err, size_t errlen)
+{
+	struct config	*cf;
+	json_object	*ev;
+
+	if ((cf = config_load(sv.home, err, errlen)) == NULL) {
+		log_error("reload refused, keeping generation %u: %s",
+		    sv.generation, err);
+		ev = json_object_new_object();
+		json_object_object_add(ev, "error",
+		    json_object_new_string(err));
+		json_object_object_add(ev, "generation",
+		    json_object_new_int((int)sv.generation));
+		event_emit("config_reload_failed", ev);
+		return -1;
+	}
+	if (*cf->warning != '\0')
+		log_warnx("%s", cf->warning);
+	config_free(sv.conf);
+	sv.conf = cf;
+	sv.generation++;
+	log_info("configuration generation %u in force: %zu agent(s), %lld "
+	    "worker(s), mode %s", sv.generation, cf->nagents,
+	    (long long)cf->workers, config_mode_name(cf->mode));
+	ev = json_object_new_object();
+	json_object_object_add(ev, "generation",
+	    json_object_new_int((int)sv.generation));
+	event_emit("config_reloaded", ev);
+	if (!sv.stopping) {
+		pool_resize((int)cf->workers);
+		queue_scan_reset();
+	}
+	sched_kick();
+	return 0;
+}
+
+static void
+on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	char err[512];
+
+	(void)loop;
+	(void)revents;
+	switch (w->signum) {
+	case SIGHUP:
+		log_info("SIGHUP: reloading %s", sv.conf->path);
+		supervisor_reload(err, sizeof(err));
+		break;
+	case SIGUSR1:
+		if (log_reopen() == -1)
+			log_error("cannot reopen the log: %s", strerror(errno));
+		break;
+	default:
+		supervisor_stop(w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+	}
+}
+
+static void
+signals_start(void)
+{
+	ev_signal_init(&sig_hup, on_signal, SIGHUP);
+	ev_signal_init(&sig_term, on_signal, SIGTERM);
+	ev_signal_init(&sig_int, on_signal, SIGINT);
+	ev_signal_init(&sig_usr1, on_signal, SIGUSR1);
+	ev_signal_start(sv.loop, &sig_hup);
+	ev_signal_start(sv.loop, &sig_term);
+	ev_signal_start(sv.loop, &sig_int);
+	ev_signal_start(sv.loop, &sig_usr1);
+}
+
+static int
+daemonize(void)
+{
+	pid_t	pid;
+	int	null;
+
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if ((null = open("/dev/null", O_RDWR)) != -1) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		if (null > 2)
+			close(null);
+	}
+	return 0;
+}
+
+static void
+emit_start(void)
+{
+	json_object	*o = json_object_new_object(), *a, *t;
+	size_t		 i;
+
+	a = json_object_new_array();
+	for (i = 0; i < sv.conf->nagents; i++)
+		json_object_array_add(a,
+		    json_object_new_string(sv.conf->agents[i].id));
+	t = json_object_new_array();
+	for (i = 0; i < sv.conf->nteams; i++)
+		json_object_array_add(t,
+		    json_object_new_string(sv.conf->teams[i].id));
+	json_object_object_add(o, "agents", a);
+	json_object_object_add(o, "teams", t);
+	json_object_object_add(o, "pid", json_object_new_int(getpid()));
+	event_emit("processor_start", o);
+}
+
+int
+supervisor_main(const char *home, int foreground)
+{
+	char	 err[512], exe[PATH_MAX], *logpath;
+	ssize_t	 n;
+
+	memset(&sv, 0, sizeof(sv));
+	sv.home = xstrdup(home);
+	sv.foreground = foreground;
+	sv.pidfd = -1;
+	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) == -1) {
+		fprintf(stderr, "clawvisor: /proc/self/exe: %s\n",
+		    strerror(errno));
+		return 1;
+	}
+	exe[n] = '\0';
+	sv.self_exe = xstrdup(exe);
+	if (queue_open_dirs(home) == -1)
+		return 1;
+	xasprintf(&logpath, "%s/logs/clawvisor.log", home);
+	log_open("supervisor", logpath, foreground);
+	free(logpath);
+	if ((sv.conf = config_load(home, err, sizeof(err))) == NULL) {
+		if (!foreground)
+			fprintf(stderr, "clawvisor: %s\n", err);
+		log_error("configuration error: %s", err);
+		return EX_CONFIG;
+	}
+	if (pid_lock() == -1)
+		return 1;
+	if (!foreground && daemonize() == -1) {
+		fprintf(stderr, "clawvisor: fork: %s\n", strerror(errno));
+		return 1;
+	}
+	log_open("supervisor", NULL, foreground);
+	xasprintf(&logpath, "%s/logs/clawvisor.log", home);
+	log_open("supervisor", logpath, foreground);
+	free(logpath);
+	pid_write();
+	setproctitle("supervisor %s", home);
+	signal(SIGPIPE, SIG_IGN);
+	sv.loop = ev_default_loop(EVFLAG_AUTO);
+	sv.generation = 1;
+	sv.started_ms = now_ms();
+	/* Unique across restarts: container names derive from it. */
+	sv.next_job_id = (uint64_t)now_ms() * 1000;
+	if (*sv.conf->warning != '\0')
+		log_warnx("%s", sv.conf->warning);
+	log_info("starting on %s: %zu agent(s), %lld worker(s), mode %s",
+	    home, sv.conf->nagents, (long long)sv.conf->workers,
+	    config_mode_name(sv.conf->mode));
+	secrets_sweep();
+	queue_recover();
+	queue_load_deferred();
+	signals_start();
+	pool_init();
+	emit_start();
+	queue_scan_start();
+	ev_run(sv.loop, 0);
+
+	log_info("stopped");
+	pid_remove();
+	sched_free_all();
+	pool_free();
+	config_free(sv.conf);
+	free(sv.home);
+	free(sv.self_exe);
+	log_close();
+	return 0;
+}

@@ -1,0 +1,195 @@
+/*
+ * The supervisor's shared state and, grouped by file, the functions each
+ * supervisor/ file offers the others (as OpenSMTPD's smtpd.h does).
+ */
+#ifndef CLAWVISOR_SUPERVISOR_H
+#define CLAWVISOR_SUPERVISOR_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+
+#include <stdint.h>
+
+#include <ev.h>
+#include <json-c/json.h>
+
+#include "config.h"
+#include "ipc.h"
+#include "job.h"
+
+#define EX_CONFIG	78
+#define EX_UNAVAILABLE	69
+
+/* Where a message's file is while the supervisor holds it. */
+enum msg_where { AT_INCOMING, AT_DEFERRED, AT_PROCESSING };
+
+struct lane;
+struct worker;
+
+struct msg {
+	TAILQ_ENTRY(msg)	 entry;		/* in its lane */
+	char			*name;		/* file name, same in every dir */
+	enum msg_where		 where;
+	json_object		*obj;		/* the message as on disk */
+	char			*agent;		/* routed agent id */
+	char			*text;		/* what the agent is sent */
+	int			 team_routed;
+	int			 attempt;	/* attempts made so far */
+	int64_t			 first_seen;	/* ms */
+	int			 deferred;	/* waiting for retry_at */
+	int64_t			 retry_at;	/* ms */
+	ev_timer		 retry;
+	int			 announced;	/* received/routed events sent */
+	struct lane		*lane;
+	struct worker		*worker;	/* running on it, or NULL */
+	uint64_t		 job_id;
+	enum sandbox_mode	 job_mode;
+	enum path_mapping	 job_mapping;
+	char			*job_workdir;
+	char			*job_runtime;	/* for a kill after worker death */
+	int64_t			 started_ms;	/* monotonic */
+	size_t			 bytes;
+};
+
+TAILQ_HEAD(msgq, msg);
+
+struct lane {
+	TAILQ_ENTRY(lane)	 all;
+	TAILQ_ENTRY(lane)	 ready;
+	char			*agent;
+	struct msgq		 msgs;
+	int			 running;
+	int			 in_ready;
+	size_t			 depth;
+};
+
+enum worker_state { W_STARTING, W_IDLE, W_BUSY, W_DEAD };
+
+struct worker {
+	int			 index;
+	pid_t			 pid;
+	enum worker_state	 state;
+	struct ipc_conn		 conn;
+	ev_io			 rio;
+	ev_io			 wio;
+	ev_child		 child;
+	ev_timer		 respawn;
+	struct msg		*msg;
+	pid_t			 job_pid;
+	uint64_t		 jobs;
+	int			 retired;	/* pool shrank: exit when idle */
+};
+
+struct counters {
+	uint64_t	ok;
+	uint64_t	transient;
+	uint64_t	terminal;
+	uint64_t	retried;
+	uint64_t	dead;
+	uint64_t	corrupt;
+	uint64_t	received;
+};
+
+struct sv {
+	struct ev_loop		*loop;
+	struct config		*conf;
+	unsigned		 generation;
+	char			*home;
+	char			*self_exe;
+	int			 foreground;
+	int			 dir_incoming;
+	int			 dir_processing;
+	int			 dir_deferred;
+	int			 dir_outgoing;
+	int			 dir_dead;
+	int			 dir_corrupt;
+	int			 dir_events;
+	int			 pidfd;
+	int			 stopping;
+	int			 paused;
+	int64_t			 started_ms;
+	uint64_t		 next_job_id;
+	struct counters		 count;
+};
+
+extern struct sv sv;
+
+/* supervisor.c */
+int		 supervisor_main(const char *home, int foreground);
+void		 supervisor_stop(const char *why);
+int		 supervisor_reload(char *err, size_t errlen);
+void		 supervisor_check_exit(void);
+
+/* queue.c */
+int		 queue_open_dirs(const char *home);
+void		 queue_scan_start(void);
+void		 queue_scan_reset(void);
+void		 queue_scan_stop(void);
+void		 queue_pull(void);
+int		 queue_parse(const char *, size_t, json_object **,
+		    int *incomplete, char *why, size_t);
+struct msg	*queue_msg_new(const char *name, enum msg_where,
+		    json_object *, size_t bytes);
+void		 queue_forget(struct msg *);
+size_t		 queue_held(void);
+int		 queue_claim(struct msg *);
+void		 queue_handback(struct msg *);
+void		 queue_corrupt(int dirfd, const char *name, const char *why);
+size_t		 queue_depth(int dirfd);
+
+/* commit.c */
+void		 queue_recover(void);
+void		 queue_load_deferred(void);
+int		 queue_defer(struct msg *, int64_t retry_at, const char *error);
+int		 queue_respond(struct msg *, json_object *resp);
+int		 queue_dead(struct msg *, const char *cls, const char *error,
+		    json_object *notice);
+json_object	*queue_dead_record(json_object *payload, const char *cls,
+		    const char *error, int attempt);
+char		*queue_response_name(json_object *resp);
+
+/* sched.c */
+void		 sched_init(void);
+void		 sched_add(struct msg *, int front);
+void		 sched_kick(void);
+void		 sched_done(struct msg *, struct job_result *);
+void		 sched_worker_lost(struct msg *, const char *why);
+void		 sched_fail(struct msg *, enum outcome, const char *why);
+size_t		 sched_running(void);
+size_t		 sched_waiting(void);
+size_t		 sched_permits_in_use(void);
+void		 sched_handback_running(void);
+json_object	*sched_status(void);
+void		 sched_free_all(void);
+void		 msg_free(struct msg *);
+
+/* pool.c */
+void		 pool_init(void);
+void		 pool_resize(int n);
+struct worker	*pool_idle(void);
+int		 pool_run(struct worker *, struct msg *, json_object *job);
+void		 pool_abandon(struct worker *);
+void		 pool_shutdown(void);
+void		 pool_free(void);
+size_t		 pool_alive(void);
+json_object	*pool_status(void);
+void		 pool_kill_container(const char *runtime, uint64_t job_id);
+
+/* route.c */
+const struct agent *route_mention(const struct config *, const char *word,
+		    int *team);
+int		 route_message(const struct config *, json_object *msg,
+		    char **agent, char **text, int *team_routed);
+
+/* event.c */
+void		 event_emit(const char *type, json_object *fields);
+
+/* response.c */
+json_object	*response_build(struct msg *, const char *reply,
+		    char **files, size_t nfiles);
+json_object	*response_notice(json_object *msg, const char *agent,
+		    const char *text);
+char		*response_cut(const char *);
+char		*utf8_clean(const char *, size_t);
+
+#endif

@@ -1,0 +1,377 @@
+/*
+ * fork/exec with bounded capture, after OpenSMTPD's forkmda and s6's
+ * close-on-exec exec-failure pipe. The child gets a new session so that a
+ * timeout can signal the whole process group, /dev/null on stdin, and no
+ * descriptor of ours but its stdout and stderr pipes.
+ */
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "runner.h"
+#include "util.h"
+
+#define DRAIN_SECONDS	2.0	/* pipes held open by an escaped process */
+#define CHUNK		65536
+
+extern char **environ;
+
+struct exec_report {
+	int	stage;
+	int	err;
+};
+
+static void	runner_maybe_done(struct runner *);
+
+static void
+capture_close(struct runner *r, struct capture *c)
+{
+	if (c->fd == -1)
+		return;
+	ev_io_stop(r->loop, &c->io);
+	close(c->fd);
+	c->fd = -1;
+}
+
+static void
+capture_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct runner	*r = w->data;
+	struct capture	*c = w == &r->out.io ? &r->out : &r->err;
+	char		 scratch[CHUNK];
+	size_t		 grow;
+	ssize_t		 n;
+
+	(void)loop;
+	(void)revents;
+	for (;;) {
+		if (c->len < c->cap) {
+			if (c->len == c->alloc) {
+				grow = c->alloc == 0 ? CHUNK : c->alloc * 2;
+				if (grow > c->cap)
+					grow = c->cap;
+				c->data = xreallocarray(c->data, grow + 1, 1);
+				c->alloc = grow;
+			}
+			n = read(c->fd, c->data + c->len, c->alloc - c->len);
+		} else
+			n = read(c->fd, scratch, sizeof(scratch));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			capture_close(r, c);
+			runner_maybe_done(r);
+			return;
+		}
+		if (c->len < c->cap) {
+			c->len += n;
+			c->data[c->len] = '\0';
+		} else
+			c->truncated = 1;	/* drained and dropped */
+	}
+}
+
+static void
+kill_group(struct runner *r, int sig)
+{
+	if (r->pid > 0)
+		kill(-r->pid, sig);
+}
+
+static void
+runner_grace(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct runner *r = w->data;
+
+	(void)loop;
+	(void)revents;
+	kill_group(r, SIGKILL);
+}
+
+static void
+runner_terminate(struct runner *r)
+{
+	if (r->on_timeout != NULL)
+		runner_run_sync(r->on_timeout, 30);
+	if (r->grace_seconds == 0) {
+		kill_group(r, SIGKILL);
+		return;
+	}
+	kill_group(r, SIGTERM);
+	ev_timer_set(&r->grace, (double)r->grace_seconds, 0.);
+	ev_timer_start(r->loop, &r->grace);
+}
+
+static void
+runner_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct runner *r = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (r->reaped)
+		return;
+	r->timed_out = 1;
+	runner_terminate(r);
+}
+
+void
+runner_cancel(struct runner *r)
+{
+	if (r->reaped || r->cancelled)
+		return;
+	r->cancelled = 1;
+	ev_timer_stop(r->loop, &r->timeout);
+	runner_terminate(r);
+}
+
+static void
+runner_drain(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct runner *r = w->data;
+
+	(void)loop;
+	(void)revents;
+	/* Something escaped the group and holds the pipes: stop waiting. */
+	capture_close(r, &r->out);
+	capture_close(r, &r->err);
+	runner_maybe_done(r);
+}
+
+static void
+runner_child(struct ev_loop *loop, ev_child *w, int revents)
+{
+	struct runner		*r = w->data;
+	struct exec_report	 rep;
+	ssize_t			 n;
+
+	(void)revents;
+	ev_child_stop(loop, w);
+	r->reaped = 1;
+	r->status = w->rstatus;
+	r->duration_ms = mono_ms() - r->started_ms;
+	ev_timer_stop(loop, &r->timeout);
+	ev_timer_stop(loop, &r->grace);
+	/* Whatever the program left running in its group goes with it. */
+	kill_group(r, SIGKILL);
+	do
+		n = read(r->execfd, &rep, sizeof(rep));
+	while (n == -1 && errno == EINTR);
+	if (n == (ssize_t)sizeof(rep)) {
+		r->exec_stage = rep.stage;
+		r->exec_errno = rep.err;
+	}
+	close(r->execfd);
+	r->execfd = -1;
+	ev_timer_set(&r->drain, DRAIN_SECONDS, 0.);
+	ev_timer_start(loop, &r->drain);
+	runner_maybe_done(r);
+}
+
+static void
+runner_maybe_done(struct runner *r)
+{
+	if (!r->reaped || r->out.fd != -1 || r->err.fd != -1)
+		return;
+	ev_timer_stop(r->loop, &r->drain);
+	if (r->cb != NULL) {
+		runner_cb cb = r->cb;
+		r->cb = NULL;
+		cb(r, r->arg);
+	}
+}
+
+static void __attribute__((noreturn))
+child_fail(int fd, int stage)
+{
+	struct exec_report rep = { stage, errno };
+
+	(void)!write(fd, &rep, sizeof(rep));
+	_exit(127);
+}
+
+static void __attribute__((noreturn))
+child_exec(const struct runner_spec *s, int out, int err, int rep)
+{
+	sigset_t	set;
+	int		sig, null;
+
+	setsid();
+	for (sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigemptyset(&set);
+	sigprocmask(SIG_SETMASK, &set, NULL);
+	if ((null = open("/dev/null", O_RDONLY)) == -1)
+		child_fail(rep, 2);
+	/* Move rep out of the way of 0-2 before the dup2s. */
+	if (rep < 3) {
+		int nrep = fcntl(rep, F_DUPFD_CLOEXEC, 3);
+		if (nrep == -1)
+			child_fail(rep, 2);
+		rep = nrep;
+	}
+	if (dup2(null, 0) == -1 || dup2(out, 1) == -1 || dup2(err, 2) == -1)
+		child_fail(rep, 2);
+	if (rep != 3) {
+		if (dup3(rep, 3, O_CLOEXEC) == -1)
+			child_fail(rep, 2);
+		rep = 3;
+	}
+	closefrom(4);
+	if (chdir(s->workdir) == -1)
+		child_fail(rep, 1);
+	execvpe(s->argv[0], s->argv, s->envp != NULL ? s->envp : environ);
+	child_fail(rep, 2);
+}
+
+static void
+capture_init(struct runner *r, struct capture *c, int fd, int64_t max)
+{
+	c->fd = fd;
+	c->cap = (size_t)max;
+	fd_nonblock(fd);
+	ev_io_init(&c->io, capture_read, fd, EV_READ);
+	c->io.data = r;
+	ev_io_start(r->loop, &c->io);
+}
+
+struct runner *
+runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
+    void *arg, char *err, size_t errlen)
+{
+	struct runner	*r;
+	int		 po[2] = { -1, -1 }, pe[2] = { -1, -1 };
+	int		 px[2] = { -1, -1 };
+	pid_t		 pid;
+
+	if (pipe2(po, O_CLOEXEC) == -1 || pipe2(pe, O_CLOEXEC) == -1 ||
+	    pipe2(px, O_CLOEXEC) == -1) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	if ((pid = fork()) == -1) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		goto fail;
+	}
+	if (pid == 0) {
+		close(po[0]);
+		close(pe[0]);
+		close(px[0]);
+		child_exec(s, po[1], pe[1], px[1]);
+	}
+	close(po[1]);
+	close(pe[1]);
+	close(px[1]);
+	r = xcalloc(1, sizeof(*r));
+	r->loop = loop;
+	r->pid = pid;
+	r->execfd = px[0];
+	r->cb = cb;
+	r->arg = arg;
+	r->grace_seconds = s->kill_grace_seconds;
+	r->on_timeout = s->on_timeout;
+	r->started_ms = mono_ms();
+	ev_child_init(&r->child, runner_child, pid, 0);
+	r->child.data = r;
+	ev_child_start(loop, &r->child);
+	ev_timer_init(&r->timeout, runner_timeout, 0., 0.);
+	ev_timer_init(&r->grace, runner_grace, 0., 0.);
+	ev_timer_init(&r->drain, runner_drain, 0., 0.);
+	r->timeout.data = r->grace.data = r->drain.data = r;
+	if (s->timeout_seconds > 0) {
+		ev_timer_set(&r->timeout, (double)s->timeout_seconds, 0.);
+		ev_timer_start(loop, &r->timeout);
+	}
+	capture_init(r, &r->out, po[0], s->max_output_bytes);
+	capture_init(r, &r->err, pe[0], s->max_output_bytes);
+	return r;
+fail:
+	if (po[0] != -1) { close(po[0]); close(po[1]); }
+	if (pe[0] != -1) { close(pe[0]); close(pe[1]); }
+	if (px[0] != -1) { close(px[0]); close(px[1]); }
+	return NULL;
+}
+
+void
+runner_status(const struct runner *r, struct run_status *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->exec_errno = r->exec_errno;
+	st->timed_out = r->timed_out;
+	if (r->exec_errno == 0) {
+		if (WIFEXITED(r->status)) {
+			st->exited = 1;
+			st->exit_code = WEXITSTATUS(r->status);
+		} else if (WIFSIGNALED(r->status))
+			st->signal = WTERMSIG(r->status);
+	}
+	st->err_text = r->err.data;
+	st->err_len = r->err.len;
+}
+
+void
+runner_free(struct runner *r)
+{
+	if (r == NULL)
+		return;
+	if (!r->reaped) {
+		/* Only on shutdown: do not leave the program behind. */
+		kill_group(r, SIGKILL);
+		ev_child_stop(r->loop, &r->child);
+		waitpid(r->pid, NULL, 0);
+	}
+	ev_timer_stop(r->loop, &r->timeout);
+	ev_timer_stop(r->loop, &r->grace);
+	ev_timer_stop(r->loop, &r->drain);
+	capture_close(r, &r->out);
+	capture_close(r, &r->err);
+	if (r->execfd != -1)
+		close(r->execfd);
+	free(r->out.data);
+	free(r->err.data);
+	free(r);
+}
+
+int
+runner_run_sync(char **argv, int timeout_seconds)
+{
+	struct timespec	 ts = { 0, 50 * 1000 * 1000 };
+	pid_t		 pid, w;
+	int		 status, i, null;
+
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid == 0) {
+		setsid();
+		if ((null = open("/dev/null", O_RDWR)) != -1) {
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		closefrom(3);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	for (i = 0; i < timeout_seconds * 20; i++) {
+		w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		if (w == -1 && errno != EINTR)
+			return -1;
+		nanosleep(&ts, NULL);
+	}
+	kill(-pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return -1;
+}

@@ -1,0 +1,75 @@
+/*
+ * Running one program for a worker: fork/exec in its own session, capture
+ * of stdout and stderr up to a cap, timeout with SIGTERM then SIGKILL to the
+ * whole process group, and a close-on-exec pipe that tells "could not exec"
+ * from "ran and failed".
+ */
+#ifndef CLAWVISOR_RUNNER_H
+#define CLAWVISOR_RUNNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <ev.h>
+
+#include "provider.h"
+
+struct capture {
+	char	*data;
+	size_t	 len;
+	size_t	 alloc;
+	size_t	 cap;		/* max_output_bytes */
+	int	 truncated;
+	int	 fd;
+	ev_io	 io;
+};
+
+struct runner;
+typedef void (*runner_cb)(struct runner *, void *);
+
+struct runner_spec {
+	char		**argv;
+	char		**envp;		/* NULL: the worker's environment */
+	const char	 *workdir;
+	int64_t		  timeout_seconds;	/* 0: none */
+	int64_t		  kill_grace_seconds;
+	int64_t		  max_output_bytes;
+	/* Run when the timeout fires, before the signals (container kill). */
+	char		**on_timeout;
+};
+
+struct runner {
+	struct ev_loop	*loop;
+	pid_t		 pid;
+	int		 execfd;
+	ev_child	 child;
+	ev_timer	 timeout;
+	ev_timer	 grace;
+	ev_timer	 drain;
+	struct capture	 out;
+	struct capture	 err;
+	int		 reaped;
+	int		 status;
+	int		 exec_errno;
+	int		 exec_stage;	/* 1: chdir, 2: exec */
+	int		 timed_out;
+	int		 cancelled;
+	int64_t		 started_ms;
+	int64_t		 duration_ms;
+	int64_t		 grace_seconds;
+	char		**on_timeout;
+	runner_cb	 cb;
+	void		*arg;
+};
+
+struct runner	*runner_start(struct ev_loop *, const struct runner_spec *,
+		    runner_cb, void *, char *err, size_t errlen);
+/* Stop it now, as a timeout would (graceful stop, supervisor's cancel). */
+void		 runner_cancel(struct runner *);
+void		 runner_status(const struct runner *, struct run_status *);
+void		 runner_free(struct runner *);
+/* Run a short helper program to completion (container kill); bounded. */
+int		 runner_run_sync(char **argv, int timeout_seconds);
+
+#endif

@@ -1,0 +1,296 @@
+/*
+ * Per-mode argv (SPEC §4, docs/SANDBOX.md). Host mode runs the CLI as is.
+ * Container modes wrap it in `RUNTIME run ...`; secrets go only into a 0600
+ * env-file under run/secrets/, never into argv. Every fail-closed check is
+ * made here, before any process starts, and fails the job as terminal.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "provider.h"
+#include "sandbox.h"
+#include "util.h"
+
+struct argv_b {
+	char	**v;
+	size_t	  n;
+	size_t	  cap;
+};
+
+static void
+add(struct argv_b *a, const char *s)
+{
+	if (a->n + 2 > a->cap) {
+		a->cap = a->cap == 0 ? 64 : a->cap * 2;
+		a->v = xreallocarray(a->v, a->cap, sizeof(char *));
+	}
+	a->v[a->n++] = xstrdup(s);
+	a->v[a->n] = NULL;
+}
+
+static void
+add2(struct argv_b *a, const char *k, const char *v, const char *k2,
+    const char *v2)
+{
+	char *s;
+
+	xasprintf(&s, "%s%s%s%s", k, v, k2 != NULL ? k2 : "",
+	    v2 != NULL ? v2 : "");
+	add(a, s);
+	free(s);
+}
+
+/* Like execvp's search: is there an executable NAME on PATH? */
+static int
+in_path(const char *name)
+{
+	const char	*path, *p, *e;
+	char		 buf[4096];
+
+	if (strchr(name, '/') != NULL)
+		return access(name, X_OK) == 0;
+	if ((path = getenv("PATH")) == NULL)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path; ; p = e + 1) {
+		e = strchr(p, ':');
+		if (e == NULL)
+			e = p + strlen(p);
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)(e - p),
+		    e == p ? "." : p, name);
+		if (access(buf, X_OK) == 0)
+			return 1;
+		if (*e == '\0')
+			return 0;
+	}
+}
+
+static int
+allowlisted(const struct job *j, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < j->nallow; i++)
+		if (strcmp(j->env_allowlist[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+check_key(const struct job *j, char *err, size_t errlen)
+{
+	const char *key, *v;
+
+	if (j->provider == PROV_COMMAND)
+		return 0;
+	key = j->provider == PROV_ANTHROPIC ? "ANTHROPIC_API_KEY" :
+	    "OPENAI_API_KEY";
+	if (!allowlisted(j, key)) {
+		snprintf(err, errlen, "%s is required by the %s provider but "
+		    "is not in sandbox.env_allowlist", key,
+		    config_provider_name(j->provider));
+		return -1;
+	}
+	if ((v = getenv(key)) == NULL || *v == '\0') {
+		snprintf(err, errlen, "%s is required by the %s provider but "
+		    "is not set in the daemon's environment", key,
+		    config_provider_name(j->provider));
+		return -1;
+	}
+	return 0;
+}
+
+/* run/secrets/<id>.env: O_EXCL, 0600, in a 0700 directory. */
+static int
+write_env_file(const struct job *j, const char *w, struct sandbox_run *sb,
+    char *err, size_t errlen)
+{
+	const char	*v;
+	char		*dir, *line;
+	size_t		 i;
+	int		 fd;
+	FILE		*f;
+
+	xasprintf(&dir, "%s/run/secrets", j->home);
+	if (mkdir_p(dir, 0700) == -1 || chmod(dir, 0700) == -1) {
+		snprintf(err, errlen, "cannot create %s: %s", dir,
+		    strerror(errno));
+		free(dir);
+		return -1;
+	}
+	xasprintf(&sb->env_file, "%s/%llu.env", dir,
+	    (unsigned long long)j->id);
+	free(dir);
+	fd = open(sb->env_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+	    O_NOFOLLOW, 0600);
+	if (fd == -1 || (f = fdopen(fd, "w")) == NULL) {
+		snprintf(err, errlen, "cannot create env-file %s: %s",
+		    sb->env_file, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		free(sb->env_file);
+		sb->env_file = NULL;
+		return -1;
+	}
+	fprintf(f, "HOME=%s/.tinyclaw-home\n", strcmp(w, "/") == 0 ? "" : w);
+	for (i = 0; i < j->nallow; i++) {
+		if ((v = getenv(j->env_allowlist[i])) == NULL)
+			continue;
+		if (strchr(v, '\n') != NULL) {
+			/* An env-file line cannot hold it. */
+			snprintf(err, errlen, "%s contains a newline and "
+			    "cannot be passed in an env-file",
+			    j->env_allowlist[i]);
+			fclose(f);
+			return -1;
+		}
+		xasprintf(&line, "%s=%s\n", j->env_allowlist[i], v);
+		fputs(line, f);
+		explicit_bzero(line, strlen(line));
+		free(line);
+	}
+	if (fflush(f) == EOF || fsync(fileno(f)) == -1) {
+		snprintf(err, errlen, "cannot write env-file: %s",
+		    strerror(errno));
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	return 0;
+}
+
+static int
+container_argv(const struct job *j, struct sandbox_run *sb, char *err,
+    size_t errlen)
+{
+	struct argv_b	  a = { NULL, 0, 0 };
+	char		**cli, uidgid[64], cpus[32], *w, *p;
+	size_t		  i;
+	int		  apple = j->mode == MODE_APPLE;
+	double		  d;
+
+	if (!in_path(j->rt.runtime_command)) {
+		snprintf(err, errlen, "container runtime \"%s\" not found in "
+		    "PATH (sandbox.%s.runtime_command)", j->rt.runtime_command,
+		    apple ? "apple" : "docker");
+		return -1;
+	}
+	if (check_key(j, err, errlen) == -1)
+		return -1;
+	if (j->rt.network == NET_NONE && j->provider != PROV_COMMAND) {
+		snprintf(err, errlen, "network \"none\" cannot work with the "
+		    "%s provider: its CLI must reach the API",
+		    config_provider_name(j->provider));
+		return -1;
+	}
+	if (strpbrk(j->workdir, ",\n") != NULL) {
+		snprintf(err, errlen, "working directory %s has a character "
+		    "a --mount option cannot carry", j->workdir);
+		return -1;
+	}
+	snprintf(cpus, sizeof(cpus), "%s", j->rt.cpus);
+	if (apple) {
+		d = strtod(j->rt.cpus, &p);
+		if (*p != '\0' || d != (double)(long)d || d < 1) {
+			snprintf(err, errlen, "sandbox.apple.cpus: Apple's "
+			    "container takes a whole number of CPUs, got "
+			    "\"%s\"", j->rt.cpus);
+			return -1;
+		}
+		snprintf(cpus, sizeof(cpus), "%ld", (long)d);
+	}
+	if (strcmp(j->rt.user, "auto") == 0)
+		snprintf(uidgid, sizeof(uidgid), "%u:%u", (unsigned)getuid(),
+		    (unsigned)getgid());
+	else
+		snprintf(uidgid, sizeof(uidgid), "%s", j->rt.user);
+	w = j->path_mapping == MAP_MAPPED ? "/workspace" : j->workdir;
+	if (write_env_file(j, w, sb, err, errlen) == -1)
+		return -1;
+	xasprintf(&sb->container, "clawvisor-%llu", (unsigned long long)j->id);
+
+	add(&a, j->rt.runtime_command);
+	add(&a, "run");
+	add(&a, "--rm");
+	add(&a, "--name");
+	add(&a, sb->container);
+	add(&a, "--label");
+	add2(&a, "clawvisor.home=", j->home, NULL, NULL);
+	add(&a, "--workdir");
+	add(&a, w);
+	add(&a, "--network");
+	add(&a, j->rt.network == NET_NONE ? "none" : apple ? "default" :
+	    "bridge");
+	add(&a, "--memory");
+	add(&a, j->rt.memory);
+	add(&a, "--cpus");
+	add(&a, cpus);
+	if (!apple) {
+		char pids[32];
+
+		snprintf(pids, sizeof(pids), "%lld",
+		    (long long)j->rt.pids_limit);
+		add(&a, "--pids-limit");
+		add(&a, pids);
+		add(&a, "--security-opt");
+		add(&a, "no-new-privileges");
+	}
+	add(&a, "--read-only");
+	add(&a, "--cap-drop");
+	add(&a, "ALL");
+	add(&a, "--tmpfs");
+	add(&a, apple ? "/tmp" : "/tmp:rw,noexec,nosuid,size=256m");
+	add(&a, "--user");
+	add(&a, uidgid);
+	add(&a, "--mount");
+	add2(&a, apple ? "type=bind,source=" : "type=bind,src=", j->workdir,
+	    apple ? ",target=" : ",dst=", w);
+	add(&a, "--env-file");
+	add(&a, sb->env_file);
+	add(&a, j->rt.image);
+	cli = provider_argv(j, NULL);
+	for (i = 0; cli[i] != NULL; i++)
+		add(&a, cli[i]);
+	argv_free(cli);
+	sb->argv = a.v;
+	sb->container_mode = 1;
+	sb->on_timeout = xcalloc(4, sizeof(char *));
+	sb->on_timeout[0] = xstrdup(j->rt.runtime_command);
+	sb->on_timeout[1] = xstrdup("kill");
+	sb->on_timeout[2] = xstrdup(sb->container);
+	return 0;
+}
+
+int
+sandbox_prepare(const struct job *j, struct sandbox_run *sb, char *err,
+    size_t errlen)
+{
+	memset(sb, 0, sizeof(*sb));
+	if (j->mode == MODE_HOST) {
+		sb->argv = provider_argv(j, NULL);
+		return 0;
+	}
+	if (container_argv(j, sb, err, errlen) == -1) {
+		sandbox_cleanup(sb);
+		return -1;
+	}
+	return 0;
+}
+
+void
+sandbox_cleanup(struct sandbox_run *sb)
+{
+	if (sb->env_file != NULL)
+		unlink(sb->env_file);
+	free(sb->env_file);
+	argv_free(sb->argv);
+	argv_free(sb->envp);
+	argv_free(sb->on_timeout);
+	free(sb->container);
+	memset(sb, 0, sizeof(*sb));
+}

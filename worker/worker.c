@@ -1,0 +1,260 @@
+/*
+ * The worker's loop: a small libev default loop of its own (the worker is a
+ * fresh exec of the clawvisor binary), one socketpair to the supervisor, at
+ * most one invocation at a time. EOF from the supervisor, or SIGTERM, ends
+ * the worker after killing whatever it is running.
+ */
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <unistd.h>
+#include <ev.h>
+
+#include "ipc.h"
+#include "job.h"
+#include "log.h"
+#include "provider.h"
+#include "redact.h"
+#include "runner.h"
+#include "sandbox.h"
+#include "util.h"
+#include "worker.h"
+
+static struct {
+	struct ev_loop		*loop;
+	struct ipc_conn		 conn;
+	ev_io			 io;
+	ev_signal		 sigterm;
+	int			 index;
+	int			 busy;
+	struct job		 job;
+	struct sandbox_run	 sb;
+	struct runner		*runner;
+} w;
+
+static void
+worker_send(enum ipc_type type, uint64_t id, json_object *o)
+{
+	if (ipc_queue(&w.conn, type, id, o) == -1 ||
+	    ipc_flush_blocking(&w.conn) == -1) {
+		log_error("cannot write to the supervisor: %s", w.conn.err);
+		exit(1);
+	}
+}
+
+static void
+worker_finish(struct job_result *res)
+{
+	json_object	*o;
+	char		*clean;
+
+	clean = redact(res->error != NULL ? res->error : "",
+	    w.job.env_allowlist, w.job.nallow);
+	free(res->error);
+	res->error = clean;
+	if (res->reply != NULL) {
+		clean = redact(res->reply, w.job.env_allowlist, w.job.nallow);
+		free(res->reply);
+		res->reply = clean;
+	}
+	o = result_to_json(res);
+	worker_send(MSG_JOB_DONE, w.job.id, o);
+	json_object_put(o);
+	log_debug("job %llu: %s%s%s", (unsigned long long)w.job.id,
+	    outcome_name(res->outcome), *res->error ? ": " : "", res->error);
+	result_free(res);
+	sandbox_cleanup(&w.sb);
+	job_free(&w.job);
+	w.busy = 0;
+}
+
+static void
+worker_done(struct runner *r, void *arg)
+{
+	struct job_result	res;
+	struct run_status	st;
+	char			why[1024];
+
+	(void)arg;
+	memset(&res, 0, sizeof(res));
+	runner_status(r, &st);
+	st.program = w.sb.argv[0];
+	st.container = w.sb.container_mode;
+	if (r->exec_stage == 1) {
+		snprintf(why, sizeof(why), "cannot enter working directory %s:"
+		    " %s", w.job.workdir, strerror(r->exec_errno));
+		res.outcome = OUT_TERMINAL;
+	} else
+		res.outcome = classify(&st, why, sizeof(why));
+	if (r->cancelled && res.outcome != OUT_OK) {
+		res.outcome = OUT_TRANSIENT;
+		snprintf(why, sizeof(why), "cancelled by the supervisor");
+	}
+	res.exit_code = st.exited ? st.exit_code : -1;
+	res.signal = st.signal;
+	res.timed_out = st.timed_out;
+	res.truncated = r->out.truncated || r->err.truncated;
+	res.duration_ms = r->duration_ms;
+	res.error = xstrdup(why);
+	if (res.outcome == OUT_OK)
+		res.reply = provider_reply(&w.job, r->out.data != NULL ?
+		    r->out.data : "", r->out.len);
+	runner_free(r);
+	w.runner = NULL;
+	worker_finish(&res);
+}
+
+static void
+worker_fail(enum outcome o, const char *why)
+{
+	struct job_result res;
+
+	memset(&res, 0, sizeof(res));
+	res.outcome = o;
+	res.exit_code = -1;
+	res.error = xstrdup(why);
+	worker_finish(&res);
+}
+
+static void
+worker_run(uint64_t id, json_object *o)
+{
+	struct runner_spec	 spec;
+	json_object		*started;
+	char			 err[512];
+
+	if (w.busy)
+		fatalx("protocol error: a job while job %llu is running",
+		    (unsigned long long)w.job.id);
+	w.busy = 1;
+	memset(&w.sb, 0, sizeof(w.sb));
+	if (job_from_json(o, &w.job, err, sizeof(err)) == -1)
+		fatalx("protocol error: bad job: %s", err);
+	w.job.id = id;
+	if (mkdir_p(w.job.workdir, 0755) == -1) {
+		snprintf(err, sizeof(err), "cannot create working directory "
+		    "%s: %s", w.job.workdir, strerror(errno));
+		worker_fail(OUT_TERMINAL, err);
+		return;
+	}
+	if (sandbox_prepare(&w.job, &w.sb, err, sizeof(err)) == -1) {
+		worker_fail(OUT_TERMINAL, err);
+		return;
+	}
+	memset(&spec, 0, sizeof(spec));
+	spec.argv = w.sb.argv;
+	spec.envp = w.sb.envp;
+	spec.workdir = w.job.workdir;
+	spec.timeout_seconds = w.job.timeout_seconds;
+	spec.kill_grace_seconds = w.job.kill_grace_seconds;
+	spec.max_output_bytes = w.job.max_output_bytes;
+	spec.on_timeout = w.sb.on_timeout;
+	w.runner = runner_start(w.loop, &spec, worker_done, NULL, err,
+	    sizeof(err));
+	if (w.runner == NULL) {
+		worker_fail(OUT_TRANSIENT, err);
+		return;
+	}
+	started = json_object_new_object();
+	json_object_object_add(started, "pid",
+	    json_object_new_int64(w.runner->pid));
+	worker_send(MSG_JOB_STARTED, id, started);
+	json_object_put(started);
+}
+
+static void
+worker_quit(const char *why)
+{
+	log_info("exiting: %s", why);
+	if (w.runner != NULL)
+		runner_free(w.runner);	/* kills the process group */
+	sandbox_cleanup(&w.sb);
+	exit(0);
+}
+
+static void
+worker_read(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct ipc_hdr	 h;
+	json_object	*o;
+	int		 r;
+
+	(void)loop;
+	(void)io;
+	(void)revents;
+	if ((r = ipc_fill(&w.conn)) == -1)
+		fatalx("supervisor connection: %s", w.conn.err);
+	while ((r == 1 || r == 0) && ipc_next(&w.conn, &h, &o) == 1) {
+		switch (h.type) {
+		case MSG_JOB_RUN:
+			worker_run(h.id, o);
+			break;
+		case MSG_JOB_CANCEL:
+			if (w.runner != NULL && w.job.id == h.id)
+				runner_cancel(w.runner);
+			break;
+		default:
+			fatalx("protocol error: unexpected message type %u",
+			    h.type);
+		}
+		json_object_put(o);
+	}
+	if (*w.conn.err != '\0')
+		fatalx("protocol error: %s", w.conn.err);
+	if (r == 0) {
+		if (ipc_eof_check(&w.conn) == -1)
+			log_error("%s", w.conn.err);
+		worker_quit("supervisor closed the connection");
+	}
+}
+
+static void
+worker_sigterm(struct ev_loop *loop, ev_signal *s, int revents)
+{
+	(void)loop;
+	(void)s;
+	(void)revents;
+	worker_quit("SIGTERM");
+}
+
+int
+worker_main(int fd, int index, const char *home, int log_stderr)
+{
+	json_object	*hello;
+	char		 tag[32], *logpath;
+
+	w.index = index;
+	snprintf(tag, sizeof(tag), "worker %d", index);
+	xasprintf(&logpath, "%s/logs/clawvisor.log", home);
+	log_open(tag, logpath, log_stderr);
+	free(logpath);
+	setproctitle("worker %d", index);
+	signal(SIGPIPE, SIG_IGN);
+	/* If the supervisor vanishes without closing, SIGTERM still comes. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		worker_quit("supervisor gone");
+	w.loop = ev_default_loop(EVFLAG_AUTO);
+	ipc_init(&w.conn, fd);
+	fd_nonblock(fd);
+	fd_cloexec(fd);
+	ev_io_init(&w.io, worker_read, fd, EV_READ);
+	ev_io_start(w.loop, &w.io);
+	ev_signal_init(&w.sigterm, worker_sigterm, SIGTERM);
+	ev_signal_start(w.loop, &w.sigterm);
+	hello = json_object_new_object();
+	json_object_object_add(hello, "pid", json_object_new_int64(getpid()));
+	json_object_object_add(hello, "version",
+	    json_object_new_int(IPC_VERSION));
+	worker_send(MSG_HELLO, 0, hello);
+	json_object_put(hello);
+	ev_run(w.loop, 0);
+	return 0;
+}
