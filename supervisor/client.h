@@ -5,6 +5,14 @@
 #ifndef CLAWVISOR_CLIENT_H
 #define CLAWVISOR_CLIENT_H
 
-int	client_main(const char *home, int argc, char **argv, int json);
+#include <json-c/json.h>
+
+int	 client_main(const char *home, int argc, char **argv, int json);
+int	 client_connect(const char *home, int quiet);
+char	*client_request(int fd, json_object *req);
+
+/* doctor.c: these work without a daemon. */
+int	 doctor_main(const char *home, int json);
+int	 build_image_main(const char *home);
 
 #endif

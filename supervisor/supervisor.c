@@ -17,6 +17,7 @@
 
 #include <unistd.h>
 
+#include "control.h"
 #include "log.h"
 #include "supervisor.h"
 #include "util.h"
@@ -108,6 +109,7 @@ finish(void)
 		return;
 	finished = 1;
 	ev_timer_stop(sv.loop, &grace);
+	control_close();
 	pool_shutdown();
 	ev_break(sv.loop, EVBREAK_ALL);
 }
@@ -315,6 +317,10 @@ supervisor_main(const char *home, int foreground)
 	queue_recover();
 	queue_load_deferred();
 	signals_start();
+	if (control_init() == -1) {
+		pid_remove();
+		return 1;
+	}
 	pool_init();
 	emit_start();
 	queue_scan_start();

@@ -1,0 +1,612 @@
+/*
+ * What each control command does: a table from the command name to its
+ * handler (as rspamd_control.c has), every reply {"ok":true,…} or
+ * {"ok":false,"error":…}. The dispatcher takes a line and returns a reply
+ * and never fails otherwise, so a bad line leaves the connection usable.
+ */
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "log.h"
+#include "redact.h"
+#include "supervisor.h"
+#include "util.h"
+
+#define DEAD_LIST_MAX	10000
+
+typedef json_object *(*cmd_fn)(json_object *req, int *stop);
+
+static json_object *
+ok_reply(void)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	return o;
+}
+
+static json_object *
+err_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static json_object *
+err_reply(const char *fmt, ...)
+{
+	json_object	*o = json_object_new_object();
+	char		 buf[1024], *clean;
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	clean = redact(buf, sv.conf->env_allowlist, sv.conf->nallow);
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "error", json_object_new_string(clean));
+	free(clean);
+	return o;
+}
+
+static void
+add_int(json_object *o, const char *k, int64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+static json_object *
+cmd_status(json_object *req, int *stop)
+{
+	json_object	*o = ok_reply(), *p, *q, *c;
+
+	(void)req;
+	(void)stop;
+	add_int(o, "pid", getpid());
+	add_int(o, "uptimeSeconds", (now_ms() - sv.started_ms) / 1000);
+	add_int(o, "generation", sv.generation);
+	json_object_object_add(o, "paused", json_object_new_boolean(sv.paused));
+	json_object_object_add(o, "stopping",
+	    json_object_new_boolean(sv.stopping));
+	json_object_object_add(o, "mode",
+	    json_object_new_string(config_mode_name(sv.conf->mode)));
+	json_object_object_add(o, "workers", pool_status());
+	p = json_object_new_object();
+	add_int(p, "inUse", (int64_t)sched_permits_in_use());
+	add_int(p, "max", sv.conf->max_concurrency);
+	add_int(p, "waiting", (int64_t)sched_waiting());
+	add_int(p, "maxWaiters", sv.conf->max_waiters);
+	json_object_object_add(o, "permits", p);
+	q = json_object_new_object();
+	add_int(q, "incoming", (int64_t)queue_depth(sv.dir_incoming));
+	add_int(q, "processing", (int64_t)queue_depth(sv.dir_processing));
+	add_int(q, "deferred", (int64_t)queue_depth(sv.dir_deferred));
+	add_int(q, "outgoing", (int64_t)queue_depth(sv.dir_outgoing));
+	add_int(q, "deadLetter", (int64_t)queue_depth(sv.dir_dead));
+	add_int(q, "corrupt", (int64_t)queue_depth(sv.dir_corrupt));
+	add_int(q, "held", (int64_t)queue_held());
+	json_object_object_add(o, "queue", q);
+	c = json_object_new_object();
+	add_int(c, "received", (int64_t)sv.count.received);
+	add_int(c, "ok", (int64_t)sv.count.ok);
+	add_int(c, "transient", (int64_t)sv.count.transient);
+	add_int(c, "terminal", (int64_t)sv.count.terminal);
+	add_int(c, "retried", (int64_t)sv.count.retried);
+	add_int(c, "dead", (int64_t)sv.count.dead);
+	add_int(c, "corrupt", (int64_t)sv.count.corrupt);
+	json_object_object_add(o, "counters", c);
+	json_object_object_add(o, "lanes", sched_status());
+	return o;
+}
+
+static json_object *
+cmd_reload(json_object *req, int *stop)
+{
+	json_object	*o;
+	char		 err[512];
+
+	(void)req;
+	(void)stop;
+	if (sv.stopping)
+		return err_reply("the daemon is stopping");
+	if (supervisor_reload(err, sizeof(err)) == -1)
+		return err_reply("%s", err);
+	o = ok_reply();
+	add_int(o, "generation", sv.generation);
+	return o;
+}
+
+static json_object *
+cmd_pause(json_object *req, int *stop)
+{
+	(void)req;
+	(void)stop;
+	if (!sv.paused)
+		log_info("paused: no new invocations start");
+	sv.paused = 1;
+	return ok_reply();
+}
+
+static json_object *
+cmd_resume(json_object *req, int *stop)
+{
+	(void)req;
+	(void)stop;
+	if (sv.paused)
+		log_info("resumed");
+	sv.paused = 0;
+	sched_kick();
+	return ok_reply();
+}
+
+static json_object *
+cmd_stop(json_object *req, int *stop)
+{
+	(void)req;
+	*stop = 1;
+	return ok_reply();
+}
+
+static json_object *
+sandbox_json(const struct config *cf)
+{
+	json_object	*o = ok_reply(), *sup, *ags, *a;
+	size_t		 i;
+
+	json_object_object_add(o, "generation",
+	    json_object_new_int((int)sv.generation));
+	json_object_object_add(o, "sandbox", config_sandbox_json(cf));
+	sup = json_object_new_object();
+	add_int(sup, "workers", cf->workers);
+	add_int(sup, "scan_interval_ms", cf->scan_interval_ms);
+	add_int(sup, "max_chain_steps", cf->max_chain_steps);
+	json_object_object_add(o, "supervisor", sup);
+	ags = json_object_new_object();
+	for (i = 0; i < cf->nagents; i++) {
+		a = json_object_new_object();
+		json_object_object_add(a, "provider", json_object_new_string(
+		    config_provider_name(cf->agents[i].provider)));
+		json_object_object_add(a, "model", cf->agents[i].model ?
+		    json_object_new_string(cf->agents[i].model) : NULL);
+		json_object_object_add(a, "sandbox_mode", json_object_new_string(
+		    config_mode_name(config_agent_mode(cf, &cf->agents[i]))));
+		json_object_object_add(a, "working_directory",
+		    json_object_new_string(cf->agents[i].workdir));
+		json_object_object_add(ags, cf->agents[i].id, a);
+	}
+	json_object_object_add(o, "agents", ags);
+	return o;
+}
+
+static json_object *
+cmd_sandbox_show(json_object *req, int *stop)
+{
+	(void)req;
+	(void)stop;
+	return sandbox_json(sv.conf);
+}
+
+/* Which allowlisted variables the daemon has: names and yes/no only. */
+static json_object *
+cmd_sandbox_env(json_object *req, int *stop)
+{
+	json_object	*o = ok_reply(), *set = json_object_new_object();
+	const char	*v;
+	size_t		 i;
+
+	(void)req;
+	(void)stop;
+	for (i = 0; i < sv.conf->nallow; i++) {
+		v = getenv(sv.conf->env_allowlist[i]);
+		json_object_object_add(set, sv.conf->env_allowlist[i],
+		    json_object_new_boolean(v != NULL && *v != '\0'));
+	}
+	json_object_object_add(o, "set", set);
+	add_int(o, "uid", getuid());
+	add_int(o, "gid", getgid());
+	return o;
+}
+
+/*
+ * Set sandbox.mode in settings.json, keeping every other key: parse the
+ * file, change the one key, validate the result as a whole, write it
+ * atomically with the file's own mode, then reload.
+ */
+static json_object *
+cmd_sandbox_set(json_object *req, int *stop)
+{
+	json_object	*root = NULL, *sb, *v, *r;
+	struct config	*cf;
+	struct stat	 st;
+	const char	*mode, *s;
+	char		*text = NULL, err[512], *dir, *base;
+	size_t		 len;
+	int		 dfd = -1, rr;
+
+	(void)stop;
+	if (!json_object_object_get_ex(req, "mode", &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return err_reply("sandbox.set: expected \"mode\": host, docker "
+		    "or apple");
+	mode = json_object_get_string(v);
+	if (strcmp(mode, "host") != 0 && strcmp(mode, "docker") != 0 &&
+	    strcmp(mode, "apple") != 0)
+		return err_reply("sandbox.mode: expected one of \"host\", "
+		    "\"docker\" or \"apple\", got \"%.40s\"", mode);
+	rr = file_read_regular(AT_FDCWD, sv.conf->path, 4 * 1024 * 1024,
+	    &text, &len, err, sizeof(err));
+	if (rr == -2)
+		text = xstrdup("{}"), len = 2, rr = 0;
+	if (rr != 0)
+		return err_reply("%s: %s", sv.conf->path, err);
+	root = json_tokener_parse(text);
+	free(text);
+	if (root == NULL || !json_object_is_type(root, json_type_object)) {
+		json_object_put(root);
+		return err_reply("%s: not a JSON object", sv.conf->path);
+	}
+	if (!json_object_object_get_ex(root, "sandbox", &sb) || sb == NULL) {
+		sb = json_object_new_object();
+		json_object_object_add(root, "sandbox", sb);
+	} else if (!json_object_is_type(sb, json_type_object)) {
+		json_object_put(root);
+		return err_reply("sandbox: expected an object");
+	}
+	json_object_object_add(sb, "mode", json_object_new_string(mode));
+	s = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+	    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if ((cf = config_parse(s, strlen(s), sv.home, err, sizeof(err)))
+	    == NULL) {
+		json_object_put(root);
+		return err_reply("%s", err);
+	}
+	config_free(cf);
+	dir = xstrdup(sv.conf->path);
+	base = strrchr(dir, '/');
+	*base++ = '\0';
+	xasprintf(&text, "%s\n", s);
+	json_object_put(root);
+	if (stat(sv.conf->path, &st) == -1)
+		st.st_mode = 0600;
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    file_write_atomic(dfd, base, text, strlen(text), 0) == -1) {
+		r = err_reply("cannot write %s: %s", sv.conf->path,
+		    strerror(errno));
+		goto out;
+	}
+	/* The new file keeps the old one's permissions. */
+	fchmodat(dfd, base, st.st_mode & 07777, 0);
+	log_info("sandbox.mode set to %s in %s", mode, sv.conf->path);
+	r = cmd_reload(req, stop);
+out:
+	if (dfd != -1)
+		close(dfd);
+	free(dir);
+	free(text);
+	return r;
+}
+
+/* A dead-letter id is a file name in dead-letter/, with or without .json. */
+static char *
+dead_name(json_object *req, json_object **err)
+{
+	json_object	*v;
+	const char	*id;
+	char		*name;
+	size_t		 l;
+
+	if (!json_object_object_get_ex(req, "id", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		*err = err_reply("expected \"id\": a dead letter id");
+		return NULL;
+	}
+	id = json_object_get_string(v);
+	l = strlen(id);
+	if (l == 0 || l > 200 || strchr(id, '/') != NULL || id[0] == '.') {
+		*err = err_reply("invalid dead letter id \"%.60s\"", id);
+		return NULL;
+	}
+	if (l > 5 && strcmp(id + l - 5, ".json") == 0)
+		name = xstrdup(id);
+	else
+		xasprintf(&name, "%s.json", id);
+	return name;
+}
+
+static json_object *
+dead_read(const char *name, json_object **err)
+{
+	json_object	*rec;
+	char		*text, why[256];
+	size_t		 len;
+	int		 r;
+
+	r = file_read_regular(sv.dir_dead, name, 64 * 1024 * 1024, &text,
+	    &len, why, sizeof(why));
+	if (r == -2) {
+		*err = err_reply("no dead letter \"%.*s\"", (int)strlen(name) -
+		    5, name);
+		return NULL;
+	}
+	if (r != 0) {
+		*err = err_reply("dead-letter/%s: %s", name, why);
+		return NULL;
+	}
+	rec = json_tokener_parse(text);
+	free(text);
+	if (rec == NULL || !json_object_is_type(rec, json_type_object)) {
+		json_object_put(rec);
+		*err = err_reply("dead-letter/%s: not a dead letter record",
+		    name);
+		return NULL;
+	}
+	return rec;
+}
+
+static json_object *
+dead_summary(const char *name, json_object *rec)
+{
+	json_object *o = json_object_new_object(), *p, *v;
+
+	json_object_object_add(o, "id", json_object_new_string_len(name,
+	    (int)strlen(name) - 5));
+	p = json_object_object_get(rec, "payload");
+	json_object_object_add(o, "messageId", json_object_get(
+	    json_object_object_get(p, "messageId")));
+	json_object_object_add(o, "agent", json_object_get(
+	    json_object_object_get(p, "agent")));
+#define COPY(k) if (json_object_object_get_ex(rec, k, &v)) \
+	json_object_object_add(o, k, json_object_get(v))
+	COPY("errorClass");
+	COPY("attempt");
+	COPY("maxAttempts");
+	COPY("failedAt");
+	COPY("errorMessage");
+#undef COPY
+	return o;
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char **
+dead_names(size_t *n)
+{
+	struct dirent	 *de;
+	DIR		 *d;
+	char		**v = NULL;
+	size_t		  l;
+	int		  fd;
+
+	*n = 0;
+	if ((fd = dup(sv.dir_dead)) == -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return NULL;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL && *n < DEAD_LIST_MAX) {
+		l = strlen(de->d_name);
+		if (de->d_name[0] == '.' || l <= 5 ||
+		    strcmp(de->d_name + l - 5, ".json") != 0)
+			continue;
+		v = xreallocarray(v, *n + 1, sizeof(char *));
+		v[(*n)++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (*n > 0)
+		qsort(v, *n, sizeof(char *), name_cmp);
+	return v;
+}
+
+static json_object *
+cmd_dead_list(json_object *req, int *stop)
+{
+	json_object	*o = ok_reply(), *a = json_object_new_array(), *rec, *e;
+	char		**v;
+	size_t		  n, i;
+
+	(void)req;
+	(void)stop;
+	v = dead_names(&n);
+	for (i = 0; i < n; i++) {
+		if ((rec = dead_read(v[i], &e)) == NULL) {
+			json_object_put(e);
+			free(v[i]);
+			continue;
+		}
+		json_object_array_add(a, dead_summary(v[i], rec));
+		json_object_put(rec);
+		free(v[i]);
+	}
+	free(v);
+	json_object_object_add(o, "dead", a);
+	return o;
+}
+
+static json_object *
+cmd_dead_show(json_object *req, int *stop)
+{
+	json_object	*o, *rec, *e = NULL;
+	char		*name;
+
+	(void)stop;
+	if ((name = dead_name(req, &e)) == NULL)
+		return e;
+	if ((rec = dead_read(name, &e)) == NULL) {
+		free(name);
+		return e;
+	}
+	o = ok_reply();
+	json_object_object_add(o, "id", json_object_new_string_len(name,
+	    (int)strlen(name) - 5));
+	json_object_object_add(o, "record", rec);
+	free(name);
+	return o;
+}
+
+/* Put the payload back in incoming/ as a new message: attempts reset. */
+static int
+dead_requeue_one(const char *name, json_object **err)
+{
+	json_object	*rec, *payload;
+	const char	*s;
+	char		*buf;
+	int		 r;
+
+	if ((rec = dead_read(name, err)) == NULL)
+		return -1;
+	payload = json_object_object_get(rec, "payload");
+	if (payload == NULL || !json_object_is_type(payload,
+	    json_type_object)) {
+		json_object_put(rec);
+		*err = err_reply("dead-letter/%s has no payload", name);
+		return -1;
+	}
+	json_object_object_del(payload, "attempt");
+	json_object_object_del(payload, "firstSeenAt");
+	json_object_object_del(payload, "errorClass");
+	json_object_object_del(payload, "lastError");
+	json_object_object_del(payload, "retryAt");
+	s = json_object_to_json_string_ext(payload, JSON_C_TO_STRING_PRETTY |
+	    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+	xasprintf(&buf, "%s\n", s);
+	r = file_write_atomic(sv.dir_incoming, name, buf, strlen(buf), 1);
+	free(buf);
+	json_object_put(rec);
+	if (r == -1) {
+		*err = err_reply("cannot requeue %s: %s", name,
+		    errno == EEXIST ? "a message of that name is waiting in "
+		    "incoming/" : strerror(errno));
+		return -1;
+	}
+	unlinkat(sv.dir_dead, name, 0);
+	log_info("dead letter %s requeued", name);
+	return 0;
+}
+
+static json_object *
+cmd_dead_requeue(json_object *req, int *stop)
+{
+	json_object	*o, *v, *e = NULL;
+	char		*name, **names;
+	size_t		 n, i, done = 0;
+
+	(void)stop;
+	if (json_object_object_get_ex(req, "all", &v) &&
+	    json_object_get_boolean(v)) {
+		names = dead_names(&n);
+		for (i = 0; i < n; i++) {
+			if (dead_requeue_one(names[i], &e) == 0)
+				done++;
+			else {
+				log_warnx("%s", json_object_get_string(
+				    json_object_object_get(e, "error")));
+				json_object_put(e);
+			}
+			free(names[i]);
+		}
+		free(names);
+		o = ok_reply();
+		add_int(o, "requeued", (int64_t)done);
+		add_int(o, "failed", (int64_t)(n - done));
+		return o;
+	}
+	if ((name = dead_name(req, &e)) == NULL)
+		return e;
+	if (dead_requeue_one(name, &e) == -1) {
+		free(name);
+		return e;
+	}
+	free(name);
+	o = ok_reply();
+	add_int(o, "requeued", 1);
+	return o;
+}
+
+static json_object *
+cmd_dead_purge(json_object *req, int *stop)
+{
+	json_object	*e = NULL;
+	char		*name;
+
+	(void)stop;
+	if ((name = dead_name(req, &e)) == NULL)
+		return e;
+	if (unlinkat(sv.dir_dead, name, 0) == -1) {
+		e = errno == ENOENT ? err_reply("no dead letter \"%.*s\"",
+		    (int)strlen(name) - 5, name) : err_reply("cannot remove "
+		    "dead-letter/%s: %s", name, strerror(errno));
+		free(name);
+		return e;
+	}
+	log_info("dead letter %s purged", name);
+	free(name);
+	return ok_reply();
+}
+
+static const struct {
+	const char	*name;
+	cmd_fn		 fn;
+} commands[] = {
+	{ "status",		cmd_status },
+	{ "reload",		cmd_reload },
+	{ "pause",		cmd_pause },
+	{ "resume",		cmd_resume },
+	{ "stop",		cmd_stop },
+	{ "sandbox.show",	cmd_sandbox_show },
+	{ "sandbox.set",	cmd_sandbox_set },
+	{ "sandbox.env",	cmd_sandbox_env },
+	{ "dead.list",		cmd_dead_list },
+	{ "dead.show",		cmd_dead_show },
+	{ "dead.requeue",	cmd_dead_requeue },
+	{ "dead.purge",		cmd_dead_purge },
+};
+
+json_object *
+control_handle_line(const char *line, size_t len, int *stop)
+{
+	struct json_tokener	*tok;
+	json_object		*req, *v, *r;
+	const char		*cmd;
+	size_t			 i;
+
+	*stop = 0;
+	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
+		len--;
+	if ((tok = json_tokener_new_ex(32)) == NULL)
+		return err_reply("out of memory");
+	req = json_tokener_parse_ex(tok, line, (int)len);
+	if (req == NULL || json_tokener_get_parse_end(tok) != len) {
+		json_tokener_free(tok);
+		json_object_put(req);
+		return err_reply("malformed request: expected one JSON object "
+		    "per line");
+	}
+	json_tokener_free(tok);
+	if (!json_object_is_type(req, json_type_object) ||
+	    !json_object_object_get_ex(req, "cmd", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		json_object_put(req);
+		return err_reply("malformed request: expected {\"cmd\": "
+		    "\"...\"}");
+	}
+	cmd = json_object_get_string(v);
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(cmd, commands[i].name) == 0) {
+			r = commands[i].fn(req, stop);
+			json_object_put(req);
+			return r;
+		}
+	r = err_reply("unknown command \"%.60s\"", cmd);
+	json_object_put(req);
+	return r;
+}

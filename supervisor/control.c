@@ -1,0 +1,329 @@
+/*
+ * Control socket, after OpenSMTPD's control.c: refuse to unlink the socket
+ * of a live daemon, create it under umask 077 and chmod 0600, check the
+ * peer's credentials on every connection. Clients are non-blocking with
+ * bounded input lines and output buffers, so a slow or stuck client never
+ * holds up the loop; past the bounds a client gets an error or is dropped.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "log.h"
+#include "supervisor.h"
+#include "util.h"
+
+#define OUT_MAX		(16u * 1024 * 1024)
+#define IDLE_SECONDS	300.
+
+struct client {
+	TAILQ_ENTRY(client)	 entry;
+	int			 fd;
+	ev_io			 rio;
+	ev_io			 wio;
+	ev_timer		 idle;
+	char			*in;
+	size_t			 inlen;
+	int			 discarding;	/* inside an over-long line */
+	char			*out;
+	size_t			 outlen;
+	size_t			 outoff;
+};
+
+static struct {
+	int			 fd;
+	ev_io			 io;
+	char			*path;
+	size_t			 nclients;
+	TAILQ_HEAD(, client)	 clients;
+} ctl = { -1, { 0 }, NULL, 0, TAILQ_HEAD_INITIALIZER(ctl.clients) };
+
+static void
+client_free(struct client *c)
+{
+	ev_io_stop(sv.loop, &c->rio);
+	ev_io_stop(sv.loop, &c->wio);
+	ev_timer_stop(sv.loop, &c->idle);
+	close(c->fd);
+	TAILQ_REMOVE(&ctl.clients, c, entry);
+	ctl.nclients--;
+	free(c->in);
+	free(c->out);
+	free(c);
+}
+
+/* -1 if c was freed. */
+static int
+client_flush(struct client *c)
+{
+	ssize_t n;
+
+	while (c->outoff < c->outlen) {
+		n = write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN) {
+			ev_io_start(sv.loop, &c->wio);
+			return 0;
+		}
+		if (n <= 0) {
+			client_free(c);
+			return -1;
+		}
+		c->outoff += n;
+	}
+	c->outoff = c->outlen = 0;
+	ev_io_stop(sv.loop, &c->wio);
+	return 0;
+}
+
+/* Queue one reply line; a client that does not read is dropped. */
+static int
+client_reply(struct client *c, json_object *o)
+{
+	const char	*s;
+	size_t		 n;
+
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	n = strlen(s);
+	if (c->outlen - c->outoff + n + 1 > OUT_MAX) {
+		log_warnx("control: client not reading its replies: dropped");
+		client_free(c);
+		return -1;
+	}
+	if (c->outoff > 0) {
+		memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
+		c->outlen -= c->outoff;
+		c->outoff = 0;
+	}
+	c->out = xreallocarray(c->out, c->outlen + n + 1, 1);
+	memcpy(c->out + c->outlen, s, n);
+	c->out[c->outlen + n] = '\n';
+	c->outlen += n + 1;
+	return 0;
+}
+
+static json_object *
+error_reply(const char *text)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "error", json_object_new_string(text));
+	return o;
+}
+
+/* Answer one line; -1 if c was freed meanwhile. */
+static int
+client_send(struct client *c, json_object *r)
+{
+	int ret = -1;
+
+	if (client_reply(c, r) == 0)
+		ret = client_flush(c);
+	json_object_put(r);
+	return ret;
+}
+
+static int
+client_line(struct client *c, const char *line, size_t len)
+{
+	int stop = 0, r;
+
+	r = client_send(c, control_handle_line(line, len, &stop));
+	if (stop)
+		supervisor_stop("control command");
+	return r;
+}
+
+static void
+client_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct client	*c = w->data;
+	char		 buf[8192], *nl;
+	const char	*p;
+	ssize_t		 n;
+	size_t		 take;
+
+	(void)loop;
+	(void)revents;
+	n = read(c->fd, buf, sizeof(buf));
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		client_free(c);
+		return;
+	}
+	ev_timer_again(sv.loop, &c->idle);
+	for (p = buf; p < buf + n; p += take) {
+		nl = memchr(p, '\n', buf + n - p);
+		take = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(buf + n - p);
+		if (c->discarding) {
+			/* The rest of a line already answered as too long. */
+			if (nl != NULL)
+				c->discarding = 0;
+			continue;
+		}
+		if (c->inlen + take > CONTROL_MAX_LINE) {
+			c->inlen = 0;
+			c->discarding = nl == NULL;
+			if (client_send(c, error_reply("line longer than "
+			    "65536 bytes")) == -1)
+				return;
+			continue;
+		}
+		c->in = xreallocarray(c->in, c->inlen + take + 1, 1);
+		memcpy(c->in + c->inlen, p, take);
+		c->inlen += take;
+		if (nl == NULL)
+			continue;
+		c->in[c->inlen - 1] = '\0';
+		c->inlen = 0;
+		if (client_line(c, c->in, strlen(c->in)) == -1)
+			return;
+	}
+}
+
+static void
+client_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	client_flush(w->data);
+}
+
+static void
+client_idle(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	client_free(w->data);
+}
+
+static void
+control_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct ucred	 cred;
+	socklen_t	 len = sizeof(cred);
+	struct client	*c;
+	json_object	*e;
+	const char	*s;
+	int		 fd;
+
+	(void)loop;
+	(void)w;
+	(void)revents;
+	fd = accept4(ctl.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd == -1)
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 ||
+	    (cred.uid != 0 && cred.uid != getuid())) {
+		log_warnx("control: refused a connection from uid %d (pid %d):"
+		    " only uid %d and root are served", (int)cred.uid,
+		    (int)cred.pid, (int)getuid());
+		e = error_reply("permission denied: only the daemon's uid "
+		    "and root are served");
+		s = json_object_to_json_string(e);
+		(void)!write(fd, s, strlen(s));
+		(void)!write(fd, "\n", 1);
+		json_object_put(e);
+		close(fd);
+		return;
+	}
+	if (ctl.nclients >= CONTROL_MAX_CLIENTS) {
+		e = error_reply("too many control clients (256)");
+		s = json_object_to_json_string(e);
+		(void)!write(fd, s, strlen(s));
+		(void)!write(fd, "\n", 1);
+		json_object_put(e);
+		close(fd);
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->fd = fd;
+	ev_io_init(&c->rio, client_read, fd, EV_READ);
+	ev_io_init(&c->wio, client_write, fd, EV_WRITE);
+	ev_timer_init(&c->idle, client_idle, 0., IDLE_SECONDS);
+	c->rio.data = c->wio.data = c->idle.data = c;
+	ev_io_start(sv.loop, &c->rio);
+	ev_timer_again(sv.loop, &c->idle);
+	TAILQ_INSERT_TAIL(&ctl.clients, c, entry);
+	ctl.nclients++;
+}
+
+int
+control_init(void)
+{
+	struct sockaddr_un	 sun;
+	mode_t			 old;
+	int			 fd;
+
+	xasprintf(&ctl.path, "%s/run/clawvisor.sock", sv.home);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, ctl.path, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path)) {
+		log_error("control socket path too long: %s", ctl.path);
+		return -1;
+	}
+	/* A socket that still answers belongs to a live daemon. */
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		close(fd);
+		log_error("%s: a live daemon answers on it", ctl.path);
+		return -1;
+	}
+	close(fd);
+	if (unlink(ctl.path) == -1 && errno != ENOENT) {
+		log_error("cannot remove stale %s: %s", ctl.path,
+		    strerror(errno));
+		return -1;
+	}
+	ctl.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (ctl.fd == -1)
+		return -1;
+	old = umask(0077);
+	if (bind(ctl.fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		umask(old);
+		log_error("bind %s: %s", ctl.path, strerror(errno));
+		return -1;
+	}
+	umask(old);
+	if (chmod(ctl.path, 0600) == -1 || listen(ctl.fd, 128) == -1) {
+		log_error("%s: %s", ctl.path, strerror(errno));
+		return -1;
+	}
+	ev_io_init(&ctl.io, control_accept, ctl.fd, EV_READ);
+	ev_io_start(sv.loop, &ctl.io);
+	return 0;
+}
+
+void
+control_close(void)
+{
+	struct client *c;
+
+	while ((c = TAILQ_FIRST(&ctl.clients)) != NULL) {
+		client_flush(c);
+		if (TAILQ_FIRST(&ctl.clients) == c)
+			client_free(c);
+	}
+	if (ctl.fd != -1) {
+		ev_io_stop(sv.loop, &ctl.io);
+		close(ctl.fd);
+		ctl.fd = -1;
+		unlink(ctl.path);
+	}
+	free(ctl.path);
+	ctl.path = NULL;
+}

@@ -1,0 +1,463 @@
+/*
+ * `sandbox doctor` and `sandbox build-image`, which work without a running
+ * daemon. The doctor checks what an invocation will need, one line per
+ * check with a fix hint, and exits non-zero if any check fails; where a
+ * daemon runs, it asks the daemon which keys it has, since its environment
+ * is the one that matters.
+ */
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "client.h"
+#include "config.h"
+#include "util.h"
+
+#ifndef CLAWVISOR_DATADIR
+#define CLAWVISOR_DATADIR "/usr/local/share/clawvisor"
+#endif
+
+struct doctor {
+	json_object	*checks;
+	int		 failed;
+	int		 json;
+};
+
+static void
+check(struct doctor *d, int ok, const char *name, const char *fix,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+check(struct doctor *d, int ok, const char *name, const char *fix,
+    const char *fmt, ...)
+{
+	json_object	*o;
+	char		 detail[1024];
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	if (!ok)
+		d->failed++;
+	if (d->json) {
+		o = json_object_new_object();
+		json_object_object_add(o, "name", json_object_new_string(name));
+		json_object_object_add(o, "ok", json_object_new_boolean(ok));
+		json_object_object_add(o, "detail",
+		    json_object_new_string(detail));
+		if (!ok && fix != NULL)
+			json_object_object_add(o, "fix",
+			    json_object_new_string(fix));
+		json_object_array_add(d->checks, o);
+		return;
+	}
+	printf("%-4s  %-10s %s\n", ok ? "ok" : "FAIL", name, detail);
+	if (!ok && fix != NULL)
+		printf("      %-10s fix: %s\n", "", fix);
+}
+
+static char *
+which(const char *name)
+{
+	const char	*path, *p, *e;
+	char		 buf[PATH_MAX];
+
+	if (strchr(name, '/') != NULL)
+		return access(name, X_OK) == 0 ? xstrdup(name) : NULL;
+	if ((path = getenv("PATH")) == NULL)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path; ; p = e + 1) {
+		if ((e = strchr(p, ':')) == NULL)
+			e = p + strlen(p);
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)(e - p),
+		    e == p ? "." : p, name);
+		if (access(buf, X_OK) == 0)
+			return xstrdup(buf);
+		if (*e == '\0')
+			return NULL;
+	}
+}
+
+/* Run argv, keep up to len-1 bytes of its output; exit status or -1. */
+static int
+run_capture(char *const argv[], char *out, size_t len, int timeout_s)
+{
+	struct pollfd	pfd;
+	size_t		off = 0;
+	ssize_t		n;
+	pid_t		pid;
+	int		p[2], st, null;
+	int64_t		end = mono_ms() + timeout_s * 1000LL;
+
+	*out = '\0';
+	if (pipe2(p, O_CLOEXEC) == -1)
+		return -1;
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid == 0) {
+		setsid();
+		if ((null = open("/dev/null", O_RDONLY)) != -1)
+			dup2(null, 0);
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	pfd.fd = p[0];
+	pfd.events = POLLIN;
+	for (;;) {
+		int64_t left = end - mono_ms();
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
+			kill(-pid, SIGKILL);
+			break;
+		}
+		char scratch[4096];
+		n = read(p[0], off + 1 < len ? out + off : scratch, off + 1 <
+		    len ? len - 1 - off : sizeof(scratch));
+		if (n <= 0)
+			break;
+		if (off + 1 < len)
+			off += n;
+	}
+	out[off] = '\0';
+	close(p[0]);
+	if (waitpid(pid, &st, 0) == -1)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *
+first_line(char *s)
+{
+	s[strcspn(s, "\n")] = '\0';
+	return s;
+}
+
+static void
+doctor_runtime(struct doctor *d, const struct config *cf, int apple,
+    int need_claude, int need_codex)
+{
+	const struct runtime_conf	*rt = apple ? &cf->apple : &cf->docker;
+	char				*path, out[4096], fix[512];
+	char				*argv[12];
+	int				 r;
+
+	if ((path = which(rt->runtime_command)) == NULL) {
+		snprintf(fix, sizeof(fix), apple ? "install Apple's container "
+		    "CLI, or set sandbox.apple.runtime_command" : "install "
+		    "docker or podman, or set sandbox.docker.runtime_command");
+		check(d, 0, "runtime", fix, "\"%s\" not found in PATH",
+		    rt->runtime_command);
+		return;
+	}
+	check(d, 1, "runtime", NULL, "%s", path);
+	free(path);
+	argv[0] = rt->runtime_command;
+	argv[1] = apple ? "system" : "info";
+	argv[2] = apple ? "status" : NULL;
+	argv[3] = NULL;
+	r = run_capture(argv, out, sizeof(out), 30);
+	check(d, r == 0, "engine", apple ? "container system start" :
+	    "start the engine (systemctl start docker, or podman system "
+	    "service) and check DOCKER_HOST", r == 0 ? "%s %s answers" :
+	    "%s %s failed: %s", rt->runtime_command, apple ? "system status" :
+	    "info", r == 0 ? "" : first_line(out));
+	if (r != 0)
+		return;
+	argv[1] = "image";
+	argv[2] = "inspect";
+	argv[3] = rt->image;
+	argv[4] = NULL;
+	r = run_capture(argv, out, sizeof(out), 30);
+	check(d, r == 0, "image", "clawvisor sandbox build-image", r == 0 ?
+	    "%s present" : "%s not present", rt->image);
+	if (r != 0 || (!need_claude && !need_codex))
+		return;
+	argv[1] = "run";
+	argv[2] = "--rm";
+	argv[3] = "--network";
+	argv[4] = "none";
+	argv[5] = rt->image;
+	argv[6] = "sh";
+	argv[7] = "-c";
+	argv[8] = need_claude && need_codex ? "command -v claude && command "
+	    "-v codex" : need_claude ? "command -v claude" : "command -v codex";
+	argv[9] = NULL;
+	r = run_capture(argv, out, sizeof(out), 120);
+	check(d, r == 0, "clis", "rebuild the image: clawvisor sandbox "
+	    "build-image", r == 0 ? "%s%s%s in %s" : "%s%s%s missing in %s",
+	    need_claude ? "claude" : "", need_claude && need_codex ? " and " :
+	    "", need_codex ? "codex" : "", rt->image);
+}
+
+/* The daemon's view of the keys, or NULL without a daemon. */
+static json_object *
+daemon_env(const char *home)
+{
+	json_object	*req, *rep;
+	char		*line;
+	int		 fd;
+
+	if ((fd = client_connect(home, 1)) == -1)
+		return NULL;
+	req = json_object_new_object();
+	json_object_object_add(req, "cmd", json_object_new_string(
+	    "sandbox.env"));
+	line = client_request(fd, req);
+	close(fd);
+	json_object_put(req);
+	if (line == NULL)
+		return NULL;
+	rep = json_tokener_parse(line);
+	free(line);
+	return rep;
+}
+
+static int
+allowlisted(const struct config *cf, const char *k)
+{
+	size_t i;
+
+	for (i = 0; i < cf->nallow; i++)
+		if (strcmp(cf->env_allowlist[i], k) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+doctor_key(struct doctor *d, const struct config *cf, json_object *denv,
+    const char *key)
+{
+	const char	*v;
+	char		 fix[256];
+	int		 set;
+
+	snprintf(fix, sizeof(fix), "add \"%s\" to sandbox.env_allowlist", key);
+	check(d, allowlisted(cf, key), "allowlist", fix, allowlisted(cf, key) ?
+	    "%s is allowlisted" : "%s is not in sandbox.env_allowlist", key);
+	if (denv != NULL)
+		set = json_object_get_boolean(json_object_object_get(
+		    json_object_object_get(denv, "set"), key));
+	else
+		set = (v = getenv(key)) != NULL && *v != '\0';
+	snprintf(fix, sizeof(fix), "set %s in the environment the daemon "
+	    "starts with (e.g. the systemd unit's EnvironmentFile), then "
+	    "restart it", key);
+	check(d, set, "keys", fix, "%s is %sset %s", key, set ? "" : "not ",
+	    denv != NULL ? "in the daemon's environment" : "in this shell "
+	    "(no daemon running)");
+}
+
+static void
+doctor_uid(struct doctor *d, const struct config *cf, json_object *denv,
+    int apple)
+{
+	const char	*user = apple ? cf->apple.user : cf->docker.user;
+	long		 uid = getuid(), gid = getgid();
+
+	if (denv != NULL) {
+		uid = (long)json_object_get_int64(json_object_object_get(denv,
+		    "uid"));
+		gid = (long)json_object_get_int64(json_object_object_get(denv,
+		    "gid"));
+	}
+	if (strcmp(user, "auto") == 0)
+		check(d, 1, "uid", NULL, "containers run as %ld:%ld, the "
+		    "daemon's own uid:gid", uid, gid);
+	else
+		check(d, strncmp(user, "0:", 2) != 0, "uid", "use \"auto\" or "
+		    "an unprivileged UID:GID", "containers run as %s%s", user,
+		    strncmp(user, "0:", 2) == 0 ? " (root)" : "");
+}
+
+static void
+doctor_workspace(struct doctor *d, const struct config *cf)
+{
+	char	fix[512];
+	size_t	i;
+	int	ok = mkdir_p(cf->workspace, 0755) == 0 &&
+		    access(cf->workspace, W_OK) == 0;
+
+	snprintf(fix, sizeof(fix), "create %s writable by the daemon's user, "
+	    "or set workspace.path", cf->workspace);
+	check(d, ok, "workspace", fix, ok ? "%s is writable" :
+	    "%s is not writable", cf->workspace);
+	for (i = 0; ok && i < cf->nagents; i++) {
+		int aok = mkdir_p(cf->agents[i].workdir, 0755) == 0 &&
+		    access(cf->agents[i].workdir, W_OK) == 0;
+
+		if (!aok)
+			check(d, 0, "workspace", fix, "%s (agent %s) is not "
+			    "writable", cf->agents[i].workdir,
+			    cf->agents[i].id);
+	}
+}
+
+int
+doctor_main(const char *home, int json)
+{
+	struct doctor	 d = { NULL, 0, json };
+	struct config	*cf;
+	json_object	*denv, *o;
+	char		 err[512], *p;
+	size_t		 i;
+	int		 used[3] = { 0, 0, 0 }, claude[3] = { 0, 0, 0 };
+	int		 codex[3] = { 0, 0, 0 }, m;
+
+	d.checks = json_object_new_array();
+	if ((cf = config_load(home, err, sizeof(err))) == NULL) {
+		check(&d, 0, "settings", "correct settings.json", "%s", err);
+		goto out;
+	}
+	check(&d, 1, "settings", NULL, "%s is valid%s%s", cf->path,
+	    *cf->warning ? "; warning: " : "", cf->warning);
+	for (i = 0; i < cf->nagents; i++) {
+		m = config_agent_mode(cf, &cf->agents[i]);
+		used[m] = 1;
+		claude[m] |= cf->agents[i].provider == PROV_ANTHROPIC;
+		codex[m] |= cf->agents[i].provider == PROV_OPENAI;
+	}
+	denv = daemon_env(home);
+	if (used[MODE_HOST])
+		for (i = 0; i < 2; i++) {
+			const char *cli = i == 0 ? "claude" : "codex";
+
+			if (!(i == 0 ? claude : codex)[MODE_HOST])
+				continue;
+			p = which(cli);
+			check(&d, p != NULL, "cli", "install it, or use a "
+			    "container mode", p != NULL ? "%s: %s" :
+			    "%s not found in PATH (host mode)%s", cli,
+			    p != NULL ? p : "");
+			free(p);
+		}
+	for (m = MODE_DOCKER; m <= MODE_APPLE; m++) {
+		if (!used[m])
+			continue;
+		doctor_runtime(&d, cf, m == MODE_APPLE, claude[m], codex[m]);
+		if (claude[m])
+			doctor_key(&d, cf, denv, "ANTHROPIC_API_KEY");
+		if (codex[m])
+			doctor_key(&d, cf, denv, "OPENAI_API_KEY");
+		doctor_uid(&d, cf, denv, m == MODE_APPLE);
+	}
+	doctor_workspace(&d, cf);
+	json_object_put(denv);
+	config_free(cf);
+out:
+	if (json) {
+		o = json_object_new_object();
+		json_object_object_add(o, "ok",
+		    json_object_new_boolean(d.failed == 0));
+		json_object_object_add(o, "checks", d.checks);
+		printf("%s\n", json_object_to_json_string_ext(o,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+	} else {
+		json_object_put(d.checks);
+		printf("%d check(s) failed\n", d.failed);
+	}
+	return d.failed == 0 ? 0 : 1;
+}
+
+static char *
+find_dockerfile(void)
+{
+	char		 exe[PATH_MAX], *cand[3], *dir, *found = NULL;
+	const char	*env = getenv("CLAWVISOR_CONTRIB");
+	ssize_t		 n;
+	int		 i, nc = 0;
+
+	if (env != NULL)
+		xasprintf(&cand[nc++], "%s/Dockerfile.agent-runner", env);
+	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) > 0) {
+		exe[n] = '\0';
+		if ((dir = strrchr(exe, '/')) != NULL)
+			*dir = '\0';
+		/* Run from the build tree: build/ is beside contrib/. */
+		xasprintf(&cand[nc++], "%s/../contrib/Dockerfile.agent-runner",
+		    exe);
+	}
+	xasprintf(&cand[nc++], "%s/Dockerfile.agent-runner",
+	    CLAWVISOR_DATADIR);
+	for (i = 0; i < nc; i++) {
+		if (found == NULL && access(cand[i], R_OK) == 0)
+			found = cand[i];
+		else
+			free(cand[i]);
+	}
+	return found;
+}
+
+int
+build_image_main(const char *home)
+{
+	struct config	*cf;
+	const struct runtime_conf *rt;
+	char		 err[512], *file, *ctx, *argv[10];
+	pid_t		 pid;
+	int		 st;
+
+	if ((cf = config_load(home, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "clawvisor: %s\n", err);
+		return 1;
+	}
+	rt = cf->mode == MODE_APPLE ? &cf->apple : &cf->docker;
+	if ((file = find_dockerfile()) == NULL) {
+		fprintf(stderr, "clawvisor: Dockerfile.agent-runner not found "
+		    "(set CLAWVISOR_CONTRIB to the directory that holds it)\n");
+		config_free(cf);
+		return 1;
+	}
+	ctx = xstrdup(file);
+	*strrchr(ctx, '/') = '\0';
+	argv[0] = rt->runtime_command;
+	argv[1] = "build";
+	argv[2] = "-t";
+	argv[3] = rt->image;
+	argv[4] = "-f";
+	argv[5] = file;
+	argv[6] = ctx;
+	argv[7] = NULL;
+	printf("building %s with %s from %s\n", rt->image,
+	    rt->runtime_command, file);
+	fflush(stdout);
+	if ((pid = fork()) == 0) {
+		execvp(argv[0], argv);
+		fprintf(stderr, "clawvisor: cannot run %s: %s\n", argv[0],
+		    strerror(errno));
+		_exit(127);
+	}
+	st = -1;
+	if (pid > 0)
+		waitpid(pid, &st, 0);
+	free(file);
+	free(ctx);
+	if (pid == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "clawvisor: the image build failed\n");
+		config_free(cf);
+		return 1;
+	}
+	printf("\nbuilt %s. Next:\n"
+	    "  clawvisor sandbox set %s     # run agents in containers\n"
+	    "  clawvisor sandbox doctor         # check runtime, image, keys\n",
+	    rt->image, cf->mode == MODE_APPLE ? "apple" : "docker");
+	config_free(cf);
+	return 0;
+}
