@@ -4,10 +4,13 @@
  * nothing, and a crash leaves at worst a dot-named temporary behind.
  */
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,4 +270,66 @@ name_sanitize(char *s)
 		    (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' ||
 		    *s == '-'))
 			*s = '_';
+}
+
+/*
+ * Run a short helper program (a container runtime's ps, rm, kill, info) to
+ * completion, in its own session, stdin from /dev/null. Up to len-1 bytes
+ * of its stdout and stderr go to out (which may be NULL). After timeout_s
+ * seconds it is killed. Returns its exit status, or -1.
+ */
+int
+run_output(char *const argv[], char *out, size_t len, int timeout_s)
+{
+	struct pollfd	pfd;
+	char		scratch[4096];
+	size_t		off = 0;
+	ssize_t		n;
+	pid_t		pid;
+	int		p[2], st, null;
+	int64_t		end = mono_ms() + timeout_s * 1000LL, left;
+
+	if (out != NULL && len > 0)
+		*out = '\0';
+	if (pipe2(p, O_CLOEXEC) == -1)
+		return -1;
+	if ((pid = fork()) == -1) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		setsid();
+		if ((null = open("/dev/null", O_RDONLY)) != -1)
+			dup2(null, 0);
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	pfd.fd = p[0];
+	pfd.events = POLLIN;
+	for (;;) {
+		if ((left = end - mono_ms()) <= 0 ||
+		    poll(&pfd, 1, (int)left) <= 0) {
+			kill(-pid, SIGKILL);
+			break;
+		}
+		if (out != NULL && off + 1 < len)
+			n = read(p[0], out + off, len - 1 - off);
+		else
+			n = read(p[0], scratch, sizeof(scratch));
+		if (n <= 0)
+			break;
+		if (out != NULL && off + 1 < len)
+			off += n;
+	}
+	if (out != NULL && len > 0)
+		out[off] = '\0';
+	close(p[0]);
+	while (waitpid(pid, &st, 0) == -1)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -36,6 +36,9 @@ int	 file_write_atomic(int dirfd, const char *name, const void *, size_t,
 int	 file_read_regular(int dirfd, const char *name, size_t max,
 	    char **out, size_t *outlen, char *err, size_t errlen);
 
+int	 run_output(char *const argv[], char *out, size_t len,
+	    int timeout_s);
+
 /* Replace every character outside [A-Za-z0-9._-] by '_' (file names). */
 void	 name_sanitize(char *);
 

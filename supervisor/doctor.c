@@ -92,56 +92,6 @@ which(const char *name)
 	}
 }
 
-/* Run argv, keep up to len-1 bytes of its output; exit status or -1. */
-static int
-run_capture(char *const argv[], char *out, size_t len, int timeout_s)
-{
-	struct pollfd	pfd;
-	size_t		off = 0;
-	ssize_t		n;
-	pid_t		pid;
-	int		p[2], st, null;
-	int64_t		end = mono_ms() + timeout_s * 1000LL;
-
-	*out = '\0';
-	if (pipe2(p, O_CLOEXEC) == -1)
-		return -1;
-	if ((pid = fork()) == -1)
-		return -1;
-	if (pid == 0) {
-		setsid();
-		if ((null = open("/dev/null", O_RDONLY)) != -1)
-			dup2(null, 0);
-		dup2(p[1], 1);
-		dup2(p[1], 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	close(p[1]);
-	pfd.fd = p[0];
-	pfd.events = POLLIN;
-	for (;;) {
-		int64_t left = end - mono_ms();
-
-		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
-			kill(-pid, SIGKILL);
-			break;
-		}
-		char scratch[4096];
-		n = read(p[0], off + 1 < len ? out + off : scratch, off + 1 <
-		    len ? len - 1 - off : sizeof(scratch));
-		if (n <= 0)
-			break;
-		if (off + 1 < len)
-			off += n;
-	}
-	out[off] = '\0';
-	close(p[0]);
-	if (waitpid(pid, &st, 0) == -1)
-		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static const char *
 first_line(char *s)
 {
@@ -172,7 +122,7 @@ doctor_runtime(struct doctor *d, const struct config *cf, int apple,
 	argv[1] = apple ? "system" : "info";
 	argv[2] = apple ? "status" : NULL;
 	argv[3] = NULL;
-	r = run_capture(argv, out, sizeof(out), 30);
+	r = run_output(argv, out, sizeof(out), 30);
 	check(d, r == 0, "engine", apple ? "container system start" :
 	    "start the engine (systemctl start docker, or podman system "
 	    "service) and check DOCKER_HOST", r == 0 ? "%s %s answers" :
@@ -184,7 +134,7 @@ doctor_runtime(struct doctor *d, const struct config *cf, int apple,
 	argv[2] = "inspect";
 	argv[3] = rt->image;
 	argv[4] = NULL;
-	r = run_capture(argv, out, sizeof(out), 30);
+	r = run_output(argv, out, sizeof(out), 30);
 	check(d, r == 0, "image", "clawvisor sandbox build-image", r == 0 ?
 	    "%s present" : "%s not present", rt->image);
 	if (r != 0 || (!need_claude && !need_codex))
@@ -199,7 +149,7 @@ doctor_runtime(struct doctor *d, const struct config *cf, int apple,
 	argv[8] = need_claude && need_codex ? "command -v claude && command "
 	    "-v codex" : need_claude ? "command -v claude" : "command -v codex";
 	argv[9] = NULL;
-	r = run_capture(argv, out, sizeof(out), 120);
+	r = run_output(argv, out, sizeof(out), 120);
 	check(d, r == 0, "clis", "rebuild the image: clawvisor sandbox "
 	    "build-image", r == 0 ? "%s%s%s in %s" : "%s%s%s missing in %s",
 	    need_claude ? "claude" : "", need_claude && need_codex ? " and " :

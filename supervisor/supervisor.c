@@ -102,6 +102,74 @@ secrets_sweep(void)
 	free(path);
 }
 
+/*
+ * Containers an earlier crash of this home left behind: every one the
+ * workers recorded in run/containers/, and for docker and podman every one
+ * carrying this home's label. Synchronous and bounded: the loop is not
+ * running yet, and nothing new may start before they are gone.
+ */
+static int
+container_rm(const char *runtime, const char *name)
+{
+	char *cmd[] = { (char *)runtime, "rm", "-f", (char *)name, NULL };
+
+	return run_output(cmd, NULL, 0, 60);
+}
+
+static void
+containers_sweep(void)
+{
+	struct dirent	*de;
+	DIR		*d;
+	FILE		*f;
+	char		*dir, *label, line[256], out[65536], *p, *nl;
+	char		*ps[] = { sv.conf->docker.runtime_command, "ps", "-a",
+			    "--filter", NULL, "--format", "{{.Names}}", NULL };
+	int		 n = 0;
+	size_t		 i;
+
+	xasprintf(&dir, "%s/run/containers", sv.home);
+	if ((d = opendir(dir)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (strncmp(de->d_name, "clawvisor-", 10) != 0)
+				continue;
+			*line = '\0';
+			if ((f = fdopen(openat(dirfd(d), de->d_name, O_RDONLY |
+			    O_CLOEXEC | O_NOFOLLOW), "r")) != NULL) {
+				if (fgets(line, sizeof(line), f) == NULL)
+					*line = '\0';
+				fclose(f);
+			}
+			line[strcspn(line, "\n")] = '\0';
+			if (*line != '\0' && container_rm(line, de->d_name) == 0)
+				n++;
+			unlinkat(dirfd(d), de->d_name, 0);
+		}
+		closedir(d);
+	}
+	free(dir);
+	for (i = 0; i < sv.conf->nagents; i++)
+		if (config_agent_mode(sv.conf, &sv.conf->agents[i]) ==
+		    MODE_DOCKER)
+			break;
+	if (i < sv.conf->nagents) {
+		xasprintf(&label, "label=clawvisor.home=%s", sv.home);
+		ps[4] = label;
+		if (run_output(ps, out, sizeof(out), 30) == 0)
+			for (p = out; *p != '\0'; p = nl) {
+				nl = p + strcspn(p, "\n");
+				if (*nl != '\0')
+					*nl++ = '\0';
+				if (strncmp(p, "clawvisor-", 10) == 0 &&
+				    container_rm(ps[0], p) == 0)
+					n++;
+			}
+		free(label);
+	}
+	if (n > 0)
+		log_info("removed %d container(s) left by an earlier run", n);
+}
+
 static void
 finish(void)
 {
@@ -314,6 +382,7 @@ supervisor_main(const char *home, int foreground)
 	    home, sv.conf->nagents, (long long)sv.conf->workers,
 	    config_mode_name(sv.conf->mode));
 	secrets_sweep();
+	containers_sweep();
 	queue_recover();
 	queue_load_deferred();
 	signals_start();

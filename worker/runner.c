@@ -103,7 +103,7 @@ static void
 runner_terminate(struct runner *r)
 {
 	if (r->on_timeout != NULL)
-		runner_run_sync(r->on_timeout, 30);
+		run_output(r->on_timeout, NULL, 0, 30);
 	if (r->grace_seconds == 0) {
 		kill_group(r, SIGKILL);
 		return;
@@ -341,37 +341,4 @@ runner_free(struct runner *r)
 	free(r->out.data);
 	free(r->err.data);
 	free(r);
-}
-
-int
-runner_run_sync(char **argv, int timeout_seconds)
-{
-	struct timespec	 ts = { 0, 50 * 1000 * 1000 };
-	pid_t		 pid, w;
-	int		 status, i, null;
-
-	if ((pid = fork()) == -1)
-		return -1;
-	if (pid == 0) {
-		setsid();
-		if ((null = open("/dev/null", O_RDWR)) != -1) {
-			dup2(null, 0);
-			dup2(null, 1);
-			dup2(null, 2);
-		}
-		closefrom(3);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	for (i = 0; i < timeout_seconds * 20; i++) {
-		w = waitpid(pid, &status, WNOHANG);
-		if (w == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-		if (w == -1 && errno != EINTR)
-			return -1;
-		nanosleep(&ts, NULL);
-	}
-	kill(-pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	return -1;
 }

@@ -69,7 +69,5 @@ struct runner	*runner_start(struct ev_loop *, const struct runner_spec *,
 void		 runner_cancel(struct runner *);
 void		 runner_status(const struct runner *, struct run_status *);
 void		 runner_free(struct runner *);
-/* Run a short helper program to completion (container kill); bounded. */
-int		 runner_run_sync(char **argv, int timeout_seconds);
 
 #endif

@@ -164,6 +164,38 @@ write_env_file(const struct job *j, const char *w, struct sandbox_run *sb,
 	return 0;
 }
 
+/*
+ * run/containers/NAME names a container this home may have running, and
+ * its runtime: a supervisor that starts after a crash removes them all.
+ */
+static int
+record_container(const struct job *j, struct sandbox_run *sb, char *err,
+    size_t errlen)
+{
+	char	*dir;
+	FILE	*f;
+
+	xasprintf(&dir, "%s/run/containers", j->home);
+	if (mkdir_p(dir, 0700) == -1) {
+		snprintf(err, errlen, "cannot create %s: %s", dir,
+		    strerror(errno));
+		free(dir);
+		return -1;
+	}
+	xasprintf(&sb->record, "%s/%s", dir, sb->container);
+	free(dir);
+	if ((f = fopen(sb->record, "we")) == NULL) {
+		snprintf(err, errlen, "cannot create %s: %s", sb->record,
+		    strerror(errno));
+		free(sb->record);
+		sb->record = NULL;
+		return -1;
+	}
+	fprintf(f, "%s\n", j->rt.runtime_command);
+	fclose(f);
+	return 0;
+}
+
 static int
 container_argv(const struct job *j, struct sandbox_run *sb, char *err,
     size_t errlen)
@@ -213,6 +245,8 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	if (write_env_file(j, w, sb, err, errlen) == -1)
 		return -1;
 	xasprintf(&sb->container, "clawvisor-%llu", (unsigned long long)j->id);
+	if (record_container(j, sb, err, errlen) == -1)
+		return -1;
 
 	add(&a, j->rt.runtime_command);
 	add(&a, "run");
@@ -288,6 +322,9 @@ sandbox_cleanup(struct sandbox_run *sb)
 	if (sb->env_file != NULL)
 		unlink(sb->env_file);
 	free(sb->env_file);
+	if (sb->record != NULL)
+		unlink(sb->record);
+	free(sb->record);
 	argv_free(sb->argv);
 	argv_free(sb->envp);
 	argv_free(sb->on_timeout);

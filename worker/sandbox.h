@@ -17,6 +17,7 @@ struct sandbox_run {
 	char	**on_timeout;	/* container kill, or NULL */
 	char	 *env_file;	/* removed by sandbox_cleanup() */
 	char	 *container;	/* clawvisor-<id>, or NULL */
+	char	 *record;	/* run/containers/<name>, removed after */
 	int	  container_mode;
 };
 
