@@ -341,7 +341,8 @@ queue_msg_new(const char *name, enum msg_where where, json_object *obj,
 	if (m->attempt < 0)
 		m->attempt = 0;
 	m->first_seen = obj_int(obj, "firstSeenAt", now_ms());
-	route_message(sv.conf, obj, &m->agent, &m->text, &m->team_routed);
+	route_message(sv.conf, obj, &m->agent, &m->text, &m->team_routed,
+	    &m->multi);
 	held_add(m);
 	return m;
 }
@@ -533,7 +534,7 @@ queue_handback(struct msg *m)
 {
 	char *alt;
 
-	if (m->where != AT_PROCESSING)
+	if (m->where != AT_PROCESSING || m->parent != NULL)
 		return;
 	if (renameat2(sv.dir_processing, m->name, sv.dir_incoming, m->name,
 	    RENAME_NOREPLACE) == -1) {

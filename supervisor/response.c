@@ -132,37 +132,77 @@ response_notice(json_object *msg, const char *agent, const char *text)
 	return o;
 }
 
-json_object *
-response_build(struct msg *m, const char *reply, char **extra,
-    size_t nextra)
+/*
+ * The agent's reply made valid UTF-8, its [send_file:] tags resolved in
+ * the agent's own working directory and mapping; the resolved files are
+ * appended to *files (deduplicated).
+ */
+char *
+response_scan(struct msg *m, const char *reply, char ***files, size_t *nfiles)
 {
 	struct sendfile_ctx	 c;
-	json_object		*o, *a;
-	char			*clean, *text, *cut, **files;
-	size_t			 nfiles, i;
+	char			*clean, *text, **found;
+	size_t			 nfound, i, j;
 
 	clean = utf8_clean(reply, strlen(reply));
 	c.container = m->job_mode != MODE_HOST;
 	c.mapping = m->job_mapping;
 	c.workdir = m->job_workdir != NULL ? m->job_workdir : "/";
-	text = sendfile_scan(clean, &c, &files, &nfiles);
+	text = sendfile_scan(clean, &c, &found, &nfound);
+	free(clean);
+	for (i = 0; i < nfound; i++) {
+		for (j = 0; j < *nfiles; j++)
+			if (strcmp((*files)[j], found[i]) == 0)
+				break;
+		if (j < *nfiles) {
+			free(found[i]);
+			continue;
+		}
+		*files = xreallocarray(*files, *nfiles + 1, sizeof(char *));
+		(*files)[(*nfiles)++] = found[i];
+	}
+	free(found);
+	return text;
+}
+
+/* The response file's content for m: text cut as TinyClaw cuts it. */
+json_object *
+response_final(struct msg *m, const char *text, char **files, size_t nfiles)
+{
+	json_object	*o, *a;
+	char		*cut;
+	size_t		 i;
+
 	cut = response_cut(text);
 	o = response_notice(m->obj, m->agent, cut);
-	if (nfiles + nextra > 0) {
+	free(cut);
+	if (nfiles > 0) {
 		a = json_object_new_array();
-		for (i = 0; i < nextra; i++)
-			json_object_array_add(a, json_object_new_string(
-			    extra[i]));
 		for (i = 0; i < nfiles; i++)
-			json_object_array_add(a, json_object_new_string(
-			    files[i]));
+			json_object_array_add(a,
+			    json_object_new_string(files[i]));
 		json_object_object_add(o, "files", a);
 	}
+	return o;
+}
+
+json_object *
+response_build(struct msg *m, const char *reply, char **extra,
+    size_t nextra)
+{
+	json_object	*o;
+	char		*text, **files = NULL;
+	size_t		 nfiles = 0, i;
+
+	for (i = 0; i < nextra; i++) {
+		files = xreallocarray(files, nfiles + 1, sizeof(char *));
+		files[nfiles++] = xstrdup(extra[i]);
+	}
+	text = response_scan(m, reply, &files, &nfiles);
+	o = response_final(m, text, files, nfiles);
 	for (i = 0; i < nfiles; i++)
 		free(files[i]);
 	free(files);
-	free(clean);
 	free(text);
-	free(cut);
 	return o;
 }

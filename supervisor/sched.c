@@ -30,6 +30,7 @@ static struct {
 };
 
 static void	sched_retry(struct ev_loop *, ev_timer *, int);
+static void	lane_check(struct lane *);
 
 size_t
 sched_running(void)
@@ -71,14 +72,20 @@ lane_get(const char *agent)
 	return l;
 }
 
+/* Free the lanes that have nothing queued and nothing running. */
 static void
-lane_put(struct lane *l)
+lane_gc(void)
 {
-	if (!TAILQ_EMPTY(&l->msgs) || l->running || l->in_ready)
-		return;
-	TAILQ_REMOVE(&s.all, l, all);
-	free(l->agent);
-	free(l);
+	struct lane *l, *next;
+
+	for (l = TAILQ_FIRST(&s.all); l != NULL; l = next) {
+		next = TAILQ_NEXT(l, all);
+		if (!TAILQ_EMPTY(&l->msgs) || l->running || l->in_ready)
+			continue;
+		TAILQ_REMOVE(&s.all, l, all);
+		free(l->agent);
+		free(l);
+	}
 }
 
 void
@@ -87,40 +94,74 @@ msg_free(struct msg *m)
 	if (m == NULL)
 		return;
 	ev_timer_stop(sv.loop, &m->retry);
+	chain_forget(m);
 	json_object_put(m->obj);
 	free(m->name);
 	free(m->agent);
 	free(m->text);
+	free(m->multi);
 	free(m->job_workdir);
 	free(m->job_runtime);
 	free(m);
 }
 
-/* The message has its outcome (or vanished): out of the lane for good. */
+/*
+ * The message has its outcome (or vanished): out of its lane (if it is
+ * still in one) for good. The lane stays until lane_gc(): the caller must
+ * lane_check() it so that its next message can run.
+ */
 static void
 msg_done(struct msg *m)
 {
 	struct lane *l = m->lane;
 
-	TAILQ_REMOVE(&l->msgs, m, entry);
-	l->depth--;
+	if (l != NULL) {
+		TAILQ_REMOVE(&l->msgs, m, entry);
+		l->depth--;
+	}
 	queue_forget(m);
 	msg_free(m);
-	lane_put(l);
 }
 
+void
+sched_msg_done(struct msg *m)
+{
+	struct lane *l = m->lane;
+
+	msg_done(m);
+	if (l != NULL)
+		lane_check(l);
+}
+
+/* A team chain's root: its first step is done, its lane may go on. */
+void
+sched_detach(struct msg *m)
+{
+	struct lane *l = m->lane;
+
+	TAILQ_REMOVE(&l->msgs, m, entry);
+	l->depth--;
+	m->lane = NULL;
+}
+
+/* Queue the lane to run its head, if it can. Never frees the lane: empty
+ * lanes are collected by lane_gc(), so a lane checked twice is safe. */
 static void
 lane_check(struct lane *l)
 {
-	struct msg *m = TAILQ_FIRST(&l->msgs);
+	struct msg *m;
 
-	if (l->running || l->in_ready || m == NULL || m->deferred)
+again:
+	m = TAILQ_FIRST(&l->msgs);
+	if (m == NULL)
+		return;
+	if (l->running || l->in_ready || m->deferred)
 		return;
 	if (permits_exhausted() && s.nready >= (size_t)sv.conf->max_waiters) {
 		/* Claim it so the failure is recorded like any other. */
 		if (queue_claim(m) == -1) {
 			msg_done(m);
-			return;
+			goto again;
 		}
 		sched_fail(m, OUT_TRANSIENT, "too many invocations waiting for "
 		    "a permit (sandbox.max_waiters)");
@@ -270,10 +311,32 @@ invocation_event(const char *type, struct msg *m, json_object *extra)
 	event_emit(type, o);
 }
 
+/* Several agents named: TinyClaw's canned reply, nobody invoked. */
+static void
+multi_reply(struct msg *m)
+{
+	struct lane	*l = m->lane;
+	json_object	*resp;
+	char		*text;
+
+	log_info("%s names several agents (%s): canned reply", m->name,
+	    m->multi);
+	text = route_multi_reply(m->multi);
+	resp = response_notice(m->obj, NULL, text);
+	free(text);
+	sv.count.ok++;
+	if (queue_respond(m, resp) == 0)
+		sched_response_event(m, resp);
+	json_object_put(resp);
+	msg_done(m);
+	lane_check(l);
+}
+
 /* 0: handed to w; -1: it ended without running (w is still idle). */
 static int
 dispatch(struct msg *m, struct worker *w)
 {
+	struct lane		*l = m->lane;
 	const struct agent	*a;
 	json_object		*job;
 	char			 why[256];
@@ -281,6 +344,11 @@ dispatch(struct msg *m, struct worker *w)
 
 	if (queue_claim(m) == -1) {
 		msg_done(m);
+		lane_check(l);
+		return -1;
+	}
+	if (m->multi != NULL) {
+		multi_reply(m);
 		return -1;
 	}
 	a = config_agent(sv.conf, m->agent);
@@ -305,6 +373,7 @@ dispatch(struct msg *m, struct worker *w)
 	s.running++;
 	m->started_ms = mono_ms();
 	invocation_event("sandbox_invocation_start", m, NULL);
+	chain_dispatched(m);
 	pool_run(w, m, job);
 	json_object_put(job);
 	return 0;
@@ -325,6 +394,7 @@ sched_kick(void)
 		/* On -1 the message ended without running; w stays idle. */
 		(void)dispatch(TAILQ_FIRST(&l->msgs), w);
 	}
+	lane_gc();
 }
 
 static void
@@ -334,8 +404,8 @@ lane_finished(struct lane *l)
 	s.running--;
 }
 
-static int64_t
-backoff_ms(int attempt)
+int64_t
+sched_backoff_ms(int attempt)
 {
 	int64_t	base = sv.conf->backoff_seconds * 1000, max, d;
 	int	i;
@@ -360,6 +430,8 @@ sched_fail(struct msg *m, enum outcome o, const char *why)
 	json_object	*notice, *ev;
 	struct lane	*l = m->lane;
 	int64_t		 delay;
+	unsigned	 repeats;
+	int		 quiet;
 
 	if (o == OUT_TERMINAL)
 		sv.count.terminal++;
@@ -370,11 +442,20 @@ sched_fail(struct msg *m, enum outcome o, const char *why)
 	    json_object_new_string(outcome_name(o)));
 	json_object_object_add(ev, "error", json_object_new_string(why));
 	invocation_event("sandbox_invocation_error", m, ev);
+	if (chain_step_failed(m, o, why))
+		return;
 	m->attempt++;
+	/* One line a minute for the same failure of the same agent. */
+	quiet = !errlog_should(m->agent, why, &repeats);
+	if (!quiet && repeats > 0)
+		log_warnx("agent %s: the failure below happened %u more "
+		    "time(s) in the last minute", m->agent, repeats);
 	if (o == OUT_TERMINAL || m->attempt >= sv.conf->max_attempts) {
-		log_warnx("%s (agent %s): %s failure, attempt %d of %lld: "
-		    "dead letter: %s", m->name, m->agent, outcome_name(o),
-		    m->attempt, (long long)sv.conf->max_attempts, why);
+		if (!quiet)
+			log_warnx("%s (agent %s): %s failure, attempt %d of "
+			    "%lld: dead letter: %s", m->name, m->agent,
+			    outcome_name(o), m->attempt,
+			    (long long)sv.conf->max_attempts, why);
 		notice = response_notice(m->obj, m->agent, NOTICE_TEXT);
 		queue_dead(m, outcome_name(o), why, notice);
 		json_object_put(notice);
@@ -383,10 +464,11 @@ sched_fail(struct msg *m, enum outcome o, const char *why)
 		lane_check(l);
 		return;
 	}
-	delay = backoff_ms(m->attempt);
-	log_warnx("%s (agent %s): transient failure, attempt %d of %lld, "
-	    "retry in %.1fs: %s", m->name, m->agent, m->attempt,
-	    (long long)sv.conf->max_attempts, delay / 1000., why);
+	delay = sched_backoff_ms(m->attempt);
+	if (!quiet)
+		log_warnx("%s (agent %s): transient failure, attempt %d of "
+		    "%lld, retry in %.1fs: %s", m->name, m->agent, m->attempt,
+		    (long long)sv.conf->max_attempts, delay / 1000., why);
 	m->retry_at = now_ms() + delay;
 	if (queue_defer(m, m->retry_at, why) == -1) {
 		/* Could not park it: leave it claimed, it runs again. */
@@ -399,11 +481,42 @@ sched_fail(struct msg *m, enum outcome o, const char *why)
 }
 
 void
+sched_response_event(struct msg *m, json_object *resp)
+{
+	json_object	*ev = json_object_new_object();
+	const char	*text;
+
+	text = json_object_get_string(json_object_object_get(resp, "message"));
+	json_object_object_add(ev, "channel", json_object_get(
+	    json_object_object_get(resp, "channel")));
+	json_object_object_add(ev, "sender", json_object_get(
+	    json_object_object_get(resp, "sender")));
+	json_object_object_add(ev, "agentId", json_object_new_string(m->agent));
+	json_object_object_add(ev, "responseLength",
+	    json_object_new_int((int)strlen(text)));
+	json_object_object_add(ev, "responseText",
+	    json_object_new_string(text));
+	json_object_object_add(ev, "messageId", json_object_get(
+	    json_object_object_get(resp, "messageId")));
+	event_emit("response_ready", ev);
+}
+
+/* Retry m in place after delay ms (a chain step: nothing on disk). */
+void
+sched_retry_in(struct msg *m, int64_t delay)
+{
+	m->retry_at = now_ms() + delay;
+	m->deferred = 1;
+	sv.count.retried++;
+	ev_timer_set(&m->retry, delay / 1000., 0.);
+	ev_timer_start(sv.loop, &m->retry);
+}
+
+void
 sched_done(struct msg *m, struct job_result *r)
 {
 	json_object	*resp, *ev;
 	struct lane	*l = m->lane;
-	const char	*text;
 
 	m->worker = NULL;
 	lane_finished(l);
@@ -417,7 +530,11 @@ sched_done(struct msg *m, struct job_result *r)
 	json_object_object_add(ev, "truncated",
 	    json_object_new_boolean(r->truncated));
 	invocation_event("sandbox_invocation_end", m, ev);
-	if (r->outcome != OUT_OK) {
+	if (sv.stopping && r->outcome != OUT_OK && m->parent != NULL)
+		sched_msg_done(m);	/* its root is handed back */
+	else if (r->outcome == OUT_OK && chain_result(m, r))
+		;
+	else if (r->outcome != OUT_OK) {
 		if (sv.stopping && strcmp(r->error, "cancelled by the "
 		    "supervisor") == 0) {
 			queue_handback(m);
@@ -427,25 +544,10 @@ sched_done(struct msg *m, struct job_result *r)
 	} else {
 		sv.count.ok++;
 		resp = response_build(m, r->reply, r->files, r->nfiles);
-		queue_respond(m, resp);
-		text = json_object_get_string(json_object_object_get(resp,
-		    "message"));
-		ev = json_object_new_object();
-		json_object_object_add(ev, "channel", json_object_get(
-		    json_object_object_get(resp, "channel")));
-		json_object_object_add(ev, "sender", json_object_get(
-		    json_object_object_get(resp, "sender")));
-		json_object_object_add(ev, "agentId",
-		    json_object_new_string(m->agent));
-		json_object_object_add(ev, "responseLength",
-		    json_object_new_int((int)strlen(text)));
-		json_object_object_add(ev, "responseText",
-		    json_object_new_string(text));
-		json_object_object_add(ev, "messageId", json_object_get(
-		    json_object_object_get(resp, "messageId")));
+		if (queue_respond(m, resp) == 0)
+			sched_response_event(m, resp);
 		json_object_put(resp);
 		msg_done(m);
-		event_emit("response_ready", ev);
 	}
 	lane_check(l);
 	queue_pull();
@@ -459,8 +561,11 @@ sched_worker_lost(struct msg *m, const char *why)
 
 	m->worker = NULL;
 	lane_finished(l);
-	if (sv.stopping)
-		queue_handback(m), msg_done(m);
+	if (sv.stopping) {
+		if (m->parent == NULL)
+			queue_handback(m);
+		msg_done(m);
+	}
 	else
 		sched_fail(m, OUT_TRANSIENT, why);
 	lane_check(l);
@@ -481,6 +586,8 @@ sched_handback_running(void)
 			pool_abandon(m->worker);
 			m->worker = NULL;
 			lane_finished(l);
+			if (m->parent != NULL)
+				continue;	/* its chain's root goes back */
 			queue_handback(m);
 			log_info("%s handed back to incoming/", m->name);
 		}

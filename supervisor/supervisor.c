@@ -177,6 +177,7 @@ finish(void)
 		return;
 	finished = 1;
 	ev_timer_stop(sv.loop, &grace);
+	chain_handback_all();
 	control_close();
 	pool_shutdown();
 	ev_break(sv.loop, EVBREAK_ALL);

@@ -23,6 +23,7 @@
 /* Where a message's file is while the supervisor holds it. */
 enum msg_where { AT_INCOMING, AT_DEFERRED, AT_PROCESSING };
 
+struct chain;
 struct lane;
 struct worker;
 
@@ -49,6 +50,10 @@ struct msg {
 	char			*job_runtime;	/* for a kill after worker death */
 	int64_t			 started_ms;	/* monotonic */
 	size_t			 bytes;
+	char			*multi;		/* several agents named: "@a, @b" */
+	struct msg		*parent;	/* a chain step: its root */
+	struct chain		*chain;		/* a root: its team chain */
+	size_t			 step;		/* step number in the chain */
 };
 
 TAILQ_HEAD(msgq, msg);
@@ -161,7 +166,19 @@ size_t		 sched_permits_in_use(void);
 void		 sched_handback_running(void);
 json_object	*sched_status(void);
 void		 sched_free_all(void);
+void		 sched_msg_done(struct msg *);
+void		 sched_detach(struct msg *);
+void		 sched_retry_in(struct msg *, int64_t delay);
+int64_t		 sched_backoff_ms(int attempt);
+void		 sched_response_event(struct msg *, json_object *resp);
 void		 msg_free(struct msg *);
+
+/* chain.c */
+void		 chain_dispatched(struct msg *);
+int		 chain_result(struct msg *, struct job_result *);
+int		 chain_step_failed(struct msg *, enum outcome, const char *);
+void		 chain_forget(struct msg *);
+void		 chain_handback_all(void);
 
 /* pool.c */
 void		 pool_init(void);
@@ -175,17 +192,27 @@ size_t		 pool_alive(void);
 json_object	*pool_status(void);
 void		 pool_kill_container(const char *runtime, uint64_t job_id);
 
+/* errlog.c */
+int		 errlog_should(const char *agent, const char *text,
+		    unsigned *repeats);
+size_t		 errlog_entries(void);
+
 /* route.c */
 const struct agent *route_mention(const struct config *, const char *word,
 		    int *team);
 int		 route_message(const struct config *, json_object *msg,
-		    char **agent, char **text, int *team_routed);
+		    char **agent, char **text, int *team_routed, char **multi);
+char		*route_multi_reply(const char *list);
 
 /* event.c */
 void		 event_emit(const char *type, json_object *fields);
 
 /* response.c */
 json_object	*response_build(struct msg *, const char *reply,
+		    char **files, size_t nfiles);
+char		*response_scan(struct msg *, const char *reply,
+		    char ***files, size_t *nfiles);
+json_object	*response_final(struct msg *, const char *text,
 		    char **files, size_t nfiles);
 json_object	*response_notice(json_object *msg, const char *agent,
 		    const char *text);
