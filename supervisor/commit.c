@@ -427,10 +427,13 @@ queue_recover(void)
 	}
 	free_list(v, n);
 	/* Temporaries a crash left in the other directories. */
-	free_list(list_dir(sv.dir_outgoing, &n), n);
-	free_list(list_dir(sv.dir_events, &n), n);
-	free_list(list_dir(sv.dir_dead, &n), n);
-	free_list(list_dir(sv.dir_corrupt, &n), n);
+	for (i = 0; i < 4; i++) {
+		int dirs[] = { sv.dir_outgoing, sv.dir_events, sv.dir_dead,
+		    sv.dir_corrupt };
+
+		v = list_dir(dirs[i], &n);
+		free_list(v, n);
+	}
 }
 
 struct dmsg {
