@@ -207,6 +207,7 @@ supervisor_stop(const char *why)
 	if (sv.stopping)
 		return;
 	sv.stopping = 1;
+	notify_send("STOPPING=1");
 	log_info("stopping (%s): %zu invocation(s) in flight", why,
 	    sched_running());
 	queue_scan_stop();
@@ -225,7 +226,10 @@ supervisor_reload(char *err, size_t errlen)
 	struct config	*cf;
 	json_object	*ev;
 
+	notify_reloading();
 	if ((cf = config_load(sv.home, err, errlen)) == NULL) {
+		notify_send("READY=1\nSTATUS=reload refused: old "
+		    "configuration in force");
 		log_error("reload refused, keeping generation %u: %s",
 		    sv.generation, err);
 		ev = json_object_new_object();
@@ -253,6 +257,7 @@ supervisor_reload(char *err, size_t errlen)
 		queue_scan_reset();
 	}
 	sched_kick();
+	notify_send("READY=1");
 	return 0;
 }
 
@@ -394,6 +399,7 @@ supervisor_main(const char *home, int foreground)
 	pool_init();
 	emit_start();
 	queue_scan_start();
+	notify_ready();
 	ev_run(sv.loop, 0);
 
 	log_info("stopped");

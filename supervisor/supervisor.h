@@ -180,6 +180,11 @@ int		 chain_step_failed(struct msg *, enum outcome, const char *);
 void		 chain_forget(struct msg *);
 void		 chain_handback_all(void);
 
+/* notify.c */
+int		 notify_send(const char *state);
+void		 notify_reloading(void);
+void		 notify_ready(void);
+
 /* pool.c */
 void		 pool_init(void);
 void		 pool_resize(int n);
