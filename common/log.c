@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@ static char		*log_path;
 static int		 log_fd = -1;
 static int		 log_stderr = 1;
 static enum log_level	 log_lvl = LOG_LVL_INFO;
+static int		 log_syslog;
 
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
 
@@ -43,6 +45,26 @@ log_set_level(enum log_level lvl)
 	log_lvl = lvl;
 }
 
+const char *
+log_level_name(void)
+{
+	return log_names[log_lvl];
+}
+
+/* Lines go to syslog (LOG_DAEMON) instead of the log file. */
+void
+log_use_syslog(void)
+{
+	log_syslog = 1;
+	openlog("clawvisor", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+int
+log_using_syslog(void)
+{
+	return log_syslog;
+}
+
 int
 log_level_parse(const char *s, enum log_level *out)
 {
@@ -62,7 +84,7 @@ log_reopen(void)
 {
 	int fd;
 
-	if (log_path == NULL)
+	if (log_path == NULL || log_syslog)
 		return 0;
 	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (fd == -1)
@@ -86,33 +108,34 @@ log_close(void)
 static void
 log_vwrite(enum log_level lvl, const char *fmt, va_list ap)
 {
-	char		 line[4096];
+	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+	char		 text[3800], line[4096];
 	struct timespec	 ts;
 	struct tm	 tm;
-	int		 n, m, saved = errno;
+	int		 n, i, saved = errno;
 
 	if (lvl > log_lvl)
 		return;
+	vsnprintf(text, sizeof(text), fmt, ap);
+	/* One record, one line: a newline inside the text would forge one. */
+	for (i = 0; text[i] != '\0'; i++)
+		if (text[i] == '\n' || text[i] == '\r')
+			text[i] = ' ';
+	if (log_syslog)
+		syslog(prio[lvl], "%s: %s", log_tag, text);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof(line),
-	    "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d]: %s: ",
+	    "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d]: %s: %s\n",
 	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_tag,
-	    (int)getpid(), log_names[lvl]);
-	m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
-	if (m < 0)
-		m = 0;
-	n += m;
-	if (n > (int)sizeof(line) - 2)
-		n = sizeof(line) - 2;
-	/* One record, one line: a newline inside the text would forge one. */
-	for (m = 0; m < n; m++)
-		if (line[m] == '\n' || line[m] == '\r')
-			line[m] = ' ';
-	line[n++] = '\n';
+	    (int)getpid(), log_names[lvl], text);
+	if (n >= (int)sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
 	/* A failed log write has nowhere left to be reported. */
-	if (log_fd != -1)
+	if (log_fd != -1 && !log_syslog)
 		(void)!write(log_fd, line, n);
 	if (log_stderr)
 		(void)!write(STDERR_FILENO, line, n);

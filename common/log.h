@@ -14,6 +14,9 @@ int	 log_open(const char *tag, const char *path, int to_stderr);
 void	 log_set_tag(const char *tag);
 void	 log_set_level(enum log_level);
 int	 log_level_parse(const char *, enum log_level *);
+const char *log_level_name(void);
+void	 log_use_syslog(void);
+int	 log_using_syslog(void);
 int	 log_reopen(void);
 void	 log_close(void);
 

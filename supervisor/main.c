@@ -24,7 +24,8 @@ static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: clawvisor [--home DIR] serve [-f] [--log-level LEVEL]\n"
+	    "usage: clawvisor [--home DIR] serve [-f] [--log-level LEVEL] "
+	    "[--syslog]\n"
 	    "       clawvisor [--home DIR] status|reload|pause|resume|stop "
 	    "[--json]\n"
 	    "       clawvisor [--home DIR] sandbox show|set MODE|doctor|"
@@ -66,7 +67,7 @@ main(int argc, char **argv, char **envp)
 	const char	 *homeflag = NULL;
 	char		**args, *home;
 	int		  nargs = 0, i, foreground = 0, json = 0, fd = 3;
-	int		  index = 0, log_stderr = 0;
+	int		  index = 0, log_stderr = 0, use_syslog = 0;
 
 	setproctitle_init(argc, argv, envp);
 	args = xcalloc(argc + 1, sizeof(char *));
@@ -91,6 +92,8 @@ main(int argc, char **argv, char **envp)
 			index = atoi(argv[i]);
 		} else if (strcmp(argv[i], "--stderr") == 0)
 			log_stderr = 1;
+		else if (strcmp(argv[i], "--syslog") == 0)
+			use_syslog = 1;
 		else
 			args[nargs++] = argv[i];
 	}
@@ -98,6 +101,8 @@ main(int argc, char **argv, char **envp)
 		usage();
 	home = home_resolve(homeflag);
 	log_set_level(lvl);
+	if (use_syslog)
+		log_use_syslog();
 	if (strcmp(args[0], "serve") == 0) {
 		if (nargs != 1)
 			usage();

@@ -220,7 +220,7 @@ worker_dead(struct worker *w, const char *why)
 static void
 worker_spawn(struct worker *w)
 {
-	char	 idx[16], *argv[10];
+	char	 idx[16], *argv[14];
 	int	 sp[2], i = 0;
 	pid_t	 pid;
 
@@ -237,6 +237,10 @@ worker_spawn(struct worker *w)
 	argv[i++] = sv.home;
 	if (sv.foreground)
 		argv[i++] = "--stderr";
+	if (log_using_syslog())
+		argv[i++] = "--syslog";
+	argv[i++] = "--log-level";
+	argv[i++] = (char *)log_level_name();
 	argv[i] = NULL;
 	if ((pid = fork()) == -1) {
 		log_error("fork: %s", strerror(errno));
