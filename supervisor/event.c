@@ -1,7 +1,12 @@
 /*
  * Events for TinyClaw's visualiser and tools: one JSON file per event in
  * events/, named <ms>-<random>.json, {"type":…,"timestamp":ms,…} and a
- * newline, written atomically. Files older than a day are pruned.
+ * newline. Events are collected during a loop iteration and written in a
+ * batch just before the loop waits again (ev_prepare): every file to a
+ * temporary name, one syncfs(2) for all of them, then the renames. So they
+ * are still durable before they become visible, for one flush instead of
+ * one per file, and never on the path of a dispatch or a response. Files
+ * older than a day are pruned.
  */
 #include <sys/stat.h>
 
@@ -13,16 +18,29 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <stdlib.h>
-
 #include "log.h"
 #include "supervisor.h"
 #include "util.h"
 
 #define RETENTION_MS	(24LL * 3600 * 1000)
 #define PRUNE_EVERY_MS	(60LL * 1000)
+#define BATCH_MAX	512
 
-static int64_t last_prune;
+struct pending_event {
+	char	name[32];
+	char	tmp[48];
+	char	*data;
+};
+
+static struct {
+	struct pending_event	 ev[BATCH_MAX];
+	size_t			 n;
+	ev_prepare		 prepare;
+	int			 started;
+	int64_t			 last_prune;
+	unsigned		 seq;
+	uint32_t		 name_seq;
+} e;
 
 static void
 event_prune(int64_t now)
@@ -32,7 +50,7 @@ event_prune(int64_t now)
 	DIR		*d;
 	int		 fd;
 
-	last_prune = now;
+	e.last_prune = now;
 	if ((fd = dup(sv.dir_events)) == -1 || (d = fdopendir(fd)) == NULL) {
 		if (fd != -1)
 			close(fd);
@@ -50,17 +68,97 @@ event_prune(int64_t now)
 	closedir(d);
 }
 
+static int
+write_all(int fd, const char *p, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		if ((n = write(fd, p, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+void
+event_flush(void)
+{
+	struct pending_event	*p;
+	size_t			 i;
+	int			 fd, ok;
+
+	if (e.n == 0)
+		return;
+	for (i = 0; i < e.n; i++) {
+		p = &e.ev[i];
+		snprintf(p->tmp, sizeof(p->tmp), ".tmp.%d.ev%u", (int)getpid(),
+		    e.seq++);
+		fd = openat(sv.dir_events, p->tmp, O_WRONLY | O_CREAT |
+		    O_TRUNC | O_CLOEXEC, 0600);
+		ok = fd != -1 && write_all(fd, p->data, strlen(p->data)) == 0;
+		if (fd != -1 && close(fd) == -1)
+			ok = 0;
+		if (!ok) {
+			log_warnx("cannot write event %s: %s", p->name,
+			    strerror(errno));
+			unlinkat(sv.dir_events, p->tmp, 0);
+			p->tmp[0] = '\0';
+		}
+	}
+	if (syncfs(sv.dir_events) == -1)
+		log_warnx("syncfs events/: %s", strerror(errno));
+	for (i = 0; i < e.n; i++) {
+		p = &e.ev[i];
+		if (p->tmp[0] != '\0' && renameat2(sv.dir_events, p->tmp,
+		    sv.dir_events, p->name, RENAME_NOREPLACE) == -1) {
+			log_warnx("cannot rename event %s: %s", p->name,
+			    strerror(errno));
+			unlinkat(sv.dir_events, p->tmp, 0);
+		}
+		free(p->data);
+	}
+	e.n = 0;
+}
+
+static void
+event_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	int64_t now;
+
+	(void)loop;
+	(void)w;
+	(void)revents;
+	event_flush();
+	now = now_ms();
+	if (now - e.last_prune > PRUNE_EVERY_MS)
+		event_prune(now);
+}
+
 /* Takes ownership of fields (which may be NULL). */
 void
 event_emit(const char *type, json_object *fields)
 {
-	json_object	*o;
-	const char	*s;
-	char		 name[64], *buf;
-	int64_t		 now = now_ms();
-	static const char alnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-	int		 i;
+	static const char	 alnum[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+	struct pending_event	*p;
+	json_object		*o;
+	int64_t			 now = now_ms();
+	uint32_t		 seq;
+	int			 i, j;
 
+	if (!e.started && sv.loop != NULL) {
+		ev_prepare_init(&e.prepare, event_prepare);
+		ev_prepare_start(sv.loop, &e.prepare);
+		/* The batch must not keep the loop alive on its own. */
+		ev_unref(sv.loop);
+		e.started = 1;
+	}
+	if (e.n == BATCH_MAX)
+		event_flush();
 	o = json_object_new_object();
 	json_object_object_add(o, "type", json_object_new_string(type));
 	json_object_object_add(o, "timestamp", json_object_new_int64(now));
@@ -69,17 +167,34 @@ event_emit(const char *type, json_object *fields)
 			json_object_object_add(o, k, json_object_get(v));
 		json_object_put(fields);
 	}
-	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE);
-	xasprintf(&buf, "%s\n", s);
-	i = snprintf(name, sizeof(name), "%lld-", (long long)now);
-	for (; i < 20; i++)
-		name[i] = alnum[arc4random_uniform(sizeof(alnum) - 1)];
-	snprintf(name + i, sizeof(name) - i, ".json");
-	if (file_write_atomic(sv.dir_events, name, buf, strlen(buf), 1) == -1)
-		log_warnx("cannot write event %s: %s", type, strerror(errno));
-	free(buf);
+	p = &e.ev[e.n++];
+	xasprintf(&p->data, "%s\n", json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
-	if (now - last_prune > PRUNE_EVERY_MS)
-		event_prune(now);
+	/*
+	 * <ms>-<6 base-36 digits>, as TinyClaw names them; the digits count
+	 * up from a random start so that events of one millisecond sort in
+	 * the order they happened.
+	 */
+	if (e.name_seq == 0)
+		e.name_seq = arc4random_uniform(36u * 36 * 36 * 36 * 36) + 1;
+	seq = e.name_seq++;
+	i = snprintf(p->name, sizeof(p->name), "%lld-", (long long)now);
+	for (j = 5; j >= 0; j--, seq /= 36)
+		p->name[i + j] = alnum[seq % 36];
+	snprintf(p->name + i + 6, sizeof(p->name) - i - 6, ".json");
+	if (sv.loop == NULL)
+		event_flush();
+}
+
+/* At exit: nothing may stay unwritten. */
+void
+event_close(void)
+{
+	event_flush();
+	if (e.started) {
+		ev_ref(sv.loop);
+		ev_prepare_stop(sv.loop, &e.prepare);
+		e.started = 0;
+	}
 }

@@ -402,6 +402,7 @@ supervisor_main(const char *home, int foreground)
 	notify_ready();
 	ev_run(sv.loop, 0);
 
+	event_close();
 	log_info("stopped");
 	pid_remove();
 	sched_free_all();

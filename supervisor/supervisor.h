@@ -211,6 +211,8 @@ char		*route_multi_reply(const char *list);
 
 /* event.c */
 void		 event_emit(const char *type, json_object *fields);
+void		 event_flush(void);
+void		 event_close(void);
 
 /* response.c */
 json_object	*response_build(struct msg *, const char *reply,
