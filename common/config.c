@@ -64,7 +64,7 @@ fail(struct ctx *c, const char *path, const char *key, json_object *v,
 
 	got(v, g, sizeof(g));
 	snprintf(c->err, c->errlen, "%s%s%s: %s, got %s", path,
-	    *path != '\0' ? "." : "", key, what, g);
+	    *path != '\0' && *key != '\0' ? "." : "", key, what, g);
 	return -1;
 }
 
@@ -107,25 +107,28 @@ get_int(struct ctx *c, json_object *o, const char *path, const char *key,
 {
 	json_object	*v;
 	char		 what[96];
-	int64_t		 n;
+	int64_t		 n = min;
+	int		 isint;
 
 	*out = def;
 	if (!member(o, key, &v))
 		return 0;
-	if (max == INT64_MAX)
+	if ((isint = json_object_is_type(v, json_type_int))) {
+		errno = 0;
+		n = json_object_get_int64(v);
+		if (errno == 0 && n >= min && n <= max) {
+			*out = n;
+			return 0;
+		}
+	}
+	/* An upper bound that is only a technical cap is not worth naming. */
+	if (max >= INT32_MAX && !(isint && n > max))
 		snprintf(what, sizeof(what), "expected an integer >= %lld",
 		    (long long)min);
 	else
 		snprintf(what, sizeof(what), "expected an integer between "
 		    "%lld and %lld", (long long)min, (long long)max);
-	if (!json_object_is_type(v, json_type_int))
-		return fail(c, path, key, v, what);
-	errno = 0;
-	n = json_object_get_int64(v);
-	if (errno != 0 || n < min || n > max)
-		return fail(c, path, key, v, what);
-	*out = n;
-	return 0;
+	return fail(c, path, key, v, what);
 }
 
 static int
@@ -180,7 +183,7 @@ strv_free(char **v, size_t n)
 {
 	size_t i;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; v != NULL && i < n; i++)
 		free(v[i]);
 	free(v);
 }
@@ -220,7 +223,8 @@ get_strv(struct ctx *c, json_object *o, const char *path, const char *key,
 			    i);
 			strv_free(*out, i);
 			*out = NULL;
-			return fail(c, epath, "", e, "expected a string") ;
+			*nout = 0;
+			return fail(c, epath, "", e, "expected a string");
 		}
 		(*out)[i] = xstrdup(json_object_get_string(e));
 		*nout = i + 1;
@@ -664,6 +668,7 @@ config_parse(const char *text, size_t len, const char *home, char *err,
 	struct ctx		 c = { err, errlen };
 	struct config		*cf;
 	struct json_tokener	*tok;
+	enum json_tokener_error	 jerr;
 	json_object		*root, *ws;
 	char			*wsp = NULL;
 
@@ -674,11 +679,15 @@ config_parse(const char *text, size_t len, const char *home, char *err,
 	if ((tok = json_tokener_new_ex(64)) == NULL)
 		fatalx("json_tokener_new");
 	root = json_tokener_parse_ex(tok, text, (int)len);
-	if (root == NULL || json_tokener_get_parse_end(tok) != len) {
-		if (root == NULL)
+	jerr = json_tokener_get_error(tok);
+	/* NULL with success is the JSON null: not an object, below. */
+	if (jerr != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len) {
+		if (jerr != json_tokener_success)
 			snprintf(err, errlen, "settings.json: not valid JSON: "
-			    "%s", json_tokener_error_desc(
-			    json_tokener_get_error(tok)));
+			    "%s", jerr == json_tokener_continue ?
+			    "unexpected end of file" :
+			    json_tokener_error_desc(jerr));
 		else
 			snprintf(err, errlen, "settings.json: unexpected data "
 			    "after the JSON object");

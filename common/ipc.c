@@ -13,6 +13,9 @@
 #include "ipc.h"
 #include "util.h"
 
+/* A buffer grown past this for one big frame is freed once it is empty. */
+#define IPC_BUF_KEEP	(1024 * 1024)
+
 void
 ipc_init(struct ipc_conn *c, int fd)
 {
@@ -93,6 +96,7 @@ ipc_payload_parse(const char *p, size_t len, json_object **out, char *err,
     size_t errlen)
 {
 	struct json_tokener	*tok;
+	enum json_tokener_error	 jerr;
 	json_object		*obj;
 	size_t			 used;
 
@@ -111,13 +115,15 @@ ipc_payload_parse(const char *p, size_t len, json_object **out, char *err,
 	}
 	obj = json_tokener_parse_ex(tok, p, (int)len);
 	used = json_tokener_get_parse_end(tok);
-	if (obj == NULL) {
+	jerr = json_tokener_get_error(tok);
+	json_tokener_free(tok);
+	/* NULL with success is the JSON null: not an object, below. */
+	if (obj == NULL && jerr != json_tokener_success) {
 		snprintf(err, errlen, "payload is not JSON: %s",
-		    json_tokener_error_desc(json_tokener_get_error(tok)));
-		json_tokener_free(tok);
+		    jerr == json_tokener_continue ?
+		    "unexpected end of payload" : json_tokener_error_desc(jerr));
 		return -1;
 	}
-	json_tokener_free(tok);
 	if (used != len) {
 		snprintf(err, errlen, "%zu bytes left over after the payload",
 		    len - used);
@@ -201,6 +207,11 @@ ipc_flush(struct ipc_conn *c)
 		c->out.off += n;
 	}
 	c->out.off = c->out.len = 0;
+	if (c->out.cap > IPC_BUF_KEEP) {
+		free(c->out.data);
+		c->out.data = NULL;
+		c->out.cap = 0;
+	}
 	return 1;
 }
 
@@ -267,6 +278,12 @@ ipc_next(struct ipc_conn *c, struct ipc_hdr *h, json_object **obj)
 	    c->err, sizeof(c->err)) == -1)
 		return -1;
 	c->in.off += IPC_HDR_LEN + h->len;
+	if (c->in.off == c->in.len && c->in.cap > IPC_BUF_KEEP) {
+		/* A big frame is parsed: do not keep its room for good. */
+		free(c->in.data);
+		c->in.data = NULL;
+		c->in.off = c->in.len = c->in.cap = 0;
+	}
 	return 1;
 }
 

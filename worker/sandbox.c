@@ -61,7 +61,8 @@ in_path(const char *name)
 		e = strchr(p, ':');
 		if (e == NULL)
 			e = p + strlen(p);
-		snprintf(buf, sizeof(buf), "%.*s/%s", (int)(e - p),
+		/* An empty element is the current directory. */
+		snprintf(buf, sizeof(buf), "%.*s/%s", e == p ? 1 : (int)(e - p),
 		    e == p ? "." : p, name);
 		if (access(buf, X_OK) == 0)
 			return 1;
@@ -196,6 +197,58 @@ record_container(const struct job *j, struct sandbox_run *sb, char *err,
 	return 0;
 }
 
+/*
+ * Apple's container reads --env-file as UTF-8 and splits it at every
+ * character of Foundation's CharacterSet.newlines (U+000A-U+000D, U+0085,
+ * U+2028, U+2029; Parser.envFile in apple/container): a value holding one
+ * would be cut in two, the rest read as a variable of its own. Such a
+ * value, or one that is not UTF-8, cannot be passed: fail closed, naming
+ * the variable only.
+ */
+static int
+apple_env_ok(const struct job *j, char *err, size_t errlen)
+{
+	const unsigned char	*s;
+	const char		*v;
+	size_t			 i, k, n;
+
+	for (i = 0; i < j->nallow; i++) {
+		if ((v = getenv(j->env_allowlist[i])) == NULL)
+			continue;
+		for (s = (const unsigned char *)v; *s != '\0'; s += n) {
+			if (*s < 0x80) {
+				n = 1;
+				if (*s >= 0x0a && *s <= 0x0d)
+					goto bad;
+				continue;
+			}
+			n = *s >= 0xf0 && *s <= 0xf4 ? 4 : *s >= 0xe0 ? 3 :
+			    *s >= 0xc2 && *s <= 0xdf ? 2 : 0;
+			if (n == 0 || (n == 3 && *s > 0xef))
+				goto bad;
+			for (k = 1; k < n; k++)
+				if ((s[k] & 0xc0) != 0x80)
+					goto bad;
+			/* Overlong forms, surrogates, past U+10FFFF. */
+			if ((s[0] == 0xe0 && s[1] < 0xa0) ||
+			    (s[0] == 0xed && s[1] > 0x9f) ||
+			    (s[0] == 0xf0 && s[1] < 0x90) ||
+			    (s[0] == 0xf4 && s[1] > 0x8f))
+				goto bad;
+			if ((s[0] == 0xc2 && s[1] == 0x85) || (s[0] == 0xe2 &&
+			    s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9)))
+				goto bad;
+		}
+		continue;
+bad:
+		snprintf(err, errlen, "%s holds a line break or is not UTF-8: "
+		    "Apple's container cannot read it from an env-file",
+		    j->env_allowlist[i]);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 container_argv(const struct job *j, struct sandbox_run *sb, char *err,
     size_t errlen)
@@ -235,6 +288,25 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 			return -1;
 		}
 		snprintf(cpus, sizeof(cpus), "%ld", (long)d);
+		/*
+		 * Apple splits a --mount directive and a --label at every '='
+		 * (split(separator: "=", maxSplits: 2) in Parser.mount and
+		 * Parser.labels) and refuses three pieces: a path with one
+		 * cannot be passed.
+		 */
+		if (strchr(j->workdir, '=') != NULL) {
+			snprintf(err, errlen, "working directory %s has a '=', "
+			    "which Apple's container --mount cannot carry",
+			    j->workdir);
+			return -1;
+		}
+		if (strchr(j->home, '=') != NULL) {
+			snprintf(err, errlen, "home %s has a '=', which Apple's "
+			    "container --label cannot carry", j->home);
+			return -1;
+		}
+		if (apple_env_ok(j, err, errlen) == -1)
+			return -1;
 	}
 	if (strcmp(j->rt.user, "auto") == 0)
 		snprintf(uidgid, sizeof(uidgid), "%u:%u", (unsigned)getuid(),

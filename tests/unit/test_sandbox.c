@@ -1,0 +1,661 @@
+/*
+ * The per-mode argv (worker/sandbox.c): the exact docker/podman and Apple
+ * `container` command lines of SPEC §4, the private env-file that carries
+ * the secrets, and every fail-closed check.
+ */
+#include <sys/stat.h>
+
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sandbox.h"
+#include "unit.h"
+#include "util.h"
+
+#define ANT_KEY		"sk-ant-SECRET-0123456789"
+#define OAI_KEY		"sk-proj-SECRET-abcdefghij"
+#define WORKDIR		"/srv/agents/coder"
+#define IMAGE		"tinyclaw/agent-runner:latest"
+
+static struct {
+	char	*tmp;
+	char	*bin;
+	char	*home;
+	char	*path;		/* PATH for the tests */
+	char	*env_file;	/* home/run/secrets/42.env */
+	char	*record;	/* home/run/containers/clawvisor-42 */
+	char	*label;		/* --label value */
+	char	 cwd[PATH_MAX];
+} t;
+
+static char *allow2[] = { "ANTHROPIC_API_KEY", "OPENAI_API_KEY" };
+
+static void
+make_exe(const char *dir, const char *name, mode_t mode)
+{
+	char *p;
+
+	xasprintf(&p, "%s/%s", dir, name);
+	unit_write(p, "#!/bin/sh\nexit 0\n", mode);
+	free(p);
+}
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	if (getcwd(t.cwd, sizeof(t.cwd)) == NULL)
+		return -1;
+	t.tmp = unit_tmpdir();
+	xasprintf(&t.bin, "%s/bin", t.tmp);
+	xasprintf(&t.home, "%s/home", t.tmp);
+	if (mkdir(t.bin, 0755) == -1 || mkdir(t.home, 0700) == -1)
+		return -1;
+	make_exe(t.bin, "docker", 0755);
+	make_exe(t.bin, "podman", 0755);
+	make_exe(t.bin, "container", 0755);
+	make_exe(t.bin, "notexec", 0644);
+	xasprintf(&t.path, "/nonexistent:%s", t.bin);
+	xasprintf(&t.env_file, "%s/run/secrets/42.env", t.home);
+	xasprintf(&t.record, "%s/run/containers/clawvisor-42", t.home);
+	xasprintf(&t.label, "clawvisor.home=%s", t.home);
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	if (chdir(t.cwd) == -1)
+		return -1;
+	unit_rmtree(t.tmp);
+	free(t.tmp);
+	free(t.bin);
+	free(t.home);
+	free(t.path);
+	free(t.env_file);
+	free(t.record);
+	free(t.label);
+	return 0;
+}
+
+static int
+env_setup(void **state)
+{
+	(void)state;
+	setenv("PATH", t.path, 1);
+	setenv("ANTHROPIC_API_KEY", ANT_KEY, 1);
+	setenv("OPENAI_API_KEY", OAI_KEY, 1);
+	return 0;
+}
+
+static void
+job_init(struct job *j, enum sandbox_mode mode)
+{
+	memset(j, 0, sizeof(*j));
+	j->id = 42;
+	j->agent_id = "coder";
+	j->provider = PROV_ANTHROPIC;
+	j->model = "sonnet";
+	j->message = "hi there";
+	j->workdir = WORKDIR;
+	j->home = t.home;
+	j->mode = mode;
+	j->timeout_seconds = 600;
+	j->kill_grace_seconds = 5;
+	j->max_output_bytes = 1024;
+	j->env_allowlist = allow2;
+	j->nallow = 2;
+	j->path_mapping = MAP_MAPPED;
+	j->rt.runtime_command = mode == MODE_APPLE ? "container" : "docker";
+	j->rt.image = IMAGE;
+	j->rt.network = NET_DEFAULT;
+	j->rt.memory = "2g";
+	j->rt.cpus = mode == MODE_APPLE ? "1" : "1.0";
+	j->rt.pids_limit = 256;
+	j->rt.user = "1000:1001";
+}
+
+static void
+check_argv(char **v, const char *const *want, const char *file, int line)
+{
+	size_t i;
+
+	for (i = 0; want[i] != NULL && v[i] != NULL; i++)
+		if (strcmp(v[i], want[i]) != 0)
+			break;
+	if (want[i] != NULL || v[i] != NULL) {
+		print_error("argv[%zu] \"%s\", wanted \"%s\"\n", i,
+		    v[i] != NULL ? v[i] : "(end)",
+		    want[i] != NULL ? want[i] : "(end)");
+		_fail(file, line);
+	}
+}
+#define assert_argv(v, ...) do {					\
+	const char *const want_[] = { __VA_ARGS__, NULL };		\
+	check_argv(v, want_, __FILE__, __LINE__);			\
+} while (0)
+
+/* No secret reaches argv, in any form. */
+static void
+assert_no_secret(char **v)
+{
+	size_t i;
+
+	for (i = 0; v != NULL && v[i] != NULL; i++) {
+		assert_null(strstr(v[i], ANT_KEY));
+		assert_null(strstr(v[i], OAI_KEY));
+		assert_null(strstr(v[i], "SECRET"));
+		assert_null(strstr(v[i], "_API_KEY"));
+		assert_string_not_equal(v[i], "-e");
+		assert_string_not_equal(v[i], "--env");
+	}
+}
+
+static void
+assert_gone(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(lstat(path, &st), -1);
+}
+
+static void
+test_docker_argv(void **state)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[256];
+
+	(void)state;
+	job_init(&j, MODE_DOCKER);
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	assert_argv(sb.argv, "docker", "run", "--rm", "--name", "clawvisor-42",
+	    "--label", t.label, "--workdir", "/workspace", "--network",
+	    "bridge", "--memory", "2g", "--cpus", "1.0", "--pids-limit", "256",
+	    "--security-opt", "no-new-privileges", "--read-only",
+	    "--cap-drop", "ALL", "--tmpfs", "/tmp:rw,noexec,nosuid,size=256m",
+	    "--user", "1000:1001", "--mount",
+	    "type=bind,src=" WORKDIR ",dst=/workspace", "--env-file",
+	    t.env_file, IMAGE, "claude", "--dangerously-skip-permissions",
+	    "--model", "claude-sonnet-4-5", "-c", "-p", "hi there");
+	assert_no_secret(sb.argv);
+	assert_int_equal(sb.container_mode, 1);
+	assert_string_equal(sb.container, "clawvisor-42");
+	assert_string_equal(sb.env_file, t.env_file);
+	assert_null(sb.envp);
+	/* On timeout the container is stopped by name. */
+	assert_argv(sb.on_timeout, "docker", "kill", "clawvisor-42");
+	sandbox_cleanup(&sb);
+	assert_null(sb.argv);
+	assert_gone(t.env_file);
+}
+
+static void
+test_podman_codex(void **state)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[256];
+
+	(void)state;
+	job_init(&j, MODE_DOCKER);
+	j.id = 7;
+	j.provider = PROV_OPENAI;
+	j.model = NULL;
+	j.reset = 1;
+	j.path_mapping = MAP_SAME_PATH;
+	j.rt.runtime_command = "podman";
+	j.rt.memory = "512m";
+	j.rt.cpus = "0.5";
+	j.rt.pids_limit = 0;
+	j.message = "-rf /";
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	assert_argv(sb.argv, "podman", "run", "--rm", "--name", "clawvisor-7",
+	    "--label", t.label, "--workdir", WORKDIR, "--network", "bridge",
+	    "--memory", "512m", "--cpus", "0.5", "--pids-limit", "0",
+	    "--security-opt", "no-new-privileges", "--read-only",
+	    "--cap-drop", "ALL", "--tmpfs", "/tmp:rw,noexec,nosuid,size=256m",
+	    "--user", "1000:1001", "--mount",
+	    "type=bind,src=" WORKDIR ",dst=" WORKDIR, "--env-file",
+	    sb.env_file, IMAGE, "codex", "exec", "--skip-git-repo-check",
+	    "--dangerously-bypass-approvals-and-sandbox", "--json", "-rf /");
+	assert_true(strstr(sb.env_file, "/run/secrets/7.env") != NULL);
+	assert_argv(sb.on_timeout, "podman", "kill", "clawvisor-7");
+	assert_no_secret(sb.argv);
+	sandbox_cleanup(&sb);
+}
+
+static void
+test_apple_argv(void **state)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[256];
+
+	(void)state;
+	job_init(&j, MODE_APPLE);
+	j.rt.cpus = "2.0";	/* passed as an integer */
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	assert_argv(sb.argv, "container", "run", "--rm", "--name",
+	    "clawvisor-42", "--label", t.label, "--workdir", "/workspace",
+	    "--network", "default", "--memory", "2g", "--cpus", "2",
+	    "--read-only", "--cap-drop", "ALL", "--tmpfs", "/tmp",
+	    "--user", "1000:1001", "--mount",
+	    "type=bind,source=" WORKDIR ",target=/workspace", "--env-file",
+	    t.env_file, IMAGE, "claude", "--dangerously-skip-permissions",
+	    "--model", "claude-sonnet-4-5", "-c", "-p", "hi there");
+	assert_no_secret(sb.argv);
+	assert_argv(sb.on_timeout, "container", "kill", "clawvisor-42");
+	sandbox_cleanup(&sb);
+
+	j.rt.cpus = "1";
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	assert_string_equal(sb.argv[14], "1");
+	assert_string_equal(sb.argv[13], "--cpus");
+	sandbox_cleanup(&sb);
+}
+
+static void
+test_apple_cpus_fail(void **state)
+{
+	static const char *const bad[] = { "1.5", "0", "0.0", "abc", "2x" };
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[256], want[256];
+	size_t			 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		job_init(&j, MODE_APPLE);
+		j.rt.cpus = (char *)bad[i];
+		assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)),
+		    -1);
+		snprintf(want, sizeof(want), "sandbox.apple.cpus: Apple's "
+		    "container takes a whole number of CPUs, got \"%s\"",
+		    bad[i]);
+		assert_string_equal(err, want);
+		assert_null(sb.argv);
+		assert_gone(t.env_file);
+	}
+}
+
+static void
+test_network_none_command(void **state)
+{
+	static char		*cmd[] = { "tool", "{message}" };
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[256];
+
+	(void)state;
+	/* A command agent needs no key and may run without a network. */
+	unsetenv("ANTHROPIC_API_KEY");
+	unsetenv("OPENAI_API_KEY");
+	job_init(&j, MODE_DOCKER);
+	j.provider = PROV_COMMAND;
+	j.command = cmd;
+	j.ncommand = 2;
+	j.env_allowlist = NULL;
+	j.nallow = 0;
+	j.rt.network = NET_NONE;
+	j.rt.user = "auto";
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	assert_string_equal(sb.argv[9], "--network");
+	assert_string_equal(sb.argv[10], "none");
+	{
+		char uidgid[64];
+
+		snprintf(uidgid, sizeof(uidgid), "%u:%u", (unsigned)getuid(),
+		    (unsigned)getgid());
+		assert_string_equal(sb.argv[24], "--user");
+		assert_string_equal(sb.argv[25], uidgid);
+	}
+	assert_string_equal(sb.argv[30], IMAGE);
+	assert_string_equal(sb.argv[31], "tool");
+	assert_string_equal(sb.argv[32], "hi there");
+	assert_null(sb.argv[33]);
+	sandbox_cleanup(&sb);
+
+	job_init(&j, MODE_APPLE);
+	j.provider = PROV_COMMAND;
+	j.command = cmd;
+	j.ncommand = 2;
+	j.rt.network = NET_NONE;
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	assert_string_equal(sb.argv[10], "none");
+	sandbox_cleanup(&sb);
+}
+
+static void
+test_host(void **state)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[256];
+
+	(void)state;
+	job_init(&j, MODE_HOST);
+	/* Host mode needs neither a runtime nor keys in an env-file. */
+	setenv("PATH", "/nonexistent", 1);
+	unsetenv("ANTHROPIC_API_KEY");
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	assert_argv(sb.argv, "claude", "--dangerously-skip-permissions",
+	    "--model", "claude-sonnet-4-5", "-c", "-p", "hi there");
+	assert_null(sb.env_file);
+	assert_null(sb.container);
+	assert_null(sb.on_timeout);
+	assert_null(sb.envp);
+	assert_int_equal(sb.container_mode, 0);
+	assert_gone(t.env_file);
+	sandbox_cleanup(&sb);
+}
+
+static void
+test_env_file(void **state)
+{
+	static char		*allow[] = { "OPENAI_API_KEY", "UNSET_VAR",
+				    "ANTHROPIC_API_KEY", "EXTRA" };
+	struct sandbox_run	 sb;
+	struct job		 j;
+	struct stat		 st;
+	char			 err[256], *dir, *text;
+
+	(void)state;
+	unsetenv("UNSET_VAR");
+	setenv("EXTRA", "a value with spaces = and \"quotes\"", 1);
+	xasprintf(&dir, "%s/run/secrets", t.home);
+	/* A secrets directory with loose permissions is tightened. */
+	assert_int_equal(mkdir_p(dir, 0755), 0);
+	assert_int_equal(chmod(dir, 0755), 0);
+
+	job_init(&j, MODE_DOCKER);
+	j.env_allowlist = allow;
+	j.nallow = 4;
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	assert_int_equal(lstat(sb.env_file, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_uid, getuid());
+	text = unit_read(sb.env_file);
+	assert_non_null(text);
+	/* HOME first; allowlisted variables in order; unset ones skipped. */
+	assert_string_equal(text,
+	    "HOME=/workspace/.tinyclaw-home\n"
+	    "OPENAI_API_KEY=" OAI_KEY "\n"
+	    "ANTHROPIC_API_KEY=" ANT_KEY "\n"
+	    "EXTRA=a value with spaces = and \"quotes\"\n");
+	free(text);
+	assert_no_secret(sb.argv);
+	sandbox_cleanup(&sb);
+	assert_gone(t.env_file);
+
+	/* Same-path: HOME lives under the host path. */
+	job_init(&j, MODE_APPLE);
+	j.path_mapping = MAP_SAME_PATH;
+	j.env_allowlist = NULL;
+	j.nallow = 0;
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), -1);
+	/* (no key allowlisted: refused, see test_fail_closed) */
+	j.provider = PROV_COMMAND;
+	j.command = allow;	/* any argv will do */
+	j.ncommand = 1;
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	text = unit_read(sb.env_file);
+	assert_non_null(text);
+	assert_string_equal(text, "HOME=" WORKDIR "/.tinyclaw-home\n");
+	free(text);
+	sandbox_cleanup(&sb);
+	unsetenv("EXTRA");
+	free(dir);
+}
+
+static void
+test_container_record(void **state)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[256], *text;
+
+	(void)state;
+	job_init(&j, MODE_DOCKER);
+	j.rt.runtime_command = "podman";
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	/* The home's record of a container that may be running. */
+	text = unit_read(t.record);
+	assert_non_null(text);
+	assert_string_equal(text, "podman\n");
+	free(text);
+	sandbox_cleanup(&sb);
+	assert_gone(t.record);
+}
+
+struct fail_case {
+	const char	*name;
+	enum sandbox_mode mode;
+	enum provider	 provider;
+	const char	*runtime;
+	int		 network_none;
+	int		 allow;	/* 1: OpenAI key only, 2: Anthropic */
+	const char	*unset;		/* variable to unset */
+	const char	*empty;		/* variable to set to "" */
+	const char	*workdir;
+	const char	*err;
+};
+
+static void
+test_fail_closed(void **state)
+{
+	static const struct fail_case cases[] = {
+		{ "runtime not in PATH", MODE_DOCKER, PROV_ANTHROPIC,
+		  "nerdctl", 0, 0, NULL, NULL, NULL,
+		  "container runtime \"nerdctl\" not found in PATH "
+		  "(sandbox.docker.runtime_command)" },
+		{ "apple runtime not in PATH", MODE_APPLE, PROV_ANTHROPIC,
+		  "container-missing", 0, 0, NULL, NULL, NULL,
+		  "container runtime \"container-missing\" not found in PATH "
+		  "(sandbox.apple.runtime_command)" },
+		{ "runtime not executable", MODE_DOCKER, PROV_ANTHROPIC,
+		  "notexec", 0, 0, NULL, NULL, NULL,
+		  "container runtime \"notexec\" not found in PATH "
+		  "(sandbox.docker.runtime_command)" },
+		{ "runtime path missing", MODE_DOCKER, PROV_ANTHROPIC,
+		  "/nonexistent/docker", 0, 0, NULL, NULL, NULL,
+		  "container runtime \"/nonexistent/docker\" not found in "
+		  "PATH (sandbox.docker.runtime_command)" },
+		{ "anthropic key not allowlisted", MODE_DOCKER,
+		  PROV_ANTHROPIC, NULL, 0, 1, NULL, NULL, NULL,
+		  "ANTHROPIC_API_KEY is required by the anthropic provider "
+		  "but is not in sandbox.env_allowlist" },
+		{ "anthropic key unset", MODE_DOCKER, PROV_ANTHROPIC, NULL,
+		  0, 0, "ANTHROPIC_API_KEY", NULL, NULL,
+		  "ANTHROPIC_API_KEY is required by the anthropic provider "
+		  "but is not set in the daemon's environment" },
+		{ "anthropic key empty", MODE_APPLE, PROV_ANTHROPIC, NULL,
+		  0, 0, NULL, "ANTHROPIC_API_KEY", NULL,
+		  "ANTHROPIC_API_KEY is required by the anthropic provider "
+		  "but is not set in the daemon's environment" },
+		{ "openai key unset", MODE_DOCKER, PROV_OPENAI, NULL, 0, 0,
+		  "OPENAI_API_KEY", NULL, NULL,
+		  "OPENAI_API_KEY is required by the openai provider but is "
+		  "not set in the daemon's environment" },
+		{ "openai key not allowlisted", MODE_APPLE, PROV_OPENAI, NULL,
+		  0, 2, NULL, NULL, NULL,
+		  "OPENAI_API_KEY is required by the openai provider but is "
+		  "not in sandbox.env_allowlist" },
+		{ "network none, anthropic", MODE_DOCKER, PROV_ANTHROPIC,
+		  NULL, 1, 0, NULL, NULL, NULL,
+		  "network \"none\" cannot work with the anthropic provider: "
+		  "its CLI must reach the API" },
+		{ "network none, openai", MODE_APPLE, PROV_OPENAI, NULL, 1, 0,
+		  NULL, NULL, NULL,
+		  "network \"none\" cannot work with the openai provider: "
+		  "its CLI must reach the API" },
+		{ "comma in workdir", MODE_DOCKER, PROV_ANTHROPIC, NULL, 0, 0,
+		  NULL, NULL, "/srv/a,readonly",
+		  "working directory /srv/a,readonly has a character a "
+		  "--mount option cannot carry" },
+		{ "newline in workdir", MODE_APPLE, PROV_ANTHROPIC, NULL, 0,
+		  0, NULL, NULL, "/srv/a\nb",
+		  "working directory /srv/a\nb has a character a --mount "
+		  "option cannot carry" },
+	};
+	static char		*only_openai[] = { "OPENAI_API_KEY" };
+	static char		*only_anthropic[] = { "ANTHROPIC_API_KEY" };
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[256];
+	size_t			 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct fail_case *c = &cases[i];
+
+		env_setup(NULL);
+		job_init(&j, c->mode);
+		j.provider = c->provider;
+		if (c->runtime != NULL)
+			j.rt.runtime_command = (char *)c->runtime;
+		if (c->network_none)
+			j.rt.network = NET_NONE;
+		if (c->allow != 0) {
+			j.env_allowlist = c->allow == 1 ? only_openai :
+			    only_anthropic;
+			j.nallow = 1;
+		}
+		if (c->unset != NULL)
+			unsetenv(c->unset);
+		if (c->empty != NULL)
+			setenv(c->empty, "", 1);
+		if (c->workdir != NULL)
+			j.workdir = (char *)c->workdir;
+		strlcpy(err, "", sizeof(err));
+		if (sandbox_prepare(&j, &sb, err, sizeof(err)) != -1) {
+			sandbox_cleanup(&sb);
+			fail_msg("%s: accepted", c->name);
+		}
+		if (strcmp(err, c->err) != 0)
+			fail_msg("%s: \"%s\", wanted \"%s\"", c->name, err,
+			    c->err);
+		/* Nothing is left to run or to clean up; no secret on disk. */
+		assert_null(sb.argv);
+		assert_null(sb.env_file);
+		assert_null(sb.container);
+		assert_gone(t.env_file);
+		assert_gone(t.record);
+	}
+}
+
+static void
+test_newline_secret(void **state)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[256];
+
+	(void)state;
+	setenv("OPENAI_API_KEY", "line1\nEVIL=1", 1);
+	job_init(&j, MODE_DOCKER);
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), -1);
+	assert_string_equal(err, "OPENAI_API_KEY contains a newline and cannot "
+	    "be passed in an env-file");
+	/* The half-written env-file is gone. */
+	assert_gone(t.env_file);
+	assert_null(sb.argv);
+}
+
+/* A planted file or symlink where the env-file goes is never written. */
+static void
+test_env_file_planted(void **state)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[256], *target, *text, *want;
+
+	(void)state;
+	xasprintf(&target, "%s/target", t.tmp);
+	unit_write(target, "untouched", 0644);
+	job_init(&j, MODE_DOCKER);
+	/* The directory exists after any container run. */
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	sandbox_cleanup(&sb);
+	assert_int_equal(symlink(target, t.env_file), 0);
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), -1);
+	xasprintf(&want, "cannot create env-file %s: File exists",
+	    t.env_file);
+	assert_string_equal(err, want);
+	free(want);
+	text = unit_read(target);
+	assert_non_null(text);
+	assert_string_equal(text, "untouched");
+	free(text);
+	/* And the planted link is not ours to remove. */
+	assert_int_equal(unlink(t.env_file), 0);
+	unlink(target);
+	free(target);
+}
+
+static void
+test_runtime_lookup(void **state)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[256], *abs;
+
+	(void)state;
+	/* An absolute runtime path is used as is. */
+	xasprintf(&abs, "%s/docker", t.bin);
+	job_init(&j, MODE_DOCKER);
+	j.rt.runtime_command = abs;
+	setenv("PATH", "/nonexistent", 1);
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	assert_string_equal(sb.argv[0], abs);
+	assert_string_equal(sb.on_timeout[0], abs);
+	sandbox_cleanup(&sb);
+	free(abs);
+
+	/* An empty PATH element is the current directory, as for execvp. */
+	assert_int_equal(chdir(t.bin), 0);
+	job_init(&j, MODE_DOCKER);
+	setenv("PATH", "/nonexistent::/alsonot", 1);
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	sandbox_cleanup(&sb);
+	setenv("PATH", "/nonexistent:", 1);
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	sandbox_cleanup(&sb);
+	setenv("PATH", "/nonexistent", 1);
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), -1);
+	assert_int_equal(chdir(t.cwd), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_docker_argv, env_setup),
+		cmocka_unit_test_setup(test_podman_codex, env_setup),
+		cmocka_unit_test_setup(test_apple_argv, env_setup),
+		cmocka_unit_test_setup(test_apple_cpus_fail, env_setup),
+		cmocka_unit_test_setup(test_network_none_command, env_setup),
+		cmocka_unit_test_setup(test_host, env_setup),
+		cmocka_unit_test_setup(test_env_file, env_setup),
+		cmocka_unit_test_setup(test_container_record, env_setup),
+		cmocka_unit_test_setup(test_fail_closed, env_setup),
+		cmocka_unit_test_setup(test_newline_secret, env_setup),
+		cmocka_unit_test_setup(test_env_file_planted, env_setup),
+		cmocka_unit_test_setup(test_runtime_lookup, env_setup),
+	};
+
+	return cmocka_run_group_tests_name("sandbox", tests, group_setup,
+	    group_teardown);
+}
