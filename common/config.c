@@ -678,6 +678,9 @@ config_parse(const char *text, size_t len, const char *home, char *err,
 	xasprintf(&cf->path, "%s/settings.json", home);
 	if ((tok = json_tokener_new_ex(64)) == NULL)
 		fatalx("json_tokener_new");
+	/* Closer to JavaScript's JSON.parse: no trailing commas, no data
+	 * after the object (json-c still takes single-quoted strings). */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	root = json_tokener_parse_ex(tok, text, (int)len);
 	jerr = json_tokener_get_error(tok);
 	/* NULL with success is the JSON null: not an object, below. */

@@ -210,6 +210,18 @@ static const char *const config_errors[] = {
 	NULL
 };
 
+/*
+ * The image is not there and pulling it failed (podman's short-name and
+ * registry errors; a registry's "connection refused" is not the engine's):
+ * the configured image does not exist, whatever the registry said.
+ */
+static const char *const pull_errors[] = {
+	"did not resolve to an alias", "pinging container registry",
+	"initializing source docker://", "requested access to the resource "
+	"is denied",
+	NULL
+};
+
 static const char *const unreachable_errors[] = {
 	"cannot connect to the docker daemon", "cannot connect to podman",
 	"is the docker daemon running", "connection refused",
@@ -265,6 +277,13 @@ classify(const struct run_status *st, char *why, size_t len)
 	if (st->exited && st->exit_code == 0) {
 		*why = '\0';
 		return OUT_OK;
+	}
+	if (st->container && st->exit_code == 125 &&
+	    stderr_any(st, pull_errors)) {
+		snprintf(why, len, "%s refused to start the container (exit "
+		    "125): image not found and cannot be pulled%s",
+		    st->program, tail);
+		return OUT_TERMINAL;
 	}
 	if (st->container && stderr_any(st, unreachable_errors)) {
 		snprintf(why, len, "container engine unreachable (%s exit %d)%s",

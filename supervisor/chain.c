@@ -39,6 +39,7 @@ struct chain {
 	size_t		  nsteps;
 	int		  pending;	/* fan-out steps still running */
 	int		  fanout;
+	size_t		  fan_step;	/* the step number of every fan-out step */
 	int		  ended;
 	char		**files;
 	size_t		  nfiles;
@@ -115,7 +116,8 @@ chain_dispatched(struct msg *m)
 
 	if (m->parent != NULL) {
 		c = m->parent->chain;
-		step_start_event(c, m->agent, m->step);
+		step_start_event(c, m->agent, c->fanout ? c->fan_step :
+		    m->step);
 		return;
 	}
 	if (m->chain != NULL) {
@@ -266,7 +268,9 @@ chain_step_add(struct chain *c, const char *from, const char *agent,
 	o = json_object_new_object();
 	json_object_object_add(o, "fromAgent", json_object_new_string(from));
 	json_object_object_add(o, "toAgent", json_object_new_string(agent));
-	json_object_object_add(o, "step", json_object_new_int((int)slot));
+	/* TinyClaw: every hand-off of a fan-out has the same step. */
+	json_object_object_add(o, "step", json_object_new_int((int)(c->fanout ?
+	    c->fan_step - 1 : slot)));
 	chain_event("chain_handoff", c, o);
 	sched_add(s, 0);
 }
@@ -359,22 +363,32 @@ chain_reply(struct chain *c)
 }
 
 static void
-chain_end(struct chain *c)
+end_event(struct chain *c)
 {
-	struct msg	*root = c->root;
-	json_object	*o, *resp;
-	char		*text;
+	json_object	*o, *a;
 	size_t		 i;
 
 	c->ended = 1;
 	o = json_object_new_object();
 	json_object_object_add(o, "totalSteps",
 	    json_object_new_int((int)c->nsteps));
-	json_object_object_add(o, "agents", json_object_new_array());
+	a = json_object_new_array();
 	for (i = 0; i < c->nsteps; i++)
-		json_object_array_add(json_object_object_get(o, "agents"),
-		    json_object_new_string(c->steps[i].agent));
+		if (c->steps[i].agent != NULL)
+			json_object_array_add(a,
+			    json_object_new_string(c->steps[i].agent));
+	json_object_object_add(o, "agents", a);
 	chain_event("team_chain_end", c, o);
+}
+
+static void
+chain_end(struct chain *c)
+{
+	struct msg	*root = c->root;
+	json_object	*resp;
+	char		*text;
+
+	end_event(c);
 	transcript(c);
 	text = chain_reply(c);
 	resp = response_final(root, text, c->files, c->nfiles);
@@ -404,10 +418,11 @@ step_record(struct chain *c, struct msg *m, const char *text)
 	c->steps[i].agent = xstrdup(m->agent);
 	c->steps[i].text = xstrdup(text);
 	o = json_object_new_object();
-	json_object_object_add(o, "step", json_object_new_int((int)m->step));
+	json_object_object_add(o, "step", json_object_new_int((int)(m->parent !=
+	    NULL && c->fanout ? c->fan_step : m->step)));
 	json_object_object_add(o, "agentId", json_object_new_string(m->agent));
 	json_object_object_add(o, "responseLength",
-	    json_object_new_int((int)strlen(text)));
+	    json_object_new_int((int)utf16_len(text)));
 	json_object_object_add(o, "responseText", json_object_new_string(text));
 	chain_event("chain_step_done", c, o);
 }
@@ -433,11 +448,12 @@ chain_next(struct chain *c, const char *from, const char *text)
 		    c->root->name, (long long)sv.conf->max_chain_steps);
 		chain_end(c);
 	} else {
+		first = c->nsteps;
 		if (n > 1) {
 			c->fanout = 1;
 			c->pending = (int)n;
+			c->fan_step = first + 1;
 		}
-		first = c->nsteps;
 		for (i = 0; i < n; i++)
 			chain_step_add(c, from, v[i].agent, v[i].text,
 			    first + i);
@@ -509,11 +525,17 @@ chain_step_failed(struct msg *m, enum outcome o, const char *why)
 	return 1;
 }
 
-/* m is being freed: forget its chain. */
+/*
+ * m is being freed: forget its chain. A chain that did not end (its first
+ * step dead-lettered, or handed back at a stop) still gets its
+ * team_chain_end, so that every team_chain_start has one.
+ */
 void
 chain_forget(struct msg *m)
 {
 	if (m->chain != NULL) {
+		if (!m->chain->ended)
+			end_event(m->chain);
 		chain_free(m->chain);
 		m->chain = NULL;
 	}

@@ -51,18 +51,32 @@ client_connect(const char *home, int quiet)
 	return fd;
 }
 
-/* Send one request, return the reply line (NULL: connection failed). */
+/*
+ * Send one request, return the reply line (NULL: connection failed). A
+ * daemon that refuses us (another uid, too many clients) answers and closes
+ * at once, maybe before the request is sent: sending must not raise
+ * SIGPIPE, and its failure must not hide the answer already waiting.
+ */
 char *
 client_request(int fd, json_object *req)
 {
 	const char	*s;
-	char		*buf = NULL, *nl;
-	size_t		 len = 0, cap = 0;
+	char		*buf = NULL, *nl, *out;
+	size_t		 len = 0, cap = 0, off = 0, olen;
 	ssize_t		 n;
 
 	s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-	if (write(fd, s, strlen(s)) == -1 || write(fd, "\n", 1) == -1)
-		return NULL;
+	xasprintf(&out, "%s\n", s);
+	olen = strlen(out);
+	while (off < olen) {
+		n = send(fd, out + off, olen - off, MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += n;
+	}
+	free(out);
 	for (;;) {
 		if (len + 65536 > cap) {
 			cap = cap == 0 ? 65536 * 2 : cap * 2;

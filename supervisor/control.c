@@ -41,10 +41,11 @@ struct client {
 static struct {
 	int			 fd;
 	ev_io			 io;
+	ev_timer		 stop;		/* a `stop` to act on */
 	char			*path;
 	size_t			 nclients;
 	TAILQ_HEAD(, client)	 clients;
-} ctl = { -1, { 0 }, NULL, 0, TAILQ_HEAD_INITIALIZER(ctl.clients) };
+} ctl = { -1, { 0 }, { 0 }, NULL, 0, TAILQ_HEAD_INITIALIZER(ctl.clients) };
 
 static void
 client_free(struct client *c)
@@ -134,14 +135,28 @@ client_send(struct client *c, json_object *r)
 	return ret;
 }
 
+/*
+ * Stopping may close every client at once (nothing in flight), so it is
+ * not done from inside a client's read callback, which may still hold more
+ * lines of that client: it waits for the next loop iteration.
+ */
+static void
+control_stop(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	supervisor_stop("control command");
+}
+
 static int
 client_line(struct client *c, const char *line, size_t len)
 {
 	int stop = 0, r;
 
 	r = client_send(c, control_handle_line(line, len, &stop));
-	if (stop)
-		supervisor_stop("control command");
+	if (stop && !ev_is_active(&ctl.stop))
+		ev_timer_start(sv.loop, &ctl.stop);
 	return r;
 }
 
@@ -305,6 +320,7 @@ control_init(void)
 	}
 	ev_io_init(&ctl.io, control_accept, ctl.fd, EV_READ);
 	ev_io_start(sv.loop, &ctl.io);
+	ev_timer_init(&ctl.stop, control_stop, 0., 0.);
 	return 0;
 }
 
@@ -313,6 +329,7 @@ control_close(void)
 {
 	struct client *c;
 
+	ev_timer_stop(sv.loop, &ctl.stop);
 	while ((c = TAILQ_FIRST(&ctl.clients)) != NULL) {
 		client_flush(c);
 		if (TAILQ_FIRST(&ctl.clients) == c)

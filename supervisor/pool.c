@@ -58,19 +58,27 @@ worker_send(struct worker *w, enum ipc_type t, uint64_t id, json_object *o)
 		ev_io_start(sv.loop, &w->wio);
 }
 
+/*
+ * Takes o. A result can hold megabytes of reply: the parsed frame goes as
+ * soon as it is copied out, before the response is built from the copy.
+ */
 static void
 worker_result(struct worker *w, uint64_t id, json_object *o)
 {
 	struct job_result	 r;
 	struct msg		*m = w->msg;
 	char			 err[160];
+	int			 bad;
 
 	if (m == NULL || id != m->job_id) {
+		json_object_put(o);
 		worker_dead(w, "protocol error: a result for a job it does "
 		    "not have");
 		return;
 	}
-	if (result_from_json(o, &r, err, sizeof(err)) == -1) {
+	bad = result_from_json(o, &r, err, sizeof(err)) == -1;
+	json_object_put(o);
+	if (bad) {
 		result_free(&r);
 		worker_dead(w, err);
 		return;
@@ -119,6 +127,7 @@ worker_read(struct ev_loop *loop, ev_io *io, int revents)
 			break;
 		case MSG_JOB_DONE:
 			worker_result(w, h.id, o);
+			o = NULL;
 			break;
 		default:
 			json_object_put(o);

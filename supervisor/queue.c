@@ -288,6 +288,9 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 	}
 	if ((tok = json_tokener_new_ex(64)) == NULL)
 		fatalx("json_tokener_new");
+	/* Closer to JavaScript's JSON.parse: no trailing commas, no data
+	 * after the object (json-c still takes single-quoted strings). */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	obj = json_tokener_parse_ex(tok, buf, (int)len);
 	e = json_tokener_get_error(tok);
 	if (obj == NULL) {

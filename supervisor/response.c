@@ -71,6 +71,19 @@ utf8_clean(const char *s, size_t len)
 	return out;
 }
 
+/* JavaScript's s.length: UTF-16 code units of valid UTF-8 text. */
+size_t
+utf16_len(const char *s)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 n = 0;
+
+	for (; *p != '\0'; p++)
+		if ((*p & 0xc0) != 0x80)
+			n += *p >= 0xf0 ? 2 : 1;
+	return n;
+}
+
 /* Text must be valid UTF-8 (utf8_clean). */
 char *
 response_cut(const char *s)

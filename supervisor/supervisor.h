@@ -225,5 +225,6 @@ json_object	*response_notice(json_object *msg, const char *agent,
 		    const char *text);
 char		*response_cut(const char *);
 char		*utf8_clean(const char *, size_t);
+size_t		 utf16_len(const char *);
 
 #endif

@@ -1083,12 +1083,15 @@ static void
 test_json_errors(void **state)
 {
 	static const char *const bad[][2] = {
-		{ "{} {}", "settings.json: unexpected data after the JSON "
-		  "object" },
-		{ "{}x", "settings.json: unexpected data after the JSON "
-		  "object" },
-		{ "{\"sandbox\":{}}\n]", "settings.json: unexpected data after "
-		  "the JSON object" },
+		/* Strict parsing, as JSON.parse: trailing data is refused. */
+		{ "{} {}", "settings.json: not valid JSON: unexpected "
+		  "character" },
+		{ "{}x", "settings.json: not valid JSON: unexpected "
+		  "character" },
+		{ "{\"sandbox\":{}}\n]", "settings.json: not valid JSON: "
+		  "unexpected character" },
+		{ "{\"a\":1,}", "settings.json: not valid JSON: unexpected "
+		  "character" },
 		{ "[]", "settings.json: expected a JSON object" },
 		{ "\"settings\"", "settings.json: expected a JSON object" },
 		{ "42\n", "settings.json: expected a JSON object" },
