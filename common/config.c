@@ -739,7 +739,7 @@ config_load(const char *home, char *err, size_t errlen)
 	struct stat	 st;
 	char		*path, *text = NULL, rerr[160];
 	size_t		 len;
-	int		 missing;
+	int		 missing, r;
 
 	xasprintf(&path, "%s/settings.json", home);
 	missing = access(path, F_OK) == -1 && errno == ENOENT;
@@ -752,9 +752,11 @@ config_load(const char *home, char *err, size_t errlen)
 		free(path);
 		return cf;
 	}
-	if (file_read_regular(AT_FDCWD, path, SETTINGS_MAX, &text, &len,
-	    rerr, sizeof(rerr)) == -1) {
-		snprintf(err, errlen, "%s: %s", path, rerr);
+	r = file_read_regular(AT_FDCWD, path, SETTINGS_MAX, &text, &len, rerr,
+	    sizeof(rerr));
+	if (r != 0) {
+		snprintf(err, errlen, "%s: %s", path, r == -2 ? "removed while "
+		    "being read" : r == -3 ? "changed while being read" : rerr);
 		free(path);
 		return NULL;
 	}

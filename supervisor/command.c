@@ -359,7 +359,7 @@ dead_summary(const char *name, json_object *rec)
 	json_object_object_add(o, "messageId", json_object_get(
 	    json_object_object_get(p, "messageId")));
 	json_object_object_add(o, "agent", json_object_get(
-	    json_object_object_get(p, "agent")));
+	    json_object_object_get(rec, "agent")));
 #define COPY(k) if (json_object_object_get_ex(rec, k, &v)) \
 	json_object_object_add(o, k, json_object_get(v))
 	COPY("errorClass");

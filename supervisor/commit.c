@@ -207,19 +207,6 @@ out:
 	return r;
 }
 
-int
-queue_dead(struct msg *m, const char *cls, const char *error,
-    json_object *notice)
-{
-	json_object	*rec;
-	int		 r;
-
-	rec = queue_dead_record(m->obj, cls, error, m->attempt);
-	r = commit_dead(m->name, rec, notice);
-	json_object_put(rec);
-	return r;
-}
-
 static void
 mark_failure(json_object *o, int attempt, int64_t first, const char *cls,
     const char *error)
@@ -228,6 +215,23 @@ mark_failure(json_object *o, int attempt, int64_t first, const char *cls,
 	json_object_object_add(o, "firstSeenAt", json_object_new_int64(first));
 	json_object_object_add(o, "errorClass", json_object_new_string(cls));
 	json_object_object_add(o, "lastError", json_object_new_string(error));
+}
+
+int
+queue_dead(struct msg *m, const char *cls, const char *error,
+    json_object *notice)
+{
+	json_object	*rec;
+	int		 r;
+
+	/* The payload as it was at the end, with the last failure. */
+	mark_failure(m->obj, m->attempt, m->first_seen, cls, error);
+	json_object_object_del(m->obj, "retryAt");
+	rec = queue_dead_record(m->obj, cls, error, m->attempt);
+	json_object_object_add(rec, "agent", json_object_new_string(m->agent));
+	r = commit_dead(m->name, rec, notice);
+	json_object_put(rec);
+	return r;
 }
 
 int

@@ -58,8 +58,9 @@ event_prune(int64_t now)
 	}
 	rewinddir(d);
 	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.' || strtoll(de->d_name, NULL, 10) >
-		    now - RETENTION_MS)
+		/* Only event names, <ms>-<id>.json; anything else stays. */
+		if (de->d_name[0] < '0' || de->d_name[0] > '9' ||
+		    strtoll(de->d_name, NULL, 10) > now - RETENTION_MS)
 			continue;
 		if (fstatat(sv.dir_events, de->d_name, &st,
 		    AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))

@@ -67,7 +67,7 @@ main(int argc, char **argv, char **envp)
 	const char	 *homeflag = NULL;
 	char		**args, *home;
 	int		  nargs = 0, i, foreground = 0, json = 0, fd = 3;
-	int		  index = 0, log_stderr = 0, use_syslog = 0;
+	int		  index = 0, log_stderr = 0, use_syslog = 0, r;
 
 	setproctitle_init(argc, argv, envp);
 	args = xcalloc(argc + 1, sizeof(char *));
@@ -106,9 +106,12 @@ main(int argc, char **argv, char **envp)
 	if (strcmp(args[0], "serve") == 0) {
 		if (nargs != 1)
 			usage();
-		return supervisor_main(home, foreground);
-	}
-	if (strcmp(args[0], "worker") == 0)
-		return worker_main(fd, index, home, log_stderr);
-	return client_main(home, nargs, args, json);
+		r = supervisor_main(home, foreground);
+	} else if (strcmp(args[0], "worker") == 0)
+		r = worker_main(fd, index, home, log_stderr);
+	else
+		r = client_main(home, nargs, args, json);
+	free(home);
+	free(args);
+	return r;
 }

@@ -22,7 +22,6 @@
 
 #define RESPAWN_MIN	0.1
 #define RESPAWN_MAX	30.0
-#define HEALTHY_AFTER	10.0	/* a worker this old resets the delay */
 
 static struct {
 	struct worker	**w;
@@ -378,6 +377,16 @@ pool_shutdown(void)
 		if (pool.w[i]->state != W_DEAD)
 			worker_dead(pool.w[i], NULL);
 	}
+}
+
+void
+pool_signal(int sig)
+{
+	size_t i;
+
+	for (i = 0; i < pool.n; i++)
+		if (pool.w[i]->pid > 0 && pool.w[i]->state != W_DEAD)
+			kill(pool.w[i]->pid, sig);
 }
 
 size_t

@@ -606,7 +606,7 @@ queue_depth(int dirfd)
 	}
 	rewinddir(d);
 	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
+		if (is_message_name(de->d_name))
 			n++;
 	closedir(d);
 	return n;

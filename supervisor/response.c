@@ -71,38 +71,48 @@ utf8_clean(const char *s, size_t len)
 	return out;
 }
 
-/* JavaScript's s.length: UTF-16 code units of valid UTF-8 text. */
+/*
+ * Length in UTF-16 code units, as JavaScript's String.length counts, and
+ * the byte length of the longest prefix of at most `units` code units that
+ * does not split a character. Invalid bytes count one unit each.
+ */
+size_t
+utf16_span(const char *s, size_t units, size_t *prefix)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 i = 0, n, total = 0, len = strlen(s);
+	unsigned		 cp;
+
+	if (prefix != NULL)
+		*prefix = 0;
+	while (i < len) {
+		if ((n = utf8_seq(p + i, len - i, &cp)) == 0) {
+			n = 1;
+			cp = 0;
+		}
+		total += cp >= 0x10000 ? 2 : 1;
+		if (prefix != NULL && total <= units)
+			*prefix = i + n;
+		i += n;
+	}
+	return total;
+}
+
+/* JavaScript's s.length. */
 size_t
 utf16_len(const char *s)
 {
-	const unsigned char	*p = (const unsigned char *)s;
-	size_t			 n = 0;
-
-	for (; *p != '\0'; p++)
-		if ((*p & 0xc0) != 0x80)
-			n += *p >= 0xf0 ? 2 : 1;
-	return n;
+	return utf16_span(s, 0, NULL);
 }
 
 /* Text must be valid UTF-8 (utf8_clean). */
 char *
 response_cut(const char *s)
 {
-	const unsigned char	*p = (const unsigned char *)s;
-	size_t			 i = 0, units = 0, keep = 0, len = strlen(s), n;
-	unsigned		 cp;
-	char			*r;
+	size_t	 keep;
+	char	*r;
 
-	while (i < len) {
-		n = utf8_seq(p + i, len - i, &cp);
-		if (n == 0)
-			n = 1;
-		units += cp >= 0x10000 ? 2 : 1;
-		if (units <= CUT_KEEP)
-			keep = i + n;
-		i += n;
-	}
-	if (units <= CUT_OVER)
+	if (utf16_span(s, CUT_KEEP, &keep) <= CUT_OVER)
 		return xstrdup(s);
 	r = xmalloc(keep + sizeof(CUT_NOTE));
 	memcpy(r, s, keep);

@@ -211,6 +211,7 @@ announce(struct msg *m, const struct agent *a)
 {
 	json_object	*o;
 	const char	*raw;
+	size_t		 cut;
 
 	if (m->announced)
 		return;
@@ -223,8 +224,10 @@ announce(struct msg *m, const struct agent *a)
 	    json_object_object_get(m->obj, "channel")));
 	json_object_object_add(o, "sender", json_object_get(
 	    json_object_object_get(m->obj, "sender")));
+	/* TinyClaw's message.substring(0, 120), whole characters. */
+	utf16_span(raw, 120, &cut);
 	json_object_object_add(o, "message", json_object_new_string_len(raw,
-	    strlen(raw) > 120 ? 120 : (int)strlen(raw)));
+	    (int)cut));
 	json_object_object_add(o, "messageId", json_object_get(
 	    json_object_object_get(m->obj, "messageId")));
 	event_emit("message_received", o);
@@ -416,11 +419,11 @@ sched_backoff_ms(int attempt)
 		d *= 2;
 	if (d > max)
 		d = max;
-	/* +-20% so that failures do not come back in step. */
+	/* +-20% so that failures do not come back in step; the cap holds. */
 	if (d > 0)
 		d += (int64_t)arc4random_uniform((uint32_t)(d * 2 / 5 + 1)) -
 		    d / 5;
-	return d;
+	return d > max ? max : d;
 }
 
 /* A failed attempt of a claimed message: retry, or a dead letter. */
@@ -493,7 +496,7 @@ sched_response_event(struct msg *m, json_object *resp)
 	    json_object_object_get(resp, "sender")));
 	json_object_object_add(ev, "agentId", json_object_new_string(m->agent));
 	json_object_object_add(ev, "responseLength",
-	    json_object_new_int((int)strlen(text)));
+	    json_object_new_int((int)utf16_len(text)));
 	json_object_object_add(ev, "responseText",
 	    json_object_new_string(text));
 	json_object_object_add(ev, "messageId", json_object_get(

@@ -276,6 +276,7 @@ on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	case SIGUSR1:
 		if (log_reopen() == -1)
 			log_error("cannot reopen the log: %s", strerror(errno));
+		pool_signal(SIGUSR1);
 		break;
 	default:
 		supervisor_stop(w->signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -295,16 +296,32 @@ signals_start(void)
 	ev_signal_start(sv.loop, &sig_usr1);
 }
 
+/*
+ * Go to the background. The parent stays until the daemon says it is ready
+ * (a byte on a pipe) and exits 0, or exits 1 if the daemon died first, so
+ * that `clawvisor serve` reports a failed start. Returns the pipe's write
+ * end for daemon_ready(), or -1.
+ */
 static int
 daemonize(void)
 {
 	pid_t	pid;
-	int	null;
+	int	null, p[2];
+	char	c;
 
+	if (pipe2(p, O_CLOEXEC) == -1)
+		return -1;
 	if ((pid = fork()) == -1)
 		return -1;
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &c, 1) == 1)
+			_exit(0);
+		fprintf(stderr, "clawvisor: the daemon did not start; see "
+		    "%s/logs/clawvisor.log\n", sv.home);
+		_exit(1);
+	}
+	close(p[0]);
 	setsid();
 	if ((null = open("/dev/null", O_RDWR)) != -1) {
 		dup2(null, 0);
@@ -313,7 +330,7 @@ daemonize(void)
 		if (null > 2)
 			close(null);
 	}
-	return 0;
+	return p[1];
 }
 
 static void
@@ -341,6 +358,7 @@ supervisor_main(const char *home, int foreground)
 {
 	char	 err[512], exe[PATH_MAX], *logpath;
 	ssize_t	 n;
+	int	 ready_fd = -1;
 
 	memset(&sv, 0, sizeof(sv));
 	sv.home = xstrdup(home);
@@ -366,7 +384,7 @@ supervisor_main(const char *home, int foreground)
 	}
 	if (pid_lock() == -1)
 		return 1;
-	if (!foreground && daemonize() == -1) {
+	if (!foreground && (ready_fd = daemonize()) == -1) {
 		fprintf(stderr, "clawvisor: fork: %s\n", strerror(errno));
 		return 1;
 	}
@@ -400,6 +418,10 @@ supervisor_main(const char *home, int foreground)
 	emit_start();
 	queue_scan_start();
 	notify_ready();
+	if (ready_fd != -1) {
+		(void)!write(ready_fd, "", 1);
+		close(ready_fd);
+	}
 	ev_run(sv.loop, 0);
 
 	event_close();

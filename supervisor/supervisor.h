@@ -192,6 +192,7 @@ struct worker	*pool_idle(void);
 int		 pool_run(struct worker *, struct msg *, json_object *job);
 void		 pool_abandon(struct worker *);
 void		 pool_shutdown(void);
+void		 pool_signal(int);
 void		 pool_free(void);
 size_t		 pool_alive(void);
 json_object	*pool_status(void);
@@ -224,6 +225,7 @@ json_object	*response_final(struct msg *, const char *text,
 json_object	*response_notice(json_object *msg, const char *agent,
 		    const char *text);
 char		*response_cut(const char *);
+size_t		 utf16_span(const char *, size_t units, size_t *prefix);
 char		*utf8_clean(const char *, size_t);
 size_t		 utf16_len(const char *);
 

@@ -32,6 +32,7 @@ static struct {
 	struct ipc_conn		 conn;
 	ev_io			 io;
 	ev_signal		 sigterm;
+	ev_signal		 sigusr1;
 	int			 index;
 	int			 busy;
 	struct job		 job;
@@ -216,12 +217,14 @@ worker_read(struct ev_loop *loop, ev_io *io, int revents)
 }
 
 static void
-worker_sigterm(struct ev_loop *loop, ev_signal *s, int revents)
+worker_signal(struct ev_loop *loop, ev_signal *s, int revents)
 {
 	(void)loop;
-	(void)s;
 	(void)revents;
-	worker_quit("SIGTERM");
+	if (s->signum == SIGUSR1)
+		log_reopen();	/* the supervisor passes logrotate's on */
+	else
+		worker_quit("SIGTERM");
 }
 
 int
@@ -247,8 +250,10 @@ worker_main(int fd, int index, const char *home, int log_stderr)
 	fd_cloexec(fd);
 	ev_io_init(&w.io, worker_read, fd, EV_READ);
 	ev_io_start(w.loop, &w.io);
-	ev_signal_init(&w.sigterm, worker_sigterm, SIGTERM);
+	ev_signal_init(&w.sigterm, worker_signal, SIGTERM);
 	ev_signal_start(w.loop, &w.sigterm);
+	ev_signal_init(&w.sigusr1, worker_signal, SIGUSR1);
+	ev_signal_start(w.loop, &w.sigusr1);
 	hello = json_object_new_object();
 	json_object_object_add(hello, "pid", json_object_new_int64(getpid()));
 	json_object_object_add(hello, "version",
