@@ -182,11 +182,23 @@ stderr_has(const struct run_status *st, const char *needle)
 	return 0;
 }
 
-/* The last line of stderr that has text, for the error message. */
+static int
+line_has_error(const char *b, const char *e)
+{
+	for (; e - b >= 5; b++)
+		if (strncasecmp(b, "error", 5) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * The line of stderr for the error message: the last one that says
+ * "error" (tools print usage and hints after it), else the last with text.
+ */
 static void
 stderr_tail(const struct run_status *st, char *buf, size_t len)
 {
-	const char	*s = st->err_text, *e, *b;
+	const char	*s = st->err_text, *e, *b, *le, *lb;
 
 	*buf = '\0';
 	if (s == NULL || st->err_len == 0)
@@ -196,6 +208,19 @@ stderr_tail(const struct run_status *st, char *buf, size_t len)
 		e--;
 	for (b = e; b > s && b[-1] != '\n'; b--)
 		;
+	for (le = e, lb = b; lb >= s; ) {
+		if (line_has_error(lb, le)) {
+			b = lb;
+			e = le;
+			break;
+		}
+		if (lb == s)
+			break;
+		/* The line before lb. */
+		le = lb - 1;
+		for (lb = le; lb > s && lb[-1] != '\n'; lb--)
+			;
+	}
 	if (e - b > 300)
 		b = e - 300;
 	snprintf(buf, len, ": %.*s", (int)(e - b), b);
@@ -295,6 +320,13 @@ classify(const struct run_status *st, char *why, size_t len)
 		    "125)%s", st->program, tail);
 		return stderr_any(st, config_errors) ? OUT_TERMINAL :
 		    OUT_TRANSIENT;
+	}
+	/* Apple's container: a usage error ("Error: Unknown option") is 64. */
+	if (st->container && st->exit_code == 64 &&
+	    stderr_has(st, "Error: ")) {
+		snprintf(why, len, "%s refused its command line (exit 64)%s",
+		    st->program, tail);
+		return OUT_TERMINAL;
 	}
 	if (st->container && st->exit_code == 137) {
 		snprintf(why, len, "container killed (exit 137, out of memory "

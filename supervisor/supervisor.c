@@ -111,9 +111,12 @@ secrets_sweep(void)
 static int
 container_rm(const char *runtime, const char *name)
 {
-	char *cmd[] = { (char *)runtime, "rm", "-f", (char *)name, NULL };
+	char *kill[] = { (char *)runtime, "kill", (char *)name, NULL };
+	char *rm[] = { (char *)runtime, "rm", "-f", (char *)name, NULL };
 
-	return run_output(cmd, NULL, 0, 60);
+	/* A kill first: rm -f would wait out the stop timeout. */
+	(void)run_output(kill, NULL, 0, 30);
+	return run_output(rm, NULL, 0, 60);
 }
 
 static void

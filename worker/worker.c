@@ -76,6 +76,24 @@ worker_finish(struct job_result *res)
 	w.busy = 0;
 }
 
+/*
+ * A container of a run that did not end by itself: `RUNTIME kill` stops a
+ * running one, `RUNTIME rm -f` removes one the kill came too early for
+ * (still being created). Without this a killed client leaves it behind.
+ */
+static void
+container_reap(void)
+{
+	char *rm[] = { NULL, "rm", "-f", NULL, NULL };
+
+	if (w.sb.on_timeout == NULL)
+		return;
+	(void)run_output(w.sb.on_timeout, NULL, 0, 30);
+	rm[0] = w.sb.on_timeout[0];
+	rm[3] = w.sb.container;
+	(void)run_output(rm, NULL, 0, 30);
+}
+
 static void
 worker_done(struct runner *r, void *arg)
 {
@@ -107,6 +125,8 @@ worker_done(struct runner *r, void *arg)
 	if (res.outcome == OUT_OK)
 		res.reply = provider_reply(&w.job, r->out.data != NULL ?
 		    r->out.data : "", r->out.len);
+	if (r->timed_out || r->cancelled)
+		container_reap();
 	runner_free(r);
 	w.runner = NULL;
 	worker_finish(&res);
@@ -174,8 +194,10 @@ static void
 worker_quit(const char *why)
 {
 	log_info("exiting: %s", why);
-	if (w.runner != NULL)
+	if (w.runner != NULL) {
+		container_reap();
 		runner_free(w.runner);	/* kills the process group */
+	}
 	sandbox_cleanup(&w.sb);
 	exit(0);
 }
