@@ -54,6 +54,22 @@ err_reply(const char *fmt, ...)
 	return o;
 }
 
+/* A string argument, or NULL if absent, not a string or holding a NUL. */
+static const char *
+str_arg(json_object *req, const char *key)
+{
+	json_object	*v;
+	const char	*s;
+
+	if (!json_object_object_get_ex(req, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	s = json_object_get_string(v);
+	if ((size_t)json_object_get_string_len(v) != strlen(s))
+		return NULL;
+	return s;
+}
+
 static void
 add_int(json_object *o, const char *k, int64_t v)
 {
@@ -220,7 +236,7 @@ cmd_sandbox_env(json_object *req, int *stop)
 static json_object *
 cmd_sandbox_set(json_object *req, int *stop)
 {
-	json_object	*root = NULL, *sb, *v, *r;
+	json_object	*root = NULL, *sb, *r;
 	struct config	*cf;
 	struct stat	 st;
 	const char	*mode, *s;
@@ -229,11 +245,9 @@ cmd_sandbox_set(json_object *req, int *stop)
 	int		 dfd = -1, rr;
 
 	(void)stop;
-	if (!json_object_object_get_ex(req, "mode", &v) ||
-	    !json_object_is_type(v, json_type_string))
+	if ((mode = str_arg(req, "mode")) == NULL)
 		return err_reply("sandbox.set: expected \"mode\": host, docker "
 		    "or apple");
-	mode = json_object_get_string(v);
 	if (strcmp(mode, "host") != 0 && strcmp(mode, "docker") != 0 &&
 	    strcmp(mode, "apple") != 0)
 		return err_reply("sandbox.mode: expected one of \"host\", "
@@ -295,17 +309,14 @@ out:
 static char *
 dead_name(json_object *req, json_object **err)
 {
-	json_object	*v;
 	const char	*id;
 	char		*name;
 	size_t		 l;
 
-	if (!json_object_object_get_ex(req, "id", &v) ||
-	    !json_object_is_type(v, json_type_string)) {
+	if ((id = str_arg(req, "id")) == NULL) {
 		*err = err_reply("expected \"id\": a dead letter id");
 		return NULL;
 	}
-	id = json_object_get_string(v);
 	l = strlen(id);
 	if (l == 0 || l > 200 || strchr(id, '/') != NULL || id[0] == '.') {
 		*err = err_reply("invalid dead letter id \"%.60s\"", id);
@@ -359,7 +370,7 @@ dead_summary(const char *name, json_object *rec)
 	json_object_object_add(o, "messageId", json_object_get(
 	    json_object_object_get(p, "messageId")));
 	json_object_object_add(o, "agent", json_object_get(
-	    json_object_object_get(rec, "agent")));
+	    json_object_object_get(p, "agent")));
 #define COPY(k) if (json_object_object_get_ex(rec, k, &v)) \
 	json_object_object_add(o, k, json_object_get(v))
 	COPY("errorClass");
@@ -575,7 +586,7 @@ json_object *
 control_handle_line(const char *line, size_t len, int *stop)
 {
 	struct json_tokener	*tok;
-	json_object		*req, *v, *r;
+	json_object		*req, *r;
 	const char		*cmd;
 	size_t			 i;
 
@@ -593,13 +604,11 @@ control_handle_line(const char *line, size_t len, int *stop)
 	}
 	json_tokener_free(tok);
 	if (!json_object_is_type(req, json_type_object) ||
-	    !json_object_object_get_ex(req, "cmd", &v) ||
-	    !json_object_is_type(v, json_type_string)) {
+	    (cmd = str_arg(req, "cmd")) == NULL) {
 		json_object_put(req);
 		return err_reply("malformed request: expected {\"cmd\": "
 		    "\"...\"}");
 	}
-	cmd = json_object_get_string(v);
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(cmd, commands[i].name) == 0) {
 			r = commands[i].fn(req, stop);

@@ -228,7 +228,6 @@ queue_dead(struct msg *m, const char *cls, const char *error,
 	mark_failure(m->obj, m->attempt, m->first_seen, cls, error);
 	json_object_object_del(m->obj, "retryAt");
 	rec = queue_dead_record(m->obj, cls, error, m->attempt);
-	json_object_object_add(rec, "agent", json_object_new_string(m->agent));
 	r = commit_dead(m->name, rec, notice);
 	json_object_put(rec);
 	return r;
