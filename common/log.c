@@ -105,6 +105,9 @@ log_close(void)
 	log_path = NULL;
 }
 
+static void	log_vwrite(enum log_level, const char *, va_list)
+	    __attribute__((format(printf, 2, 0)));
+
 static void
 log_vwrite(enum log_level lvl, const char *fmt, va_list ap)
 {

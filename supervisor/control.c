@@ -22,6 +22,7 @@
 #include "util.h"
 
 #define OUT_MAX		(16u * 1024 * 1024)
+#define OUT_KEEP	(64u * 1024)	/* a bigger drained buffer is freed */
 #define IDLE_SECONDS	300.
 
 struct client {
@@ -36,6 +37,7 @@ struct client {
 	char			*out;
 	size_t			 outlen;
 	size_t			 outoff;
+	size_t			 outcap;
 };
 
 static struct {
@@ -82,16 +84,25 @@ client_flush(struct client *c)
 		c->outoff += n;
 	}
 	c->outoff = c->outlen = 0;
+	if (c->outcap > OUT_KEEP) {
+		free(c->out);
+		c->out = NULL;
+		c->outcap = 0;
+	}
 	ev_io_stop(sv.loop, &c->wio);
 	return 0;
 }
 
-/* Queue one reply line; a client that does not read is dropped. */
+/*
+ * Queue one reply line; a client that does not read is dropped. The buffer
+ * grows by doubling and is compacted only when full, so a client that
+ * reads slowly costs amortized constant time per reply.
+ */
 static int
 client_reply(struct client *c, json_object *o)
 {
 	const char	*s;
-	size_t		 n;
+	size_t		 n, cap;
 
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 	    JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -101,12 +112,18 @@ client_reply(struct client *c, json_object *o)
 		client_free(c);
 		return -1;
 	}
-	if (c->outoff > 0) {
+	if (c->outlen + n + 1 > c->outcap && c->outoff > 0) {
 		memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
 		c->outlen -= c->outoff;
 		c->outoff = 0;
 	}
-	c->out = xreallocarray(c->out, c->outlen + n + 1, 1);
+	if (c->outlen + n + 1 > c->outcap) {
+		cap = c->outcap == 0 ? 4096 : c->outcap;
+		while (cap < c->outlen + n + 1)
+			cap *= 2;
+		c->out = xreallocarray(c->out, cap, 1);
+		c->outcap = cap;
+	}
 	memcpy(c->out + c->outlen, s, n);
 	c->out[c->outlen + n] = '\n';
 	c->outlen += n + 1;
@@ -167,7 +184,7 @@ client_read(struct ev_loop *loop, ev_io *w, int revents)
 	char		 buf[8192], *nl;
 	const char	*p;
 	ssize_t		 n;
-	size_t		 take;
+	size_t		 take, len;
 
 	(void)loop;
 	(void)revents;
@@ -201,9 +218,11 @@ client_read(struct ev_loop *loop, ev_io *w, int revents)
 		c->inlen += take;
 		if (nl == NULL)
 			continue;
+		/* The whole line: a NUL inside makes it malformed. */
 		c->in[c->inlen - 1] = '\0';
+		len = c->inlen - 1;
 		c->inlen = 0;
-		if (client_line(c, c->in, strlen(c->in)) == -1)
+		if (client_line(c, c->in, len) == -1)
 			return;
 	}
 }

@@ -4,6 +4,7 @@
  * timeout can signal the whole process group, /dev/null on stdin, and no
  * descriptor of ours but its stdout and stderr pipes.
  */
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -202,12 +203,20 @@ child_fail(int fd, int stage)
 }
 
 static void __attribute__((noreturn))
-child_exec(const struct runner_spec *s, int out, int err, int rep)
+child_exec(const struct runner_spec *s, int out, int err, int rep,
+    pid_t parent)
 {
 	sigset_t	set;
 	int		sig, null;
 
 	setsid();
+	/*
+	 * If the worker is killed before the supervisor has learnt this pid
+	 * (it is sent just after the fork), nobody would kill the run: die
+	 * with the worker. Its own children are the supervisor's to kill.
+	 */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
+		_exit(127);
 	for (sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
 	sigemptyset(&set);
@@ -253,7 +262,7 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 	struct runner	*r;
 	int		 po[2] = { -1, -1 }, pe[2] = { -1, -1 };
 	int		 px[2] = { -1, -1 };
-	pid_t		 pid;
+	pid_t		 pid, self = getpid();
 
 	if (pipe2(po, O_CLOEXEC) == -1 || pipe2(pe, O_CLOEXEC) == -1 ||
 	    pipe2(px, O_CLOEXEC) == -1) {
@@ -268,7 +277,7 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 		close(po[0]);
 		close(pe[0]);
 		close(px[0]);
-		child_exec(s, po[1], pe[1], px[1]);
+		child_exec(s, po[1], pe[1], px[1], self);
 	}
 	close(po[1]);
 	close(pe[1]);

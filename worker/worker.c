@@ -40,13 +40,33 @@ static struct {
 	struct runner		*runner;
 } w;
 
+static void	container_reap(void);
+
+/*
+ * Every way out of the worker: the invocation's process group, its
+ * container and its env-file go first. Exiting without this (the
+ * supervisor vanished while a job ran) would orphan the invocation, which
+ * runs in a session of its own and so is not killed with us.
+ */
+static void __attribute__((noreturn))
+worker_exit(int status)
+{
+	if (w.runner != NULL) {
+		container_reap();
+		runner_free(w.runner);	/* kills the process group */
+		w.runner = NULL;
+	}
+	sandbox_cleanup(&w.sb);
+	exit(status);
+}
+
 static void
 worker_send(enum ipc_type type, uint64_t id, json_object *o)
 {
 	if (ipc_queue(&w.conn, type, id, o) == -1 ||
 	    ipc_flush_blocking(&w.conn) == -1) {
 		log_error("cannot write to the supervisor: %s", w.conn.err);
-		exit(1);
+		worker_exit(1);
 	}
 }
 
@@ -151,13 +171,17 @@ worker_run(uint64_t id, json_object *o)
 	json_object		*started;
 	char			 err[512];
 
-	if (w.busy)
-		fatalx("protocol error: a job while job %llu is running",
-		    (unsigned long long)w.job.id);
+	if (w.busy) {
+		log_error("fatal: protocol error: a job while job %llu is "
+		    "running", (unsigned long long)w.job.id);
+		worker_exit(1);
+	}
 	w.busy = 1;
 	memset(&w.sb, 0, sizeof(w.sb));
-	if (job_from_json(o, &w.job, err, sizeof(err)) == -1)
-		fatalx("protocol error: bad job: %s", err);
+	if (job_from_json(o, &w.job, err, sizeof(err)) == -1) {
+		log_error("fatal: protocol error: bad job: %s", err);
+		worker_exit(1);
+	}
 	w.job.id = id;
 	if (mkdir_p(w.job.workdir, 0755) == -1) {
 		snprintf(err, sizeof(err), "cannot create working directory "
@@ -190,16 +214,11 @@ worker_run(uint64_t id, json_object *o)
 	json_object_put(started);
 }
 
-static void
+static void __attribute__((noreturn))
 worker_quit(const char *why)
 {
 	log_info("exiting: %s", why);
-	if (w.runner != NULL) {
-		container_reap();
-		runner_free(w.runner);	/* kills the process group */
-	}
-	sandbox_cleanup(&w.sb);
-	exit(0);
+	worker_exit(0);
 }
 
 static void
@@ -212,8 +231,11 @@ worker_read(struct ev_loop *loop, ev_io *io, int revents)
 	(void)loop;
 	(void)io;
 	(void)revents;
-	if ((r = ipc_fill(&w.conn)) == -1)
-		fatalx("supervisor connection: %s", w.conn.err);
+	if ((r = ipc_fill(&w.conn)) == -1) {
+		/* ECONNRESET: the supervisor died with our data unread. */
+		log_warnx("supervisor connection: %s", w.conn.err);
+		worker_quit("supervisor connection lost");
+	}
 	while ((r == 1 || r == 0) && ipc_next(&w.conn, &h, &o) == 1) {
 		switch (h.type) {
 		case MSG_JOB_RUN:
@@ -224,13 +246,16 @@ worker_read(struct ev_loop *loop, ev_io *io, int revents)
 				runner_cancel(w.runner);
 			break;
 		default:
-			fatalx("protocol error: unexpected message type %u",
-			    h.type);
+			log_error("fatal: protocol error: unexpected message "
+			    "type %u", h.type);
+			worker_exit(1);
 		}
 		json_object_put(o);
 	}
-	if (*w.conn.err != '\0')
-		fatalx("protocol error: %s", w.conn.err);
+	if (*w.conn.err != '\0') {
+		log_error("fatal: protocol error: %s", w.conn.err);
+		worker_exit(1);
+	}
 	if (r == 0) {
 		if (ipc_eof_check(&w.conn) == -1)
 			log_error("%s", w.conn.err);

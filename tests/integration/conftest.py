@@ -1,0 +1,469 @@
+"""
+Fixtures for the integration suite: each test gets temporary homes on which
+the real `clawvisor serve -f` runs, with the fake `claude` and `codex` of
+fakes/ first on PATH. Helpers drop messages the way TinyClaw's channel
+clients do (a temporary name, then rename into queue/incoming/), wait for a
+message's outcome, and read events, the log and the fakes' call log.
+
+Every process a test starts carries CLAWVISOR_TEST_TAG=<unique> in its
+environment, and so does everything the daemon starts on the host. Teardown
+stops the daemons it started (by pid), then looks for any process still
+carrying the tag: one left over is a stray (a fake the daemon did not
+reap, a worker that outlived its supervisor); it is killed by pid and the
+test fails.
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+FAKES = HERE / "fakes"
+BIN = os.environ.get("CLAWVISOR_BIN", "/work/main/build/clawvisor")
+
+NOTICE_TEXT = ("Sorry, I encountered an error processing your request. "
+               "Please check the queue logs.")
+
+
+def deep_merge(base, over):
+    """over wins; a None value in over removes the key."""
+    out = dict(base)
+    for k, v in over.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def wait_for(pred, timeout, interval=0.05, what="condition"):
+    """pred() until it returns something truthy; that, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = pred()
+        if r:
+            return r
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for "
+                                 f"{what}")
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    """True if pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return st[st.rindex(")") + 2] != "Z"
+
+
+def proc_cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def proc_ppid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return None
+    return int(st[st.rindex(")") + 2:].split()[1])
+
+
+def tagged_pids(tag):
+    """Processes whose environment holds CLAWVISOR_TEST_TAG=tag."""
+    needle = f"CLAWVISOR_TEST_TAG={tag}".encode()
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and pid_alive(int(d)):
+            found.append(int(d))
+    return found
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def parse_fake_log(path):
+    """The fakes' call log: one dict per call, in start order."""
+    calls, by_pid = [], {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        parts = line.split(" ")
+        kind, fields = parts[0], dict(p.split("=", 1) for p in parts[1:]
+                                      if "=" in p)
+        if kind == "start":
+            data = bytes.fromhex(fields["data"]).decode(errors="replace")
+            cwd, *argv = data.split("\0")[:-1]
+            c = {"prog": fields["prog"], "pid": int(fields["pid"]),
+                 "start": float(fields["t"]), "cwd": cwd,
+                 "argv": argv, "message": argv[-1] if argv else None,
+                 "end": None, "status": None}
+            calls.append(c)
+            by_pid[c["pid"]] = c
+        elif kind == "end" and int(fields["pid"]) in by_pid:
+            c = by_pid[int(fields["pid"])]
+            c["end"] = float(fields["t"])
+            c["status"] = int(fields["status"])
+    return calls
+
+
+class Home:
+    """One clawvisor home and the daemon(s) run on it."""
+
+    def __init__(self, root, tag, settings):
+        self.path = root
+        self.tag = tag
+        self.workspace = root / "workspace"
+        self.fake_log = root / "fake.log"
+        self.q = root / "queue"
+        self.procs = []          # every Popen started on this home
+        self.proc = None         # the current daemon
+        self.seq = 0
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.workspace.mkdir(exist_ok=True)
+        self.write_settings(settings)
+
+    # -- configuration -------------------------------------------------
+
+    def write_settings(self, settings, raw=None):
+        """settings.json, written atomically (raw text if given)."""
+        self.settings = settings
+        text = raw if raw is not None else json.dumps(settings, indent=2)
+        tmp = self.path / ".settings.json.tmp"
+        tmp.write_text(text)
+        os.rename(tmp, self.path / "settings.json")
+
+    def workdir(self, agent):
+        return self.workspace / agent
+
+    def env(self, extra=None):
+        e = dict(os.environ)
+        e["PATH"] = f"{FAKES}:{e.get('PATH', '/usr/bin:/bin')}"
+        e["FAKE_LOG"] = str(self.fake_log)
+        e["CLAWVISOR_TEST_TAG"] = self.tag
+        e.pop("TINYCLAW_HOME", None)
+        if extra:
+            e.update(extra)
+        return e
+
+    # -- the daemon ------------------------------------------------------
+
+    def spawn(self, *args, env=None):
+        """Start `clawvisor --home H serve -f ARGS`, not waiting."""
+        n = len(self.procs)
+        err = open(self.path / f"daemon-{n}.stderr", "wb")
+        p = subprocess.Popen([BIN, "--home", str(self.path), "serve", "-f",
+                              *args], stdin=subprocess.DEVNULL, stdout=err,
+                             stderr=err, env=self.env(env),
+                             cwd=str(self.path))
+        err.close()
+        p.stderr_path = self.path / f"daemon-{n}.stderr"
+        self.procs.append(p)
+        return p
+
+    def start(self, *args, env=None, timeout=10):
+        """Start the daemon and wait until it is ready."""
+        since = time.time() * 1000 - 1
+        p = self.spawn(*args, env=env)
+        self.proc = p
+
+        def ready():
+            if p.poll() is not None:
+                raise AssertionError(
+                    f"clawvisor exited with {p.returncode} at start:\n"
+                    + p.stderr_path.read_text(errors="replace"))
+            for e in self.events("processor_start"):
+                if e.get("pid") == p.pid and e["timestamp"] >= since:
+                    return True
+            return False
+        wait_for(ready, timeout, what="processor_start")
+        return p
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stderr_text(self, proc=None):
+        p = proc or self.proc
+        return p.stderr_path.read_text(errors="replace")
+
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout=15):
+        """SIGTERM and wait; the exit status."""
+        p = self.proc
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            return p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+            raise AssertionError(f"clawvisor did not stop within {timeout}s")
+
+    def kill(self):
+        """SIGKILL the supervisor (only), as a crash would."""
+        self.proc.kill()
+        self.proc.wait(5)
+
+    def worker_pids(self):
+        """Live workers of the current supervisor, by its children."""
+        out = []
+        for d in os.listdir("/proc"):
+            if d.isdigit() and proc_ppid(int(d)) == self.proc.pid and \
+                    proc_cmdline(int(d)).startswith("clawvisor: worker") and \
+                    pid_alive(int(d)):
+                out.append(int(d))
+        return sorted(out)
+
+    def wait_workers(self, n, timeout=10):
+        return wait_for(lambda: (w := self.worker_pids()) and len(w) == n
+                        and w, timeout, what=f"{n} workers")
+
+    def vm_hwm_kb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmHWM")
+
+    # -- the queue -------------------------------------------------------
+
+    def drop(self, message, agent=None, channel="discord", sender="alice",
+             mid=None, name=None, extra=None, obj=None):
+        """Drop a message into incoming/ atomically; its messageId."""
+        self.seq += 1
+        if obj is None:
+            mid = mid or f"m{self.seq}-{uuid.uuid4().hex[:8]}"
+            obj = {"channel": channel, "sender": sender,
+                   "senderId": f"{sender}-id", "message": message,
+                   "timestamp": int(time.time() * 1000), "messageId": mid}
+            if agent is not None:
+                obj["agent"] = agent
+            if extra:
+                obj.update(extra)
+        else:
+            mid = obj.get("messageId")
+        data = obj if isinstance(obj, (bytes, str)) else json.dumps(obj)
+        self.drop_raw(name or f"{channel}_{mid}.json", data)
+        return mid
+
+    def drop_raw(self, name, data):
+        inc = self.q / "incoming"
+        inc.mkdir(parents=True, exist_ok=True)
+        tmp = inc / f".tmp-{uuid.uuid4().hex}"
+        if isinstance(data, str):
+            data = data.encode()
+        tmp.write_bytes(data)
+        os.rename(tmp, inc / name)
+        return inc / name
+
+    def files(self, sub):
+        d = self.q / sub
+        if not d.is_dir():
+            return []
+        return sorted(p for p in d.iterdir() if not p.name.startswith("."))
+
+    def responses(self, mid):
+        """Responses in outgoing/ for mid (json.load'ed, with _path)."""
+        out = []
+        for p in self.files("outgoing"):
+            if p.name == f"{mid}.json" or f"_{mid}_" in p.name:
+                try:
+                    r = read_json(p)
+                except (json.JSONDecodeError, FileNotFoundError):
+                    continue
+                if r.get("messageId") == mid:
+                    r["_path"] = p
+                    out.append(r)
+        return out
+
+    def dead_letters(self, mid):
+        out = []
+        for p in self.files("dead-letter"):
+            try:
+                r = read_json(p)
+            except (json.JSONDecodeError, FileNotFoundError):
+                continue
+            if r.get("payload", {}).get("messageId") == mid:
+                r["_path"] = p
+                out.append(r)
+        return out
+
+    def outcome(self, mid):
+        """('dead', record, notice) / ('response', response, None) / None.
+        The daemon moves a dead letter into place before its notice, so
+        outgoing/ is read first: a notice seen means its dead letter is
+        there to be seen too."""
+        resp = self.responses(mid)
+        dead = self.dead_letters(mid)
+        if dead and resp:
+            return ("dead", dead[0], resp[0])
+        if resp and not dead:
+            return ("response", resp[0], None)
+        return None
+
+    def alive_check(self):
+        """AssertionError if the daemon we expect to be running is gone."""
+        p = self.proc
+        if p is not None and p.poll() is not None:
+            raise AssertionError(
+                f"clawvisor (pid {p.pid}) died with status {p.returncode}:"
+                f"\n{self.stderr_text()[-3000:]}")
+
+    def wait_outcome(self, mid, timeout=15):
+        def check():
+            o = self.outcome(mid)
+            if o is None:
+                self.alive_check()
+            return o
+        return wait_for(check, timeout, what=f"an outcome for {mid}")
+
+    def wait_response(self, mid, timeout=15):
+        o = self.wait_outcome(mid, timeout)
+        assert o[0] == "response", f"{mid}: expected a response, got {o}"
+        return o[1]
+
+    def wait_dead(self, mid, timeout=15):
+        o = self.wait_outcome(mid, timeout)
+        assert o[0] == "dead", f"{mid}: expected a dead letter, got {o}"
+        return o[1], o[2]
+
+    # -- what happened ---------------------------------------------------
+
+    def events(self, type=None):
+        """Events (of type), in the order they happened: by timestamp, then
+        by name (the names of one millisecond count up)."""
+        out = []
+        d = self.path / "events"
+        if not d.is_dir():
+            return out
+        for p in d.iterdir():
+            if p.name.startswith(".") or not p.name.endswith(".json"):
+                continue
+            try:
+                e = read_json(p)
+            except (json.JSONDecodeError, FileNotFoundError):
+                continue
+            if type is None or e.get("type") == type:
+                out.append((e.get("timestamp", 0), p.name, e))
+        out.sort(key=lambda t: t[:2])
+        return [t[2] for t in out]
+
+    def wait_events(self, type, mid=None, n=1, timeout=5):
+        """At least n events of type (for messageId mid): events are
+        written in a batch at the end of a loop iteration, so one may show
+        up just after the outcome it tells of."""
+        def got():
+            ev = [e for e in self.events(type)
+                  if mid is None or e.get("messageId") == mid]
+            return ev if len(ev) >= n else None
+        return wait_for(got, timeout, what=f"{n} {type} event(s)")
+
+    def log(self):
+        try:
+            return (self.path / "logs" / "clawvisor.log").read_text(
+                errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def calls(self, message=None):
+        """The fakes' calls, in start order (only for message if given)."""
+        c = parse_fake_log(self.fake_log)
+        if message is not None:
+            c = [x for x in c if x["message"] == message]
+        return c
+
+
+BASE_SETTINGS = {
+    "agents": {
+        "alpha": {"name": "Alpha", "provider": "anthropic",
+                  "model": "sonnet"},
+        "beta": {"name": "Beta", "provider": "openai", "model": "gpt-5"},
+    },
+    "sandbox": {
+        "mode": "host",
+        "timeout_seconds": 30,
+        "backoff_seconds": 0,
+        "kill_grace_seconds": 1,
+    },
+    "supervisor": {"workers": 4, "scan_interval_ms": 200},
+}
+
+
+@pytest.fixture
+def homes(tmp_path):
+    """A factory: homes(settings_override=None, start=True) -> Home."""
+    tag = uuid.uuid4().hex
+    made = []
+
+    def make(override=None, start=True, name=None):
+        root = tmp_path / (name or f"home{len(made)}")
+        s = deep_merge(BASE_SETTINGS, override or {})
+        s = deep_merge(s, {"workspace": {"path": str(root / "workspace")}})
+        h = Home(root, tag, s)
+        made.append(h)
+        if start:
+            h.start()
+        return h
+
+    yield make
+
+    # Stop what we started, by pid: SIGTERM, then SIGKILL.
+    for h in made:
+        for p in h.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in h.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+    # Then nothing of ours may be left: workers, fakes, grandchildren.
+    strays = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        strays = tagged_pids(tag)
+        if not strays:
+            break
+        time.sleep(0.1)
+    described = [f"{p} {proc_cmdline(p)!r}" for p in strays]
+    for p in strays:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not strays, f"stray processes left behind: {described}"
+
+
+@pytest.fixture
+def home(homes):
+    """One started daemon on BASE_SETTINGS."""
+    return homes()
