@@ -106,7 +106,7 @@ main(int argc, char **argv, char **envp)
 	if (strcmp(args[0], "serve") == 0) {
 		if (nargs != 1)
 			usage();
-		r = supervisor_main(home, foreground);
+		r = supervisor_main(argv[0], home, foreground);
 	} else if (strcmp(args[0], "worker") == 0)
 		r = worker_main(fd, index, home, log_stderr);
 	else

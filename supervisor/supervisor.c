@@ -357,7 +357,7 @@ emit_start(void)
 }
 
 int
-supervisor_main(const char *home, int foreground)
+supervisor_main(const char *argv0, const char *home, int foreground)
 {
 	char	 err[512], exe[PATH_MAX], *logpath;
 	ssize_t	 n;
@@ -367,12 +367,21 @@ supervisor_main(const char *home, int foreground)
 	sv.home = xstrdup(home);
 	sv.foreground = foreground;
 	sv.pidfd = -1;
-	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) == -1) {
+	/*
+	 * Workers are this binary: the path it was started by, when that is
+	 * a path (so that it also holds under valgrind, where /proc/self/exe
+	 * is the tool), else what the kernel says.
+	 */
+	if (argv0 != NULL && strchr(argv0, '/') != NULL &&
+	    realpath(argv0, exe) != NULL)
+		;
+	else if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) != -1)
+		exe[n] = '\0';
+	else {
 		fprintf(stderr, "clawvisor: /proc/self/exe: %s\n",
 		    strerror(errno));
 		return 1;
 	}
-	exe[n] = '\0';
 	sv.self_exe = xstrdup(exe);
 	if (queue_open_dirs(home) == -1)
 		return 1;

@@ -120,7 +120,8 @@ struct sv {
 extern struct sv sv;
 
 /* supervisor.c */
-int		 supervisor_main(const char *home, int foreground);
+int		 supervisor_main(const char *argv0, const char *home,
+		    int foreground);
 void		 supervisor_stop(const char *why);
 int		 supervisor_reload(char *err, size_t errlen);
 void		 supervisor_check_exit(void);
