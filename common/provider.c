@@ -254,6 +254,13 @@ static const char *const unreachable_errors[] = {
 	NULL
 };
 
+/* A CLI refusing its command line: retrying cannot help. */
+static const char *const usage_errors[] = {
+	"unknown option", "unexpected argument", "unrecognized option",
+	"unknown flag", "invalid option",
+	NULL
+};
+
 static const char *const auth_errors[] = {
 	"invalid api key", "invalid x-api-key", "authentication_error",
 	"authentication failed", "unauthorized", "please run /login",
@@ -337,6 +344,11 @@ classify(const struct run_status *st, char *why, size_t len)
 		snprintf(why, len, "%s exit %d (%s)%s", st->program,
 		    st->exit_code, st->exit_code == 126 ? "command not "
 		    "executable" : "command not found", tail);
+		return OUT_TERMINAL;
+	}
+	if (stderr_any(st, usage_errors)) {
+		snprintf(why, len, "%s exit %d: refused its command line%s",
+		    st->program, st->exit_code, tail);
 		return OUT_TERMINAL;
 	}
 	if (stderr_any(st, auth_errors)) {

@@ -40,7 +40,7 @@ static struct {
 	struct runner		*runner;
 } w;
 
-static void	container_reap(void);
+static void	container_reap(int);
 
 /*
  * Every way out of the worker: the invocation's process group, its
@@ -52,7 +52,7 @@ static void __attribute__((noreturn))
 worker_exit(int status)
 {
 	if (w.runner != NULL) {
-		container_reap();
+		container_reap(1);
 		runner_free(w.runner);	/* kills the process group */
 		w.runner = NULL;
 	}
@@ -102,13 +102,14 @@ worker_finish(struct job_result *res)
  * (still being created). Without this a killed client leaves it behind.
  */
 static void
-container_reap(void)
+container_reap(int kill_first)
 {
 	char *rm[] = { NULL, "rm", "-f", NULL, NULL };
 
 	if (w.sb.on_timeout == NULL)
 		return;
-	(void)run_output(w.sb.on_timeout, NULL, 0, 30);
+	if (kill_first)
+		(void)run_output(w.sb.on_timeout, NULL, 0, 30);
 	rm[0] = w.sb.on_timeout[0];
 	rm[3] = w.sb.container;
 	(void)run_output(rm, NULL, 0, 30);
@@ -145,8 +146,9 @@ worker_done(struct runner *r, void *arg)
 	if (res.outcome == OUT_OK)
 		res.reply = provider_reply(&w.job, r->out.data != NULL ?
 		    r->out.data : "", r->out.len);
+	/* The runner's timeout or cancel has already run the kill. */
 	if (r->timed_out || r->cancelled)
-		container_reap();
+		container_reap(0);
 	runner_free(r);
 	w.runner = NULL;
 	worker_finish(&res);

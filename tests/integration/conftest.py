@@ -24,7 +24,9 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 FAKES = HERE / "fakes"
-BIN = os.environ.get("CLAWVISOR_BIN", "/work/main/build/clawvisor")
+BIN = os.environ.get("CLAWVISOR_BIN", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build",
+    "clawvisor"))
 
 NOTICE_TEXT = ("Sorry, I encountered an error processing your request. "
                "Please check the queue logs.")

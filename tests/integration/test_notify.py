@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-BIN = os.environ.get("CLAWVISOR_BIN", "/work/main/build/clawvisor")
+BIN = os.environ.get("CLAWVISOR_BIN", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build",
+    "clawvisor"))
 
 SETTINGS = {
     "agents": {
