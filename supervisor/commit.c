@@ -491,7 +491,8 @@ queue_load_deferred(void)
 		    &v) ? json_object_get_int64(v) : now_ms();
 		nd++;
 	}
-	qsort(d, nd, sizeof(*d), dmsg_cmp);
+	if (nd > 1)
+		qsort(d, nd, sizeof(*d), dmsg_cmp);
 	for (i = 0; i < nd; i++)
 		sched_add(d[i].m, 0);
 	if (nd > 0)

@@ -190,7 +190,8 @@ queue_scan(void)
 		    st.st_mtim.tv_nsec);
 	}
 	closedir(d);
-	qsort(q.pend, q.npend, sizeof(*q.pend), pend_cmp);
+	if (q.npend > 1)
+		qsort(q.pend, q.npend, sizeof(*q.pend), pend_cmp);
 	q.rescan = 0;
 }
 
