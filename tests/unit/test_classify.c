@@ -118,9 +118,17 @@ static const struct rule rules[] = {
 	  OUT_TRANSIENT, "docker refused to start the container (exit 125): "
 	  "docker: Error response from daemon: failed to create task." },
 	{ "125 no stderr", 0, 1, 125, 0, 0, 1, NULL, OUT_TRANSIENT, NULL },
-	/* 125 only means "the runtime refused" in a container mode. */
-	{ "host exit 125 unknown flag", 0, 1, 125, 0, 0, 0,
-	  "unknown flag: --x\n", OUT_TRANSIENT, NULL },
+	/* 125 only means "the runtime refused" in a container mode... */
+	{ "host exit 125 other", 0, 1, 125, 0, 0, 0,
+	  "something went wrong\n", OUT_TRANSIENT, NULL },
+	/* ...but a CLI refusing its own flags is terminal in any mode. */
+	{ "host unknown flag", 0, 1, 125, 0, 0, 0,
+	  "unknown flag: --x\n", OUT_TERMINAL, NULL },
+	{ "claude unknown option", 0, 1, 1, 0, 0, 0,
+	  "error: unknown option '--bogus'\n", OUT_TERMINAL, NULL },
+	{ "codex unexpected argument", 0, 1, 2, 0, 0, 0,
+	  "error: unexpected argument '--bogus' found\n", OUT_TERMINAL,
+	  NULL },
 
 	{ "engine unreachable", 0, 1, 1, 0, 0, 1,
 	  "Cannot connect to the Docker daemon at unix:///var/run/docker.sock"
