@@ -3,7 +3,8 @@ messages while workers and the supervisor are killed and the configuration
 is reloaded; every message must end in exactly one outcome (SPEC §5), with
 no temporary file, env-file or stray process left. chaos.py does the
 checking and prints one line per check; here only its exit status counts,
-and its output is shown when it fails."""
+and its output is shown when it fails. CHAOS_SEED repeats a run (the seed
+is in the output); CHAOS_ARGS adds options."""
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ def test_chaos_short():
     cmd = [sys.executable, str(CHAOS), "--short"]
     if os.environ.get("CHAOS_SEED"):
         cmd += ["--seed", os.environ["CHAOS_SEED"]]
+    # E.g. CHAOS_ARGS="--duration-bound 300" for a slow (sanitizer) build.
+    cmd += os.environ.get("CHAOS_ARGS", "").split()
     try:
         r = subprocess.run(cmd, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, env=env,

@@ -1,0 +1,85 @@
+/*
+ * A file dropped in queue/incoming/: queue_parse() takes its bytes as
+ * they are on disk, and what it accepts is routed as queue_msg_new() would
+ * (against a fixed configuration with agents and a team).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "supervisor.h"
+
+int	LLVMFuzzerInitialize(int *, char ***);
+int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+static const char settings[] =
+    "{\"agents\": {"
+    "\"default\": {\"name\": \"Default\"},"
+    "\"coder\": {\"name\": \"Coder\", \"provider\": \"openai\"},"
+    "\"writer\": {\"name\": \"Writer\"},"
+    "\"ops\": {\"name\": \"Ops\", \"provider\": \"command\","
+    " \"command\": [\"/bin/true\"]}},"
+    "\"teams\": {\"dev\": {\"name\": \"Dev Team\","
+    " \"agents\": [\"coder\", \"writer\"], \"leader_agent\": \"coder\"}}}";
+
+static struct config *conf;
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	char err[256];
+
+	(void)argc;
+	(void)argv;
+	setenv("HOME", "/home/fuzz", 1);
+	log_open("fuzz", NULL, 0);
+	if ((conf = config_parse(settings, strlen(settings),
+	    "/home/fuzz/.tinyclaw", err, sizeof(err))) == NULL)
+		abort();
+	return 0;
+}
+
+static void
+route(json_object *obj)
+{
+	char	*agent, *text, *multi, *reply;
+	int	 team;
+
+	if (route_message(conf, obj, &agent, &text, &team, &multi) != 0)
+		abort();
+	/* Routed to a configured agent, or to "error" for a multi-mention. */
+	if (multi != NULL) {
+		if (strcmp(agent, "error") != 0)
+			abort();
+		reply = route_multi_reply(multi);
+		free(reply);
+	} else if (config_agent(conf, agent) == NULL)
+		abort();
+	free(agent);
+	free(text);
+	free(multi);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	json_object	*obj;
+	char		 why[256];
+	int		 incomplete;
+
+	why[0] = '\0';
+	if (queue_parse((const char *)data, size, &obj, &incomplete, why,
+	    sizeof(why)) == -1) {
+		if (obj != NULL || why[0] == '\0')
+			abort();
+		return 0;
+	}
+	if (obj == NULL || incomplete ||
+	    !json_object_is_type(obj, json_type_object))
+		abort();
+	route(obj);
+	json_object_put(obj);
+	return 0;
+}
