@@ -53,6 +53,14 @@ worker_send(struct worker *w, enum ipc_type t, uint64_t id, json_object *o)
 		worker_dead(w, w->conn.err);
 		return;
 	}
+	/*
+	 * Write it now: waiting for the loop to report the socket writable
+	 * would put the batch of events (and its syncfs) written before the
+	 * loop waits between the dispatch and the worker starting the job.
+	 * What does not fit, or an error, is left to worker_write().
+	 */
+	if (!ev_is_active(&w->wio) && ipc_flush(&w->conn) == 1)
+		return;
 	if (!ev_is_active(&w->wio))
 		ev_io_start(sv.loop, &w->wio);
 }
@@ -450,7 +458,7 @@ pool_status(void)
 	return a;
 }
 
-/* `RUNTIME kill clawvisor-ID`, not waited for: reaped by libev. */
+/* The helper below, not waited for: reaped by libev. */
 static void
 killer_reaped(struct ev_loop *loop, ev_child *c, int revents)
 {
@@ -459,28 +467,48 @@ killer_reaped(struct ev_loop *loop, ev_child *c, int revents)
 	free(c);
 }
 
+/*
+ * The container of a job whose worker is gone. Its env-file goes at once:
+ * it holds secrets, and the worker that would have removed it is dead.
+ * Then a helper process runs `RUNTIME kill clawvisor-ID` and `RUNTIME rm
+ * -f clawvisor-ID` (as the worker does after a timeout) and removes the
+ * container record, which is only needed while the container may exist.
+ */
 void
 pool_kill_container(const char *runtime, uint64_t job_id)
 {
 	ev_child	*c;
-	char		 name[64];
+	sigset_t	 set;
+	char		 name[64], *secrets, *record;
+	char		*kill_argv[] = { (char *)runtime, "kill", name, NULL };
+	char		*rm_argv[] = { (char *)runtime, "rm", "-f", name, NULL };
 	pid_t		 pid;
-	int		 null;
 
 	snprintf(name, sizeof(name), "clawvisor-%llu",
 	    (unsigned long long)job_id);
-	if ((pid = fork()) == -1)
+	xasprintf(&secrets, "%s/run/secrets/%llu.env", sv.home,
+	    (unsigned long long)job_id);
+	if (unlink(secrets) == -1 && errno != ENOENT)
+		log_warnx("cannot remove %s: %s", secrets, strerror(errno));
+	free(secrets);
+	xasprintf(&record, "%s/run/containers/%s", sv.home, name);
+	if ((pid = fork()) == -1) {
+		log_error("fork: %s", strerror(errno));
+		free(record);
 		return;
-	if (pid == 0) {
-		if ((null = open("/dev/null", O_RDWR)) != -1) {
-			dup2(null, 0);
-			dup2(null, 1);
-			dup2(null, 2);
-		}
-		closefrom(3);
-		execlp(runtime, runtime, "kill", name, (char *)NULL);
-		_exit(127);
 	}
+	if (pid == 0) {
+		sigemptyset(&set);
+		sigprocmask(SIG_SETMASK, &set, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);	/* not libev's handler */
+		closefrom(3);
+		(void)run_output(kill_argv, NULL, 0, 30);
+		(void)run_output(rm_argv, NULL, 0, 60);
+		unlink(record);
+		_exit(0);
+	}
+	free(record);
 	c = xcalloc(1, sizeof(*c));
 	ev_child_init(c, killer_reaped, pid, 0);
 	ev_child_start(sv.loop, c);

@@ -18,10 +18,9 @@ What it does
     fake `container` CLI (tests/integration/fakes/container), so that
     env-files under run/secrets/ and container kills are exercised too;
     the rest run in `host` mode. Sandbox: max_attempts 3, backoff_seconds 1
-    (0 with --short; reloads switch it between 0 and 1),
-    backoff_max_seconds 2,
-    timeout_seconds 10, kill_grace_seconds 1; 4 workers (some reloads run
-    with 3).
+    (0 with --short; reloads switch it between 0 and 1), backoff_max_seconds
+    2, timeout_seconds 10, kill_grace_seconds 1; 4 workers (some reloads
+    switch to 3 and back).
   * A plan, from --seed: for every message a token, a messageId, an agent
     (by the "agent" field, or by a leading "@agent"), a channel and a mode
     for the provider: ok, flaky (fails K times, then ok), transient (always
@@ -35,9 +34,12 @@ What it does
     and a chaos thread, at planned random times, SIGKILLs a random worker
     (a child of the supervisor whose cmdline starts "clawvisor: worker",
     preferably one with an invocation running), SIGKILLs the supervisor
-    and starts it again with the same command (sometimes killing it again
-    while it is still starting: crash during recovery), and sends SIGHUP
-    (after rewriting settings.json, sometimes).
+    and starts it again with the same command, and sends SIGHUP (after
+    rewriting settings.json, sometimes). Half of the supervisor kills are
+    aimed: chaos.py watches queue/processing/ and kills as soon as a
+    commit is half done there (a NAME.reply, NAME.dead or temporary
+    file); some restarts are killed again while still starting (a crash
+    during recovery).
   * Then it waits for the daemon to drain (`status --json`: nothing in
     incoming/, processing/, deferred/, nothing held, no invocation
     running), runs `clawvisor stop`, waits for the supervisor to exit and
@@ -45,8 +47,12 @@ What it does
 
 Accounting is per file (per token): a response in outgoing/ is matched
 to its file by the token in its originalMessage, a dead letter by the token
-in its payload. Each check below is one test; the last line is
+in its payload. Each check (Chaos.check) is one test; the last line is
 "N passed, N failed"; the exit status is 0 only if all passed.
+
+With a sanitizer build (CLAWVISOR_BIN=build-asan/clawvisor, and e.g.
+--duration-bound 200 --drain-timeout 150) any sanitizer report on the
+daemon's stderr is a failure too.
 
 Every process the daemon starts carries CLAWVISOR_TEST_TAG=<uuid> in its
 environment (the fake container passes it into its "containers" too): any
@@ -60,7 +66,6 @@ import random
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -527,7 +532,6 @@ class Chaos:
         """Wait until nothing is left to do; the last status or None."""
         deadline = time.monotonic() + timeout
         calm = 0
-        last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.errors.append(f"the daemon exited with "
@@ -535,7 +539,6 @@ class Chaos:
                 self.start()
             s = self.status()
             if s is not None:
-                last = s
                 q = s.get("queue", {})
                 busy = [w for w in s.get("workers", [])
                         if w.get("state") == "busy"]
@@ -902,20 +905,22 @@ class Chaos:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--messages", type=int)
+    ap.add_argument("--messages", type=int, help="default 2000 (--short: "
+                    "300)")
     ap.add_argument("--agents", type=int, default=20)
-    ap.add_argument("--seed", type=int)
+    ap.add_argument("--seed", type=int, help="default: random (printed)")
     ap.add_argument("--short", action="store_true",
                     help="CI: 300 messages, 2 restarts, a few worker kills")
     ap.add_argument("--duration-bound", type=float, metavar="SECONDS",
                     help="fail if the whole run takes longer (--short: 90)")
     ap.add_argument("--drop-seconds", type=float,
                     help="drop the messages over this long")
-    ap.add_argument("--restarts", type=int)
-    ap.add_argument("--worker-kills", type=int)
-    ap.add_argument("--reloads", type=int)
+    ap.add_argument("--restarts", type=int,
+                    help="supervisor SIGKILLs and restarts (6; --short: 2)")
+    ap.add_argument("--worker-kills", type=int, help="40 (--short: 6)")
+    ap.add_argument("--reloads", type=int, help="SIGHUPs, 15 (--short: 3)")
     ap.add_argument("--hangs", type=int, default=4,
                     help="messages that time out (not with --short)")
     ap.add_argument("--drain-timeout", type=float)
