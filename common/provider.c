@@ -110,7 +110,7 @@ codex_parse(const char *out, size_t len)
 	json_object	*ev, *item, *v;
 	const char	*line, *nl, *text;
 	char		*reply = NULL, *tmp, *s;
-	size_t		 llen;
+	size_t		 llen, rlen = 0, rcap = 0, sep, tlen;
 
 	for (line = out; line < out + len; line = nl + 1) {
 		nl = memchr(line, '\n', out + len - line);
@@ -135,20 +135,25 @@ codex_parse(const char *out, size_t len)
 		    strcmp(json_object_get_string(v), "agent_message") == 0 &&
 		    json_object_object_get_ex(item, "text", &v) &&
 		    json_object_is_type(v, json_type_string)) {
+			/* In place: a copy of the reply for each message
+			 * would be quadratic in the size of the output. */
 			text = json_object_get_string(v);
-			if (reply == NULL)
-				reply = xstrdup(text);
-			else {
-				xasprintf(&tmp, "%s\n\n%s", reply, text);
-				free(reply);
-				reply = tmp;
+			tlen = strlen(text);
+			sep = reply != NULL ? 2 : 0;
+			if (rlen + sep + tlen + 1 > rcap) {
+				while (rlen + sep + tlen + 1 > rcap)
+					rcap = rcap == 0 ? 256 : rcap * 2;
+				reply = xreallocarray(reply, rcap, 1);
 			}
+			memcpy(reply + rlen, "\n\n", sep);
+			memcpy(reply + rlen + sep, text, tlen + 1);
+			rlen += sep + tlen;
 		}
 		json_object_put(ev);
 	}
 	if (reply == NULL)
 		return NULL;
-	tmp = trimmed(reply, strlen(reply));
+	tmp = trimmed(reply, rlen);
 	free(reply);
 	return tmp;
 }

@@ -17,6 +17,9 @@
 
 #define TAG		"[send_file:"
 #define MAX_FILES	64
+/* Tags past this many are not resolved: each costs a realpath(3), and the
+ * supervisor's loop waits for all of them. */
+#define MAX_TAGS	1024
 
 struct sb {
 	char	*s;
@@ -54,6 +57,7 @@ resolve(const char *path, const struct sendfile_ctx *c, const char **why)
 	char		 host[PATH_MAX], real[PATH_MAX], wd[PATH_MAX];
 	struct stat	 st;
 	const char	*rest;
+	int		 n;
 
 	if (c->container && c->mapping == MAP_MAPPED && path[0] == '/') {
 		if (strncmp(path, "/workspace", 10) != 0 ||
@@ -62,11 +66,16 @@ resolve(const char *path, const struct sendfile_ctx *c, const char **why)
 			return NULL;
 		}
 		rest = path + 10;
-		snprintf(host, sizeof(host), "%s%s", c->workdir, rest);
+		n = snprintf(host, sizeof(host), "%s%s", c->workdir, rest);
 	} else if (path[0] == '/')
-		snprintf(host, sizeof(host), "%s", path);
+		n = snprintf(host, sizeof(host), "%s", path);
 	else
-		snprintf(host, sizeof(host), "%s/%s", c->workdir, path);
+		n = snprintf(host, sizeof(host), "%s/%s", c->workdir, path);
+	/* Cut short, it could name another file. */
+	if (n < 0 || (size_t)n >= sizeof(host)) {
+		*why = "path too long";
+		return NULL;
+	}
 	if (realpath(host, real) == NULL) {
 		*why = errno == ENOENT ? "no such file" : "cannot resolve";
 		return NULL;
@@ -91,7 +100,7 @@ sendfile_scan(const char *text, const struct sendfile_ctx *c, char ***files,
 	struct sb	 out = { NULL, 0, 0 }, warn = { NULL, 0, 0 };
 	const char	*p = text, *t, *a, *e, *why;
 	char		*path, *host, *r;
-	size_t		 i, n;
+	size_t		 i, n, ntags = 0;
 
 	*files = NULL;
 	*nfiles = 0;
@@ -100,7 +109,11 @@ sendfile_scan(const char *text, const struct sendfile_ctx *c, char ***files,
 		a = t + strlen(TAG);
 		while (isspace((unsigned char)*a))
 			a++;
-		if ((e = strchr(a, ']')) == NULL || e == a) {
+		/* No ']' left: no later tag can end either, and looking
+		 * for one after each would be quadratic. */
+		if ((e = strchr(a, ']')) == NULL)
+			break;
+		if (e == a) {
 			sb_add(&out, p, a - p);
 			p = a;
 			continue;
@@ -112,8 +125,8 @@ sendfile_scan(const char *text, const struct sendfile_ctx *c, char ***files,
 			n--;
 		path = xstrndup(a, n);
 		why = "too many files";
-		host = *nfiles < MAX_FILES && n > 0 ? resolve(path, c, &why) :
-		    NULL;
+		host = *nfiles < MAX_FILES && ++ntags <= MAX_TAGS && n > 0 ?
+		    resolve(path, c, &why) : NULL;
 		if (host == NULL) {
 			sb_add(&warn, warn.len == 0 ? "" : "; ", warn.len == 0 ?
 			    0 : 2);

@@ -78,7 +78,8 @@ for t in $targets; do
 	else
 		fail=$((fail + 1))
 		keep=1
-		what=$(grep -m 1 -o -E 'ERROR: [A-Za-z]+: [a-z-]+|runtime error:.*|ERROR: libFuzzer: [a-z-]+' "$log")
+		what=$(grep -m 1 -E '^SUMMARY: |runtime error:|^==[0-9]+==ERROR' \
+		    "$log" | sed 's/^==[0-9]*==//' | cut -c 1-100)
 		printf '%-9s FAIL  %4ss  exit %s  %s\n' "$t" "$took" "$rc" \
 		    "${what:-see the log}"
 		printf '          log %s\n' "$log"
