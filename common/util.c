@@ -132,6 +132,9 @@ mkdir_p(const char *path, mode_t mode)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
+	/* Mostly it is there already (a worker, every job): one call. */
+	if (mkdir(path, mode) == 0 || errno == EEXIST)
+		return 0;
 	strcpy(buf, path);
 	for (p = buf + 1; *p != '\0'; p++) {
 		if (*p != '/')
@@ -146,20 +149,23 @@ mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
+/*
+ * Write buf to a new dot-named temporary in dirfd, its name left in tmp:
+ * TinyClaw's readers skip dot names, and so does our own scan. With dosync
+ * it is fsync'ed before it is closed. On failure nothing is left.
+ */
 int
-file_write_atomic(int dirfd, const char *name, const void *buf, size_t len,
-    int noreplace)
+file_write_temp(int dirfd, char *tmp, size_t tmplen, const void *buf,
+    size_t len, int dosync)
 {
-	char		 tmp[64];
 	const char	*p = buf;
 	ssize_t		 n;
 	int		 fd, i, saved;
 	static unsigned	 seq;
 
-	/* A dot name: TinyClaw readers skip it, and so does our own scan. */
 	for (i = 0; ; i++) {
-		snprintf(tmp, sizeof(tmp), ".tmp.%d.%u.%lld", (int)getpid(),
-		    seq++, (long long)mono_ms());
+		snprintf(tmp, tmplen, ".tmp.%d.%u.%lld", (int)getpid(), seq++,
+		    (long long)mono_ms());
 		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 		    0600);
 		if (fd != -1)
@@ -176,18 +182,12 @@ file_write_atomic(int dirfd, const char *name, const void *buf, size_t len,
 		p += n;
 		len -= n;
 	}
-	if (fsync(fd) == -1)
+	if (dosync && fsync(fd) == -1)
 		goto fail;
 	if (close(fd) == -1) {
 		fd = -1;
 		goto fail;
 	}
-	fd = -1;
-	if (noreplace) {
-		if (renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) == -1)
-			goto fail;
-	} else if (renameat(dirfd, tmp, dirfd, name) == -1)
-		goto fail;
 	return 0;
 fail:
 	saved = errno;
@@ -196,6 +196,27 @@ fail:
 	unlinkat(dirfd, tmp, 0);
 	errno = saved;
 	return -1;
+}
+
+int
+file_write_atomic(int dirfd, const char *name, const void *buf, size_t len,
+    int noreplace)
+{
+	char	tmp[64];
+	int	r, saved;
+
+	if (file_write_temp(dirfd, tmp, sizeof(tmp), buf, len, 1) == -1)
+		return -1;
+	if (noreplace)
+		r = renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE);
+	else
+		r = renameat(dirfd, tmp, dirfd, name);
+	if (r == -1) {
+		saved = errno;
+		unlinkat(dirfd, tmp, 0);
+		errno = saved;
+	}
+	return r;
 }
 
 int
@@ -270,6 +291,86 @@ name_sanitize(char *s)
 		    (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' ||
 		    *s == '-'))
 			*s = '_';
+}
+
+/*
+ * An upper bound on the values in JSON text, counted before json-c builds
+ * them: one, plus every '{', '[' and ',' outside strings (json-c also
+ * takes single-quoted strings, so both quotes open one).
+ */
+size_t
+json_values(const char *s, size_t len)
+{
+	size_t	i, n = 1;
+	char	quote = '\0';
+
+	for (i = 0; i < len; i++) {
+		if (quote != '\0') {
+			if (s[i] == '\\')
+				i++;
+			else if (s[i] == quote)
+				quote = '\0';
+		} else if (s[i] == '"' || s[i] == '\'')
+			quote = s[i];
+		else if (s[i] == '{' || s[i] == '[' || s[i] == ',')
+			n++;
+	}
+	return n;
+}
+
+/* Length of the UTF-8 sequence at p (1..4), or 0 if it is not valid. */
+size_t
+utf8_seq(const unsigned char *p, size_t left, unsigned *cp)
+{
+	size_t	n, i;
+	unsigned c = p[0], min;
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if ((c & 0xe0) == 0xc0) { n = 2; c &= 0x1f; min = 0x80; }
+	else if ((c & 0xf0) == 0xe0) { n = 3; c &= 0x0f; min = 0x800; }
+	else if ((c & 0xf8) == 0xf0) { n = 4; c &= 0x07; min = 0x10000; }
+	else
+		return 0;
+	if (left < n)
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return n;
+}
+
+/* Invalid bytes become U+FFFD, as a JavaScript reader would show them. */
+char *
+utf8_clean(const char *s, size_t len)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	char			*out, *o;
+	size_t			 i = 0, n;
+	unsigned		 cp;
+
+	o = out = xmalloc(len * 3 + 1);
+	while (i < len) {
+		n = p[i] == 0 ? 0 : utf8_seq(p + i, len - i, &cp);
+		if (n == 0) {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+			continue;
+		}
+		memcpy(o, p + i, n);
+		o += n;
+		i += n;
+	}
+	*o = '\0';
+	return out;
 }
 
 /*

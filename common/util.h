@@ -27,6 +27,8 @@ int	 fd_cloexec(int);
 int	 mkdir_p(const char *, mode_t);
 
 /* Write buf to dir/name through a temporary file, fsync and rename. */
+int	 file_write_temp(int dirfd, char *tmp, size_t tmplen, const void *,
+	    size_t, int dosync);
 int	 file_write_atomic(int dirfd, const char *name, const void *, size_t,
 	    int noreplace);
 /*
@@ -41,5 +43,16 @@ int	 run_output(char *const argv[], char *out, size_t len,
 
 /* Replace every character outside [A-Za-z0-9._-] by '_' (file names). */
 void	 name_sanitize(char *);
+
+/*
+ * json-c spends some 50 bytes on a number and 750 on an empty object: a
+ * few MiB of "{}," would take gigabytes. Text is measured with this first.
+ */
+size_t	 json_values(const char *, size_t);
+
+/* Length of the UTF-8 sequence at p (1..4), or 0 if it is not valid. */
+size_t	 utf8_seq(const unsigned char *p, size_t left, unsigned *cp);
+/* A copy in which each invalid byte (and NUL) is U+FFFD. */
+char	*utf8_clean(const char *, size_t);
 
 #endif

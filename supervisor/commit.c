@@ -73,16 +73,22 @@ queue_response_name(json_object *resp)
 	return name;
 }
 
-/* processing/NAME.reply -> outgoing/<response name>. */
+/*
+ * processing/NAME.reply -> outgoing/<response name>. known is what was
+ * just written there (it gets the timestamp the name needed), or NULL to
+ * read the file (recovery).
+ */
 static int
-deliver(const char *reply)
+deliver(const char *reply, json_object *known)
 {
 	json_object	*resp;
 	char		*name, *text = NULL, why[128];
 	size_t		 len;
 	int		 i, r, heartbeat;
 
-	if (file_read_regular(sv.dir_processing, reply, MAX_MESSAGE_FILE,
+	if (known != NULL)
+		resp = json_object_get(known);
+	else if (file_read_regular(sv.dir_processing, reply, MAX_MESSAGE_FILE,
 	    &text, &len, why, sizeof(why)) != 0 ||
 	    (resp = json_tokener_parse(text)) == NULL) {
 		log_error("cannot read processing/%s: %s", reply, text == NULL ?
@@ -124,22 +130,149 @@ unlink_quiet(int dirfd, const char *name)
 		log_error("cannot remove %s: %s", name, strerror(errno));
 }
 
-int
-queue_respond(struct msg *m, json_object *resp)
+/*
+ * Responses are committed in groups. queue_respond() writes the response
+ * to a temporary in processing/ and queues the rest; event_flush(), just
+ * before the loop waits again, makes one syncfs(2) for these temporaries
+ * and the events' together, then calls queue_commit_finish(), which takes
+ * each response through the same steps as ever: the temporary renamed to
+ * NAME.reply, NAME removed, NAME.reply moved to outgoing/. So a busy loop
+ * pays one flush per iteration instead of one fsync per response, and a
+ * crash before the flush leaves only a temporary (removed by recovery) and
+ * the claimed NAME (run again), as a crash during the fsync did.
+ *
+ * "Removed" is a rename to a temporary name, and the unlink itself (which
+ * frees, and on a filesystem mounted with discard, trims the file's
+ * blocks) is left to queue_commit_cleanup(), after the responses are out.
+ */
+#define COMMIT_MAX	256
+
+struct pending_reply {
+	char		 tmp[64];	/* the response's temporary */
+	char		 gone[48];	/* processing/.tmp.PID.dSEQ */
+	char		*name;		/* the claimed message */
+	json_object	*resp;
+};
+
+static struct {
+	struct pending_reply	 p[COMMIT_MAX];
+	size_t			 n;
+	unsigned		 seq;
+} pc;
+
+static int
+respond_now(const char *name, json_object *resp)
 {
 	char *reply;
 
-	xasprintf(&reply, "%s.reply", m->name);
+	xasprintf(&reply, "%s.reply", name);
 	if (write_json(sv.dir_processing, reply, resp, 0) == -1) {
 		log_error("cannot write processing/%s: %s", reply,
 		    strerror(errno));
 		free(reply);
 		return -1;
 	}
-	unlink_quiet(sv.dir_processing, m->name);
-	deliver(reply);
+	unlink_quiet(sv.dir_processing, name);
+	deliver(reply, resp);
 	free(reply);
 	return 0;
+}
+
+int
+queue_respond(struct msg *m, json_object *resp)
+{
+	struct pending_reply	*p;
+	const char		*s;
+	char			*buf;
+	int			 r;
+
+	if (sv.loop == NULL)
+		return respond_now(m->name, resp);
+	if (pc.n == COMMIT_MAX)
+		event_flush();
+	p = &pc.p[pc.n];
+	p->gone[0] = '\0';
+	s = json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PRETTY |
+	    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+	xasprintf(&buf, "%s\n", s);
+	r = file_write_temp(sv.dir_processing, p->tmp, sizeof(p->tmp), buf,
+	    strlen(buf), 0);
+	free(buf);
+	if (r == -1) {
+		log_error("cannot write processing/%s.reply: %s", m->name,
+		    strerror(errno));
+		return -1;
+	}
+	p->name = xstrdup(m->name);
+	p->resp = json_object_get(resp);
+	pc.n++;
+	event_pending();
+	return 0;
+}
+
+size_t
+queue_commit_pending(void)
+{
+	return pc.n;
+}
+
+/* After the flush: synced says whether it covered the temporaries. */
+void
+queue_commit_finish(int synced)
+{
+	struct pending_reply	*p;
+	char			*reply;
+	size_t			 i;
+	int			 fd, ok;
+
+	for (i = 0; i < pc.n; i++) {
+		p = &pc.p[i];
+		xasprintf(&reply, "%s.reply", p->name);
+		ok = 1;
+		if (!synced) {
+			/* The flush failed: each one on its own. */
+			fd = openat(sv.dir_processing, p->tmp, O_RDONLY |
+			    O_CLOEXEC | O_NOFOLLOW);
+			ok = fd != -1 && fsync(fd) == 0;
+			if (fd != -1)
+				close(fd);
+		}
+		if (!ok || renameat(sv.dir_processing, p->tmp,
+		    sv.dir_processing, reply) == -1) {
+			log_error("cannot write processing/%s: %s", reply,
+			    strerror(errno));
+			unlinkat(sv.dir_processing, p->tmp, 0);
+			goto next;
+		}
+		snprintf(p->gone, sizeof(p->gone), ".tmp.%d.d%u",
+		    (int)getpid(), pc.seq++);
+		if (renameat2(sv.dir_processing, p->name, sv.dir_processing,
+		    p->gone, RENAME_NOREPLACE) == -1) {
+			p->gone[0] = '\0';
+			unlink_quiet(sv.dir_processing, p->name);
+		}
+		deliver(reply, p->resp);
+next:
+		free(reply);
+	}
+}
+
+/* The claimed messages of the responses just delivered go for good. */
+void
+queue_commit_cleanup(void)
+{
+	struct pending_reply	*p;
+	size_t			 i;
+
+	for (i = 0; i < pc.n; i++) {
+		p = &pc.p[i];
+		if (p->gone[0] != '\0')
+			unlink_quiet(sv.dir_processing, p->gone);
+		p->gone[0] = '\0';
+		free(p->name);
+		json_object_put(p->resp);
+	}
+	pc.n = 0;
 }
 
 /* processing/NAME.dead -> dead-letter/NAME (or NAME-2.json, ...). */
@@ -199,7 +332,7 @@ commit_dead(const char *name, json_object *rec, json_object *notice)
 	}
 	unlink_quiet(sv.dir_processing, name);
 	bury(dead, name);
-	deliver(reply);
+	deliver(reply, notice);
 	r = 0;
 out:
 	free(dead);
@@ -334,7 +467,7 @@ recover_dead(const char *dead)
 	unlink_quiet(sv.dir_processing, name);
 	bury(dead, name);
 	if (exists(sv.dir_processing, reply))
-		deliver(reply);
+		deliver(reply, NULL);
 	log_info("recovered the dead letter of %s", name);
 	free(name);
 	free(reply);
@@ -415,7 +548,7 @@ queue_recover(void)
 		if (has_suffix(v[i], ".json.reply")) {
 			base = xstrndup(v[i], strlen(v[i]) - 6);
 			unlink_quiet(sv.dir_processing, base);
-			deliver(v[i]);
+			deliver(v[i], NULL);
 			free(base);
 		}
 	free_list(v, n);

@@ -5,8 +5,9 @@
  * batch just before the loop waits again (ev_prepare): every file to a
  * temporary name, one syncfs(2) for all of them, then the renames. So they
  * are still durable before they become visible, for one flush instead of
- * one per file, and never on the path of a dispatch or a response. Files
- * older than a day are pruned.
+ * one per file. The same flush covers the responses of the iteration
+ * (commit.c), which are committed first. Files older than a day are
+ * pruned.
  */
 #include <sys/stat.h>
 
@@ -28,7 +29,7 @@
 
 struct pending_event {
 	char	name[32];
-	char	tmp[48];
+	char	tmp[64];
 	char	*data;
 };
 
@@ -38,7 +39,6 @@ static struct {
 	ev_prepare		 prepare;
 	int			 started;
 	int64_t			 last_prune;
-	unsigned		 seq;
 	uint32_t		 name_seq;
 } e;
 
@@ -69,21 +69,30 @@ event_prune(int64_t now)
 	closedir(d);
 }
 
+/*
+ * syncfs(2) on events/, and on processing/ too if it is on another
+ * filesystem: 1 if both worked.
+ */
 static int
-write_all(int fd, const char *p, size_t len)
+flush_all(void)
 {
-	ssize_t n;
+	static int	other = -1;	/* processing/ on another filesystem */
+	struct stat	a, b;
+	int		ok = 1;
 
-	while (len > 0) {
-		if ((n = write(fd, p, len)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= n;
+	if (other == -1)
+		other = fstat(sv.dir_events, &a) == -1 ||
+		    fstat(sv.dir_processing, &b) == -1 || a.st_dev != b.st_dev;
+	if (syncfs(sv.dir_events) == -1) {
+		log_warnx("syncfs events/: %s", strerror(errno));
+		ok = 0;
 	}
-	return 0;
+	if (queue_commit_pending() > 0 && other &&
+	    syncfs(sv.dir_processing) == -1) {
+		log_warnx("syncfs processing/: %s", strerror(errno));
+		ok = 0;
+	}
+	return ok;
 }
 
 void
@@ -91,28 +100,22 @@ event_flush(void)
 {
 	struct pending_event	*p;
 	size_t			 i;
-	int			 fd, ok;
+	int			 synced;
 
-	if (e.n == 0)
+	if (e.n == 0 && queue_commit_pending() == 0)
 		return;
 	for (i = 0; i < e.n; i++) {
 		p = &e.ev[i];
-		snprintf(p->tmp, sizeof(p->tmp), ".tmp.%d.ev%u", (int)getpid(),
-		    e.seq++);
-		fd = openat(sv.dir_events, p->tmp, O_WRONLY | O_CREAT |
-		    O_TRUNC | O_CLOEXEC, 0600);
-		ok = fd != -1 && write_all(fd, p->data, strlen(p->data)) == 0;
-		if (fd != -1 && close(fd) == -1)
-			ok = 0;
-		if (!ok) {
+		if (file_write_temp(sv.dir_events, p->tmp, sizeof(p->tmp),
+		    p->data, strlen(p->data), 0) == -1) {
 			log_warnx("cannot write event %s: %s", p->name,
 			    strerror(errno));
-			unlinkat(sv.dir_events, p->tmp, 0);
 			p->tmp[0] = '\0';
 		}
 	}
-	if (syncfs(sv.dir_events) == -1)
-		log_warnx("syncfs events/: %s", strerror(errno));
+	/* One flush for these and the responses' temporaries (commit.c). */
+	synced = flush_all();
+	queue_commit_finish(synced);
 	for (i = 0; i < e.n; i++) {
 		p = &e.ev[i];
 		if (p->tmp[0] != '\0' && renameat2(sv.dir_events, p->tmp,
@@ -124,6 +127,7 @@ event_flush(void)
 		free(p->data);
 	}
 	e.n = 0;
+	queue_commit_cleanup();
 }
 
 static void
@@ -140,6 +144,19 @@ event_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 		event_prune(now);
 }
 
+/* Something waits for the flush before the loop waits again. */
+void
+event_pending(void)
+{
+	if (!e.started && sv.loop != NULL) {
+		ev_prepare_init(&e.prepare, event_prepare);
+		ev_prepare_start(sv.loop, &e.prepare);
+		/* The batch must not keep the loop alive on its own. */
+		ev_unref(sv.loop);
+		e.started = 1;
+	}
+}
+
 /* Takes ownership of fields (which may be NULL). */
 void
 event_emit(const char *type, json_object *fields)
@@ -151,13 +168,7 @@ event_emit(const char *type, json_object *fields)
 	uint32_t		 seq;
 	int			 i, j;
 
-	if (!e.started && sv.loop != NULL) {
-		ev_prepare_init(&e.prepare, event_prepare);
-		ev_prepare_start(sv.loop, &e.prepare);
-		/* The batch must not keep the loop alive on its own. */
-		ev_unref(sv.loop);
-		e.started = 1;
-	}
+	event_pending();
 	if (e.n == BATCH_MAX)
 		event_flush();
 	o = json_object_new_object();

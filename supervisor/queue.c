@@ -32,6 +32,13 @@
  */
 #define WINDOW		1024
 #define WINDOW_BYTES	(64u * 1024 * 1024)
+/*
+ * A message has a dozen values. More are refused before json-c builds
+ * them, and each counts in the window for what json-c may spend on it (an
+ * empty object: some 750 bytes), not for its few bytes of text.
+ */
+#define MSG_MAX_VALUES	1024
+#define VALUE_COST	1024
 /* A file that fails to parse but changed this recently is still being
  * written (TinyClaw's clients write in place): try it again later. */
 #define YOUNG_MS	2000
@@ -266,6 +273,30 @@ message_check(json_object *obj, char *why, size_t len)
 	return 0;
 }
 
+/*
+ * The text as TinyClaw's readFileSync(..., "utf8") reads it: each invalid
+ * byte becomes U+FFFD, so that all that is written from a message (the
+ * response, events, a dead letter, the log) is UTF-8. NULL if it is valid.
+ */
+static char *
+utf8_fix(const char *buf, size_t *len)
+{
+	char	*clean;
+	size_t	 i;
+
+	for (i = 0; i < *len && (unsigned char)buf[i] < 0x80; i++)
+		;
+	if (i == *len)
+		return NULL;
+	clean = utf8_clean(buf, *len);
+	if (strlen(clean) == *len) {	/* a replacement adds two bytes */
+		free(clean);
+		return NULL;
+	}
+	*len = strlen(clean);
+	return clean;
+}
+
 /* Parse a message file's bytes: 0, or -1 with why; *incomplete if it
  * looks cut short (so a writer may still be at it). */
 int
@@ -275,6 +306,7 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 	struct json_tokener	*tok;
 	json_object		*obj;
 	enum json_tokener_error	 e;
+	char			*clean;
 
 	*out = NULL;
 	*incomplete = 0;
@@ -287,6 +319,8 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 		snprintf(why, wlen, "contains a NUL byte");
 		return -1;
 	}
+	if ((clean = utf8_fix(buf, &len)) != NULL)
+		buf = clean;
 	if ((tok = json_tokener_new_ex(64)) == NULL)
 		fatalx("json_tokener_new");
 	/* Closer to JavaScript's JSON.parse: no trailing commas, no data
@@ -300,6 +334,7 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 		    json_tokener_continue ? "unexpected end of file" :
 		    json_tokener_error_desc(e));
 		json_tokener_free(tok);
+		free(clean);
 		return -1;
 	}
 	if (json_tokener_get_parse_end(tok) != len &&
@@ -308,9 +343,11 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 		snprintf(why, wlen, "not valid JSON: data after the object");
 		json_tokener_free(tok);
 		json_object_put(obj);
+		free(clean);
 		return -1;
 	}
 	json_tokener_free(tok);
+	free(clean);
 	if (message_check(obj, why, wlen) == -1) {
 		json_object_put(obj);
 		return -1;
@@ -357,7 +394,7 @@ queue_peek(const char *name)
 	struct stat	 st;
 	json_object	*obj;
 	char		*buf, why[256];
-	size_t		 len;
+	size_t		 len, values;
 	int		 r, incomplete;
 
 	if (held_has(name))
@@ -367,6 +404,13 @@ queue_peek(const char *name)
 	if (r == -2 || r == -3)
 		return;		/* gone, or still growing: seen again later */
 	if (r == -1) {
+		queue_corrupt(sv.dir_incoming, name, why);
+		return;
+	}
+	if ((values = json_values(buf, len)) > MSG_MAX_VALUES) {
+		free(buf);
+		snprintf(why, sizeof(why), "more than %d JSON values",
+		    MSG_MAX_VALUES);
 		queue_corrupt(sv.dir_incoming, name, why);
 		return;
 	}
@@ -381,7 +425,8 @@ queue_peek(const char *name)
 		queue_corrupt(sv.dir_incoming, name, why);
 		return;
 	}
-	sched_add(queue_msg_new(name, AT_INCOMING, obj, len), 0);
+	sched_add(queue_msg_new(name, AT_INCOMING, obj,
+	    len + values * VALUE_COST), 0);
 }
 
 /* Read and route more of the backlog, up to the window. */
@@ -401,6 +446,9 @@ queue_pull(void)
 		queue_peek(q.pend[q.head].name);
 		free(q.pend[q.head].name);
 		q.head++;
+		/* A backlog: the first ones run while the window fills. */
+		if (pool_idle() != NULL)
+			sched_kick();
 	}
 	if (q.head == q.npend)
 		pend_clear();

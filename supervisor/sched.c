@@ -533,6 +533,13 @@ sched_done(struct msg *m, struct job_result *r)
 	json_object_object_add(ev, "truncated",
 	    json_object_new_boolean(r->truncated));
 	invocation_event("sandbox_invocation_end", m, ev);
+	/*
+	 * The worker is idle again: give it the next ready lane's message
+	 * before this outcome is committed (a write, an fsync, a rename), so
+	 * that the commit overlaps its run. m's lane is not in the ready
+	 * FIFO and m is still its head, so it cannot be picked.
+	 */
+	sched_kick();
 	if (sv.stopping && r->outcome != OUT_OK && m->parent != NULL)
 		sched_msg_done(m);	/* its root is handed back */
 	else if (r->outcome == OUT_OK && chain_result(m, r))

@@ -148,6 +148,9 @@ void		 queue_recover(void);
 void		 queue_load_deferred(void);
 int		 queue_defer(struct msg *, int64_t retry_at, const char *error);
 int		 queue_respond(struct msg *, json_object *resp);
+size_t		 queue_commit_pending(void);
+void		 queue_commit_finish(int synced);
+void		 queue_commit_cleanup(void);
 int		 queue_dead(struct msg *, const char *cls, const char *error,
 		    json_object *notice);
 json_object	*queue_dead_record(json_object *payload, const char *cls,
@@ -214,6 +217,7 @@ char		*route_multi_reply(const char *list);
 /* event.c */
 void		 event_emit(const char *type, json_object *fields);
 void		 event_flush(void);
+void		 event_pending(void);
 void		 event_close(void);
 
 /* response.c */
@@ -227,7 +231,6 @@ json_object	*response_notice(json_object *msg, const char *agent,
 		    const char *text);
 char		*response_cut(const char *);
 size_t		 utf16_span(const char *, size_t units, size_t *prefix);
-char		*utf8_clean(const char *, size_t);
 size_t		 utf16_len(const char *);
 
 #endif
