@@ -236,27 +236,92 @@ doctor_uid(struct doctor *d, const struct config *cf, json_object *denv,
 		    strncmp(user, "0:", 2) == 0 ? " (root)" : "");
 }
 
+/*
+ * The network the containers get, against the providers that run in them:
+ * a cloud provider's CLI must reach its API (a run with network "none"
+ * fails closed, docs/SANDBOX.md).
+ */
+static void
+doctor_network(struct doctor *d, const struct config *cf, int apple,
+    int cloud)
+{
+	const struct runtime_conf	*rt = apple ? &cf->apple : &cf->docker;
+	const char			*key = apple ? "sandbox.apple.network" :
+					    "sandbox.docker.network";
+	char				 fix[256];
+
+	if (rt->network == NET_NONE) {
+		snprintf(fix, sizeof(fix), "set %s to \"default\", or use the "
+		    "command provider", key);
+		check(d, !cloud, "network", fix, cloud ? "%s is \"none\": the "
+		    "claude and codex CLIs cannot reach their API" : "%s is "
+		    "\"none\": no network in the containers", key);
+		return;
+	}
+	check(d, 1, "network", NULL, "%s is \"%s\": --network %s, outbound "
+	    "access through the engine's NAT%s", key, rt->network_restricted ?
+	    "restricted" : "default", apple ? "default" : "bridge",
+	    rt->network_restricted ? " (clawvisor has no restricted network: "
+	    "the same as default)" : "");
+}
+
+/*
+ * A directory the daemon will need to write in: there and writable, or
+ * missing with its nearest existing parent writable (the worker creates
+ * it at the first run). The doctor creates nothing.
+ */
+static int
+writable_or_creatable(const char *path)
+{
+	struct stat	 st;
+	char		*p, *slash;
+	int		 ok;
+
+	if (stat(path, &st) == 0)
+		return S_ISDIR(st.st_mode) && access(path, W_OK) == 0;
+	if (errno != ENOENT)
+		return 0;
+	p = xstrdup(path);
+	for (;;) {
+		if ((slash = strrchr(p, '/')) == NULL) {
+			ok = 0;
+			break;
+		}
+		if (slash == p)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(p, &st) == 0) {
+			ok = S_ISDIR(st.st_mode) && access(p, W_OK) == 0;
+			break;
+		}
+		if (errno != ENOENT || slash == p) {
+			ok = 0;
+			break;
+		}
+	}
+	free(p);
+	return ok;
+}
+
 static void
 doctor_workspace(struct doctor *d, const struct config *cf)
 {
-	char	fix[512];
-	size_t	i;
-	int	ok = mkdir_p(cf->workspace, 0755) == 0 &&
-		    access(cf->workspace, W_OK) == 0;
+	struct stat	st;
+	char		fix[512];
+	size_t		i;
+	int		ok = writable_or_creatable(cf->workspace);
 
 	snprintf(fix, sizeof(fix), "create %s writable by the daemon's user, "
 	    "or set workspace.path", cf->workspace);
-	check(d, ok, "workspace", fix, ok ? "%s is writable" :
-	    "%s is not writable", cf->workspace);
-	for (i = 0; ok && i < cf->nagents; i++) {
-		int aok = mkdir_p(cf->agents[i].workdir, 0755) == 0 &&
-		    access(cf->agents[i].workdir, W_OK) == 0;
-
-		if (!aok)
+	check(d, ok, "workspace", fix, !ok ? "%s is not writable" :
+	    stat(cf->workspace, &st) == 0 ? "%s is writable" :
+	    "%s will be created at the first run", cf->workspace);
+	for (i = 0; ok && i < cf->nagents; i++)
+		if (!writable_or_creatable(cf->agents[i].workdir))
 			check(d, 0, "workspace", fix, "%s (agent %s) is not "
 			    "writable", cf->agents[i].workdir,
 			    cf->agents[i].id);
-	}
 }
 
 int
@@ -305,6 +370,8 @@ doctor_main(const char *home, int json)
 			doctor_key(&d, cf, denv, "ANTHROPIC_API_KEY");
 		if (codex[m])
 			doctor_key(&d, cf, denv, "OPENAI_API_KEY");
+		doctor_network(&d, cf, m == MODE_APPLE, claude[m] ||
+		    codex[m]);
 		doctor_uid(&d, cf, denv, m == MODE_APPLE);
 	}
 	doctor_workspace(&d, cf);

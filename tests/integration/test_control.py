@@ -1429,7 +1429,7 @@ def test_doctor_keys_in_the_daemons_environment(homes, fake_runtime):
     assert rc == 0, lines
     names = {c["name"] for c in rep["checks"]}
     assert {"settings", "runtime", "engine", "image", "clis", "allowlist",
-            "keys", "uid", "workspace"} <= names
+            "keys", "network", "uid", "workspace"} <= names
     assert_no_secret("\n".join(lines) + json.dumps(rep))
 
     # A daemon with the keys: the caller need not have them.
@@ -1457,6 +1457,8 @@ DOCTOR_FAILURES = [
     ("allowlist", {}, {"sandbox": {"env_allowlist": ["OPENAI_API_KEY"]}},
      "ANTHROPIC_API_KEY"),
     ("uid", {}, {"sandbox": {"docker": {"user": "0:0"}}}, "root"),
+    ("network", {}, {"sandbox": {"docker": {"network": "none"}}},
+     "cannot reach their API"),
     ("workspace", {}, "WORKSPACE", "not writable"),
 ]
 
@@ -1485,6 +1487,53 @@ def test_doctor_each_failing_check(homes, fake_runtime, tmp_path, case):
         assert set(f) == {name}
     if name == "image":
         assert "build-image" in f[name]["fix"]
+
+
+def test_doctor_network_against_the_providers(homes, fake_runtime):
+    conf = {"sandbox": {"mode": "docker",
+                        "docker": {"runtime_command": str(fake_runtime)}}}
+    h = homes(conf, start=False)
+    env = h.env(SECRET_ENV)
+
+    def net():
+        rc, lines, rep = doctor(h, env=env)
+        c = [c for c in rep["checks"] if c["name"] == "network"]
+        assert len(c) == 1, rep
+        return rc, c[0]
+
+    rc, c = net()
+    assert rc == 0 and c["ok"]
+    assert "sandbox.docker.network" in c["detail"]
+    assert "bridge" in c["detail"]
+    # TinyClaw's "restricted": accepted, and said to be the default.
+    reconfigure(h, {"sandbox": {"docker": {"network": "restricted"}}})
+    rc, c = net()
+    assert rc == 0 and c["ok"]
+    assert "no restricted network" in c["detail"]
+    # "none" only for the command provider.
+    reconfigure(h, {"sandbox": {"docker": {"network": "none"}}})
+    rc, c = net()
+    assert rc != 0 and not c["ok"]
+    assert "sandbox.docker.network" in c["fix"]
+    reconfigure(h, {"agents": {a: {"provider": "command",
+                                   "command": ["/bin/true"]}
+                               for a in h.settings["agents"]}})
+    rc, c = net()
+    assert c["ok"], c
+    assert "no network" in c["detail"]
+
+
+def test_doctor_creates_nothing(homes, fake_runtime, tmp_path):
+    conf = {"sandbox": {"mode": "docker",
+                        "docker": {"runtime_command": str(fake_runtime)}}}
+    h = homes(conf, start=False)
+    ws = tmp_path / "not-yet" / "ws"
+    reconfigure(h, {"workspace": {"path": str(ws)}})
+    rc, lines, rep = doctor(h, env=h.env(SECRET_ENV))
+    assert rc == 0, lines
+    c = [c for c in rep["checks"] if c["name"] == "workspace"]
+    assert len(c) == 1 and "will be created" in c[0]["detail"], c
+    assert not ws.exists() and not ws.parent.exists()
 
 
 def test_doctor_host_mode_with_daemon(home):
