@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -384,6 +385,52 @@ pool_shutdown(void)
 		ev_timer_stop(sv.loop, &pool.w[i]->respawn);
 		if (pool.w[i]->state != W_DEAD)
 			worker_dead(pool.w[i], NULL);
+	}
+}
+
+/*
+ * After pool_shutdown() and the loop: wait up to ms for the workers to see
+ * their socket closed, clean up (a job's env-file and container) and exit,
+ * so that a stop is complete when the daemon is gone. One that does not is
+ * killed.
+ */
+void
+pool_wait(int ms)
+{
+	struct timespec	 nap = { 0, 10 * 1000 * 1000 };
+	struct worker	*w;
+	int64_t		 deadline = mono_ms() + ms;
+	size_t		 i, left;
+	pid_t		 r;
+
+	for (;;) {
+		left = 0;
+		for (i = 0; i < pool.n; i++) {
+			w = pool.w[i];
+			if (w->pid <= 0)
+				continue;
+			r = waitpid(w->pid, NULL, WNOHANG);
+			if (r == w->pid || (r == -1 && errno == ECHILD))
+				w->pid = 0;
+			else
+				left++;
+		}
+		if (left == 0)
+			return;
+		if (mono_ms() >= deadline)
+			break;
+		nanosleep(&nap, NULL);
+	}
+	for (i = 0; i < pool.n; i++) {
+		w = pool.w[i];
+		if (w->pid <= 0)
+			continue;
+		log_warnx("worker %d (pid %d) did not exit in %d ms: killed",
+		    w->index, (int)w->pid, ms);
+		kill(w->pid, SIGKILL);
+		while (waitpid(w->pid, NULL, 0) == -1 && errno == EINTR)
+			;
+		w->pid = 0;
 	}
 }
 

@@ -15,12 +15,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <unistd.h>
-
 #include "control.h"
 #include "log.h"
 #include "supervisor.h"
 #include "util.h"
+
+/* How long a stop waits for the workers to clean up and exit. */
+#define WORKER_EXIT_MS	10000
 
 struct sv sv;
 
@@ -437,6 +438,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	ev_run(sv.loop, 0);
 
 	event_close();
+	pool_wait(WORKER_EXIT_MS);
 	log_info("stopped");
 	pid_remove();
 	sched_free_all();

@@ -196,6 +196,7 @@ struct worker	*pool_idle(void);
 int		 pool_run(struct worker *, struct msg *, json_object *job);
 void		 pool_abandon(struct worker *);
 void		 pool_shutdown(void);
+void		 pool_wait(int ms);
 void		 pool_signal(int);
 void		 pool_free(void);
 size_t		 pool_alive(void);

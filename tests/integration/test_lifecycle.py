@@ -136,10 +136,37 @@ def test_sigterm_idle_stops_at_once(home):
     home.signal(signal.SIGTERM)
     assert home.proc.wait(5) == 0
     assert time.monotonic() - t0 < 2
-    wait_for(lambda: not any(pid_alive(p) for p in workers), 3,
-             what="the workers to exit")
+    # The daemon is gone only once its workers are.
+    assert not any(pid_alive(p) for p in workers)
     assert not (home.path / "run" / "clawvisor.pid").exists()
     assert "stopped" in home.log()
+
+
+def test_stop_waits_for_the_workers(home):
+    """A worker slow to exit holds the stop up; one that never does is
+    killed after 10 s."""
+    workers = home.wait_workers(4)
+    os.kill(workers[0], signal.SIGSTOP)
+    t0 = time.monotonic()
+    home.signal(signal.SIGTERM)
+    time.sleep(1)
+    assert home.proc.poll() is None
+    os.kill(workers[0], signal.SIGCONT)
+    assert home.proc.wait(5) == 0
+    assert time.monotonic() - t0 >= 1
+    assert not any(pid_alive(p) for p in workers)
+    assert "did not exit" not in home.log()
+
+    home.start()
+    workers = home.wait_workers(4)
+    os.kill(workers[1], signal.SIGSTOP)
+    t0 = time.monotonic()
+    home.signal(signal.SIGTERM)
+    assert home.proc.wait(30) == 0
+    assert 9 <= time.monotonic() - t0 < 25
+    assert not any(pid_alive(p) for p in workers)
+    assert f"(pid {workers[1]}) did not exit in 10000 ms: killed" in \
+        home.log()
 
 
 def test_usage_and_home_flag(tmp_path):
