@@ -21,6 +21,9 @@
 #include "util.h"
 
 #define SETTINGS_MAX	(4 * 1024 * 1024)
+/* Far above any real file (1024 agents take about 10000 values); as many
+ * empty objects, the worst case, take json-c some 50 MB. */
+#define SETTINGS_MAX_VALUES	65536
 
 struct ctx {
 	char	*err;
@@ -676,6 +679,12 @@ config_parse(const char *text, size_t len, const char *home, char *err,
 	cf = xcalloc(1, sizeof(*cf));
 	cf->home = xstrdup(home);
 	xasprintf(&cf->path, "%s/settings.json", home);
+	if (json_values(text, len) > SETTINGS_MAX_VALUES) {
+		snprintf(err, errlen, "settings.json: more than %d JSON values",
+		    SETTINGS_MAX_VALUES);
+		config_free(cf);
+		return NULL;
+	}
 	if ((tok = json_tokener_new_ex(64)) == NULL)
 		fatalx("json_tokener_new");
 	/* Closer to JavaScript's JSON.parse: no trailing commas, no data

@@ -204,6 +204,8 @@ static void
 stderr_tail(const struct run_status *st, char *buf, size_t len)
 {
 	const char	*s = st->err_text, *e, *b, *le, *lb;
+	char		*clean, *c;
+	size_t		 n;
 
 	*buf = '\0';
 	if (s == NULL || st->err_len == 0)
@@ -226,9 +228,23 @@ stderr_tail(const struct run_status *st, char *buf, size_t len)
 		for (lb = le; lb > s && lb[-1] != '\n'; lb--)
 			;
 	}
-	if (e - b > 300)
+	/*
+	 * The last 300 bytes, as valid UTF-8 (it goes into dead letters,
+	 * events and the log) and not from the middle of a character.
+	 */
+	if (e - b > 300) {
 		b = e - 300;
-	snprintf(buf, len, ": %.*s", (int)(e - b), b);
+		while (b < e && ((unsigned char)*b & 0xc0) == 0x80)
+			b++;
+	}
+	/* Each invalid byte became three: cut again, between characters. */
+	clean = utf8_clean(b, e - b);
+	n = strlen(clean);
+	c = clean + (n > 300 ? n - 300 : 0);
+	while (((unsigned char)*c & 0xc0) == 0x80)
+		c++;
+	snprintf(buf, len, ": %s", c);
+	free(clean);
 }
 
 static const char *const config_errors[] = {

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "log.h"
 #include "util.h"
 
@@ -316,6 +318,29 @@ json_values(const char *s, size_t len)
 			n++;
 	}
 	return n;
+}
+
+/*
+ * JSON that clawvisor wrote itself (a dead letter, a control reply, the
+ * settings it rewrites), parsed as deep as it may be: a message may be 64
+ * levels deep, a dead letter one more, a reply with it two more, and
+ * json_tokener_parse() stops at 32.
+ */
+struct json_object *
+json_parse_deep(const char *s)
+{
+	struct json_tokener	*tok;
+	json_object		*o;
+
+	if ((tok = json_tokener_new_ex(128)) == NULL)
+		fatalx("json_tokener_new");
+	o = json_tokener_parse_ex(tok, s, -1);
+	if (json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	return o;
 }
 
 /* Length of the UTF-8 sequence at p (1..4), or 0 if it is not valid. */

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct json_object;
+
 #define MAX_MESSAGE_FILE	(16 * 1024 * 1024)	/* SPEC §2 */
 
 void	*xmalloc(size_t);
@@ -49,6 +51,8 @@ void	 name_sanitize(char *);
  * few MiB of "{}," would take gigabytes. Text is measured with this first.
  */
 size_t	 json_values(const char *, size_t);
+/* Parse JSON clawvisor wrote, as deep as a message it holds may make it. */
+struct json_object *json_parse_deep(const char *);
 
 /* Length of the UTF-8 sequence at p (1..4), or 0 if it is not valid. */
 size_t	 utf8_seq(const unsigned char *p, size_t left, unsigned *cp);

@@ -301,7 +301,7 @@ client_main(const char *home, int argc, char **argv, int json)
 		json_object_put(req);
 		return 69;
 	}
-	rep = json_tokener_parse(line);
+	rep = json_parse_deep(line);
 	if (rep == NULL || !json_object_is_type(rep, json_type_object)) {
 		fprintf(stderr, "clawvisor: bad reply from the daemon: "
 		    "%.200s\n", line);

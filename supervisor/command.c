@@ -258,7 +258,7 @@ cmd_sandbox_set(json_object *req, int *stop)
 		text = xstrdup("{}"), len = 2, rr = 0;
 	if (rr != 0)
 		return err_reply("%s: %s", sv.conf->path, err);
-	root = json_tokener_parse(text);
+	root = json_parse_deep(text);
 	free(text);
 	if (root == NULL || !json_object_is_type(root, json_type_object)) {
 		json_object_put(root);
@@ -348,7 +348,7 @@ dead_read(const char *name, json_object **err)
 		*err = err_reply("dead-letter/%s: %s", name, why);
 		return NULL;
 	}
-	rec = json_tokener_parse(text);
+	rec = json_parse_deep(text);
 	free(text);
 	if (rec == NULL || !json_object_is_type(rec, json_type_object)) {
 		json_object_put(rec);

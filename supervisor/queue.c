@@ -274,9 +274,10 @@ message_check(json_object *obj, char *why, size_t len)
 }
 
 /*
- * The text as TinyClaw's readFileSync(..., "utf8") reads it: each invalid
- * byte becomes U+FFFD, so that all that is written from a message (the
- * response, events, a dead letter, the log) is UTF-8. NULL if it is valid.
+ * The text with each invalid UTF-8 byte made U+FFFD, as replies are (and
+ * as TinyClaw's readFileSync(..., "utf8") replaces them too), so that all
+ * that is written from a message (the response, events, a dead letter,
+ * the log) is UTF-8. NULL if it is valid.
  */
 static char *
 utf8_fix(const char *buf, size_t *len)

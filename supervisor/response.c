@@ -16,61 +16,6 @@
 #define CUT_KEEP	3900
 #define CUT_NOTE	"\n\n[Response truncated...]"
 
-/* Length of the UTF-8 sequence at p (1..4), or 0 if it is not valid. */
-static size_t
-utf8_seq(const unsigned char *p, size_t left, unsigned *cp)
-{
-	size_t	n, i;
-	unsigned c = p[0], min;
-
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	if ((c & 0xe0) == 0xc0) { n = 2; c &= 0x1f; min = 0x80; }
-	else if ((c & 0xf0) == 0xe0) { n = 3; c &= 0x0f; min = 0x800; }
-	else if ((c & 0xf8) == 0xf0) { n = 4; c &= 0x07; min = 0x10000; }
-	else
-		return 0;
-	if (left < n)
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		c = (c << 6) | (p[i] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return n;
-}
-
-/* Invalid bytes become U+FFFD, as a JavaScript reader would show them. */
-char *
-utf8_clean(const char *s, size_t len)
-{
-	const unsigned char	*p = (const unsigned char *)s;
-	char			*out, *o;
-	size_t			 i = 0, n;
-	unsigned		 cp;
-
-	o = out = xmalloc(len * 3 + 1);
-	while (i < len) {
-		n = p[i] == 0 ? 0 : utf8_seq(p + i, len - i, &cp);
-		if (n == 0) {
-			memcpy(o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-			continue;
-		}
-		memcpy(o, p + i, n);
-		o += n;
-		i += n;
-	}
-	*o = '\0';
-	return out;
-}
-
 /*
  * Length in UTF-16 code units, as JavaScript's String.length counts, and
  * the byte length of the longest prefix of at most `units` code units that
