@@ -216,7 +216,7 @@ queue_commit_pending(void)
 	return pc.n;
 }
 
-/* After the flush: synced says whether it covered the temporaries. */
+/* synced: a flush covered the temporaries; else each is fsync'ed. */
 void
 queue_commit_finish(int synced)
 {
@@ -230,7 +230,7 @@ queue_commit_finish(int synced)
 		xasprintf(&reply, "%s.reply", p->name);
 		ok = 1;
 		if (!synced) {
-			/* The flush failed: each one on its own. */
+			/* No flush, or it failed: each one on its own. */
 			fd = openat(sv.dir_processing, p->tmp, O_RDONLY |
 			    O_CLOEXEC | O_NOFOLLOW);
 			ok = fd != -1 && fsync(fd) == 0;
