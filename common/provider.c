@@ -175,16 +175,22 @@ provider_reply(const struct job *j, const char *out, size_t len)
 }
 
 static int
-stderr_has(const struct run_status *st, const char *needle)
+text_has(const char *t, size_t tlen, const char *needle)
 {
 	size_t n = strlen(needle), i;
 
-	if (st->err_text == NULL || st->err_len < n)
+	if (t == NULL || tlen < n)
 		return 0;
-	for (i = 0; i + n <= st->err_len; i++)
-		if (strncasecmp(st->err_text + i, needle, n) == 0)
+	for (i = 0; i + n <= tlen; i++)
+		if (strncasecmp(t + i, needle, n) == 0)
 			return 1;
 	return 0;
+}
+
+static int
+stderr_has(const struct run_status *st, const char *needle)
+{
+	return text_has(st->err_text, st->err_len, needle);
 }
 
 static int
@@ -197,37 +203,52 @@ line_has_error(const char *b, const char *e)
 }
 
 /*
- * The line of stderr for the error message: the last one that says
- * "error" (tools print usage and hints after it), else the last with text.
+ * The last line of t[0..len) with text, or with need_error the last that
+ * says "error": 1 and [*pb, *pe), or 0.
+ */
+static int
+last_line(const char *t, size_t len, int need_error, const char **pb,
+    const char **pe)
+{
+	const char *b, *e;
+
+	if (t == NULL)
+		return 0;
+	for (e = t + len; e > t; e = b - 1) {
+		for (b = e; b > t && b[-1] != '\n'; b--)
+			;
+		while (e > b && isspace((unsigned char)e[-1]))
+			e--;
+		if (e > b && (!need_error || line_has_error(b, e))) {
+			*pb = b;
+			*pe = e;
+			return 1;
+		}
+		if (b == t)
+			break;
+	}
+	return 0;
+}
+
+/*
+ * The line for the error message. Tools print usage and hints after their
+ * error, and the claude CLI prints its errors on stdout (stderr may hold
+ * only a warning): the last line of stderr that says "error", else of
+ * stdout's tail, else the last line of stderr, else of stdout's tail.
  */
 static void
-stderr_tail(const struct run_status *st, char *buf, size_t len)
+error_tail(const struct run_status *st, char *buf, size_t len)
 {
-	const char	*s = st->err_text, *e, *b, *le, *lb;
+	const char	*b, *e;
 	char		*clean, *c;
 	size_t		 n;
 
 	*buf = '\0';
-	if (s == NULL || st->err_len == 0)
+	if (!last_line(st->err_text, st->err_len, 1, &b, &e) &&
+	    !last_line(st->out_text, st->out_len, 1, &b, &e) &&
+	    !last_line(st->err_text, st->err_len, 0, &b, &e) &&
+	    !last_line(st->out_text, st->out_len, 0, &b, &e))
 		return;
-	e = s + st->err_len;
-	while (e > s && isspace((unsigned char)e[-1]))
-		e--;
-	for (b = e; b > s && b[-1] != '\n'; b--)
-		;
-	for (le = e, lb = b; lb >= s; ) {
-		if (line_has_error(lb, le)) {
-			b = lb;
-			e = le;
-			break;
-		}
-		if (lb == s)
-			break;
-		/* The line before lb. */
-		le = lb - 1;
-		for (lb = le; lb > s && lb[-1] != '\n'; lb--)
-			;
-	}
 	/*
 	 * The last 300 bytes, as valid UTF-8 (it goes into dead letters,
 	 * events and the log) and not from the middle of a character.
@@ -282,6 +303,12 @@ static const char *const usage_errors[] = {
 	NULL
 };
 
+/* The claude CLI will not skip its permission prompts as root. */
+static const char *const root_errors[] = {
+	"cannot be used with root/sudo privileges",
+	NULL
+};
+
 static const char *const auth_errors[] = {
 	"invalid api key", "invalid x-api-key", "authentication_error",
 	"authentication failed", "unauthorized", "please run /login",
@@ -298,12 +325,31 @@ stderr_any(const struct run_status *st, const char *const *list)
 	return 0;
 }
 
+/*
+ * What the CLI itself says: stderr, or the last line of stdout's tail
+ * (only that: a reply that quotes such words is not a refusal).
+ */
+static int
+cli_says(const struct run_status *st, const char *const *list)
+{
+	const char *b, *e;
+
+	if (stderr_any(st, list))
+		return 1;
+	if (!last_line(st->out_text, st->out_len, 0, &b, &e))
+		return 0;
+	for (; *list != NULL; list++)
+		if (text_has(b, e - b, *list))
+			return 1;
+	return 0;
+}
+
 enum outcome
 classify(const struct run_status *st, char *why, size_t len)
 {
 	char tail[320];
 
-	stderr_tail(st, tail, sizeof(tail));
+	error_tail(st, tail, sizeof(tail));
 	if (st->exec_errno != 0) {
 		snprintf(why, len, "cannot execute %s: %s", st->program,
 		    strerror(st->exec_errno));
@@ -367,12 +413,18 @@ classify(const struct run_status *st, char *why, size_t len)
 		    "executable" : "command not found", tail);
 		return OUT_TERMINAL;
 	}
-	if (stderr_any(st, usage_errors)) {
+	if (cli_says(st, usage_errors)) {
 		snprintf(why, len, "%s exit %d: refused its command line%s",
 		    st->program, st->exit_code, tail);
 		return OUT_TERMINAL;
 	}
-	if (stderr_any(st, auth_errors)) {
+	if (cli_says(st, root_errors)) {
+		snprintf(why, len, "%s exit %d: the CLI refuses to run as root "
+		    "(set sandbox.docker.user or sandbox.apple.user to an "
+		    "unprivileged UID:GID)%s", st->program, st->exit_code, tail);
+		return OUT_TERMINAL;
+	}
+	if (cli_says(st, auth_errors)) {
 		snprintf(why, len, "%s exit %d: authentication failed%s",
 		    st->program, st->exit_code, tail);
 		return OUT_TERMINAL;

@@ -30,6 +30,8 @@ struct run_status {
 	const char *program;	/* argv[0], for messages */
 	const char *err_text;	/* stderr, possibly truncated */
 	size_t	 err_len;
+	const char *out_text;	/* the end of stdout */
+	size_t	 out_len;
 };
 
 enum outcome	  classify(const struct run_status *, char *why, size_t);

@@ -216,10 +216,12 @@ doctor_key(struct doctor *d, const struct config *cf, json_object *denv,
 
 static void
 doctor_uid(struct doctor *d, const struct config *cf, json_object *denv,
-    int apple)
+    int apple, int need_claude)
 {
 	const char	*user = apple ? cf->apple.user : cf->docker.user;
+	const char	*key = apple ? "sandbox.apple.user" : "sandbox.docker.user";
 	long		 uid = getuid(), gid = getgid();
+	char		 fix[256];
 
 	if (denv != NULL) {
 		uid = (long)json_object_get_int64(json_object_object_get(denv,
@@ -227,13 +229,18 @@ doctor_uid(struct doctor *d, const struct config *cf, json_object *denv,
 		gid = (long)json_object_get_int64(json_object_object_get(denv,
 		    "gid"));
 	}
-	if (strcmp(user, "auto") == 0)
+	snprintf(fix, sizeof(fix), "set %s to an unprivileged UID:GID (the "
+	    "agent-runner image's user is 10001:10001)", key);
+	if (strcmp(user, "auto") != 0)
+		check(d, strncmp(user, "0:", 2) != 0, "uid", fix,
+		    "containers run as %s%s", user, strncmp(user, "0:", 2) == 0 ?
+		    " (root)" : "");
+	else if (uid == 0 && need_claude)
+		check(d, 0, "uid", fix, "containers run as 0:%ld, the daemon's "
+		    "own uid:gid (root): claude refuses to run as root", gid);
+	else
 		check(d, 1, "uid", NULL, "containers run as %ld:%ld, the "
 		    "daemon's own uid:gid", uid, gid);
-	else
-		check(d, strncmp(user, "0:", 2) != 0, "uid", "use \"auto\" or "
-		    "an unprivileged UID:GID", "containers run as %s%s", user,
-		    strncmp(user, "0:", 2) == 0 ? " (root)" : "");
 }
 
 /*
@@ -372,7 +379,7 @@ doctor_main(const char *home, int json)
 			doctor_key(&d, cf, denv, "OPENAI_API_KEY");
 		doctor_network(&d, cf, m == MODE_APPLE, claude[m] ||
 		    codex[m]);
-		doctor_uid(&d, cf, denv, m == MODE_APPLE);
+		doctor_uid(&d, cf, denv, m == MODE_APPLE, claude[m]);
 	}
 	doctor_workspace(&d, cf);
 	json_object_put(denv);

@@ -1412,7 +1412,8 @@ def test_doctor_without_daemon_missing_runtime(homes, tmp_path):
 
 def test_doctor_keys_in_the_daemons_environment(homes, fake_runtime):
     conf = {"sandbox": {"mode": "docker",
-                        "docker": {"runtime_command": str(fake_runtime)}}}
+                        "docker": {"runtime_command": str(fake_runtime),
+                                   "user": "10001:10001"}}}
     h = homes(conf, start=False)
     clean = h.env()
     for k in SECRET_ENV:
@@ -1468,7 +1469,8 @@ DOCTOR_FAILURES = [
 def test_doctor_each_failing_check(homes, fake_runtime, tmp_path, case):
     name, env, override, needle = case
     conf = {"sandbox": {"mode": "docker",
-                        "docker": {"runtime_command": str(fake_runtime)}}}
+                        "docker": {"runtime_command": str(fake_runtime),
+                                   "user": "10001:10001"}}}
     if override == "WORKSPACE":
         blocker = tmp_path / "a-file"
         blocker.write_text("")
@@ -1491,7 +1493,8 @@ def test_doctor_each_failing_check(homes, fake_runtime, tmp_path, case):
 
 def test_doctor_network_against_the_providers(homes, fake_runtime):
     conf = {"sandbox": {"mode": "docker",
-                        "docker": {"runtime_command": str(fake_runtime)}}}
+                        "docker": {"runtime_command": str(fake_runtime),
+                                   "user": "10001:10001"}}}
     h = homes(conf, start=False)
     env = h.env(SECRET_ENV)
 
@@ -1523,9 +1526,30 @@ def test_doctor_network_against_the_providers(homes, fake_runtime):
     assert "no network" in c["detail"]
 
 
-def test_doctor_creates_nothing(homes, fake_runtime, tmp_path):
+def test_doctor_root_containers_and_claude(homes, fake_runtime):
+    """user "auto" under a root daemon runs containers as root, where the
+    claude CLI refuses --dangerously-skip-permissions; codex does not."""
+    assert os.getuid() == 0     # the suite runs as root (podman)
     conf = {"sandbox": {"mode": "docker",
                         "docker": {"runtime_command": str(fake_runtime)}}}
+    h = homes(conf, start=False)
+    rc, lines, rep = doctor(h, env=h.env(SECRET_ENV))
+    assert rc != 0
+    f = failed(rep)
+    assert set(f) == {"uid"}, f
+    assert "claude refuses to run as root" in f["uid"]["detail"]
+    assert "sandbox.docker.user" in f["uid"]["fix"]
+    reconfigure(h, {"agents": {"alpha": None}})
+    rc, lines, rep = doctor(h, env=h.env(SECRET_ENV))
+    assert rc == 0, lines
+    (uid,) = [c for c in rep["checks"] if c["name"] == "uid"]
+    assert "0:0" in uid["detail"]
+
+
+def test_doctor_creates_nothing(homes, fake_runtime, tmp_path):
+    conf = {"sandbox": {"mode": "docker",
+                        "docker": {"runtime_command": str(fake_runtime),
+                                   "user": "10001:10001"}}}
     h = homes(conf, start=False)
     ws = tmp_path / "not-yet" / "ws"
     reconfigure(h, {"workspace": {"path": str(ws)}})

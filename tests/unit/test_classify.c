@@ -273,6 +273,75 @@ test_why_tail(void **state)
 	assert_int_equal(why[10], 'X');
 }
 
+/*
+ * The claude CLI prints its errors on stdout, with at most a warning on
+ * stderr (as measured with claude-code 2.1.330 in the agent-runner image,
+ * docs/SANDBOX.md): the error is read from stdout's last line too.
+ */
+static void
+test_stdout_errors(void **state)
+{
+	struct run_status	st;
+	char			why[512];
+
+	(void)state;
+	memset(&st, 0, sizeof(st));
+	st.exited = 1;
+	st.exit_code = 1;
+	st.container = 1;
+	st.program = "podman";
+
+	/* The API cannot be reached: transient, and the error says so. */
+	st.err_text = "\xe2\x9a\xa0 Claude Sonnet 4.5 will be retired on "
+	    "November 30, 2026.\n";
+	st.err_len = strlen(st.err_text);
+	st.out_text = "API Error: Can't reach the API server (ENOTFOUND)\n";
+	st.out_len = strlen(st.out_text);
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TRANSIENT);
+	assert_string_equal(why, "podman exit 1: API Error: Can't reach the "
+	    "API server (ENOTFOUND)");
+
+	/* A wrong key, said on stdout alone: terminal. */
+	st.err_text = "";
+	st.err_len = 0;
+	st.out_text = "Invalid API key \xc2\xb7 Fix external API key\n";
+	st.out_len = strlen(st.out_text);
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TERMINAL);
+	assert_string_equal(why, "podman exit 1: authentication failed: "
+	    "Invalid API key \xc2\xb7 Fix external API key");
+
+	/* Only stdout's last line counts: a reply quoting the words does not. */
+	st.out_text = "Unauthorized access is what the invalid api key "
+	    "meant.\nthen it crashed\n";
+	st.out_len = strlen(st.out_text);
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TRANSIENT);
+	assert_string_equal(why, "podman exit 1: then it crashed");
+
+	/* stderr's "error" line comes before stdout's. */
+	st.err_text = "Error: something broke\nhint: see --help\n";
+	st.err_len = strlen(st.err_text);
+	st.out_text = "API Error: other\n";
+	st.out_len = strlen(st.out_text);
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TRANSIENT);
+	assert_string_equal(why, "podman exit 1: Error: something broke");
+
+	/* Run as root, claude will not skip its permission prompts. */
+	st.err_text = "--dangerously-skip-permissions cannot be used with "
+	    "root/sudo privileges for security reasons\n";
+	st.err_len = strlen(st.err_text);
+	st.out_text = NULL;
+	st.out_len = 0;
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TERMINAL);
+	assert_non_null(strstr(why, "refuses to run as root"));
+	assert_non_null(strstr(why, "root/sudo privileges"));
+
+	/* Success is success, whatever stdout says. */
+	st.exit_code = 0;
+	st.out_text = "Invalid API key\n";
+	st.out_len = strlen(st.out_text);
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_OK);
+}
+
 int
 main(void)
 {
@@ -280,6 +349,7 @@ main(void)
 		cmocka_unit_test(test_rules),
 		cmocka_unit_test(test_err_len_bounds),
 		cmocka_unit_test(test_why_tail),
+		cmocka_unit_test(test_stdout_errors),
 	};
 
 	return cmocka_run_group_tests_name("classify", tests, NULL, NULL);

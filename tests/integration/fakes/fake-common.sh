@@ -12,8 +12,8 @@
 # What the fake does is driven by the message text:
 #   sleep N [...]     sleep N seconds, then reply
 #   sleep-once N      sleep N seconds the first time (marker in cwd), then not
-#   fail transient    "overloaded" on stderr, exit 1
-#   fail auth         "Invalid API key" on stderr, exit 1
+#   fail transient    "overloaded", exit 1 (claude: on stdout, codex: stderr)
+#   fail auth         "Invalid API key", exit 1 (the same)
 #   flaky K           fail (transient) until the K-th call, counted in cwd
 #   big N             print N bytes ("abcdefghi\n" repeated) as the reply
 #   spawn [stubborn]  start a grandchild that writes its pid to spawn.pid in
