@@ -12,6 +12,9 @@
 struct json_object;
 
 #define MAX_MESSAGE_FILE	(16 * 1024 * 1024)	/* SPEC §2 */
+/* What clawvisor writes from a message (a rewrite for a retry, a response,
+ * a dead letter) holds its text, escaped and pretty-printed: larger. */
+#define MAX_OWN_FILE		(8 * MAX_MESSAGE_FILE)
 
 void	*xmalloc(size_t);
 void	*xcalloc(size_t, size_t);

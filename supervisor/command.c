@@ -337,7 +337,7 @@ dead_read(const char *name, json_object **err)
 	size_t		 len;
 	int		 r;
 
-	r = file_read_regular(sv.dir_dead, name, 64 * 1024 * 1024, &text,
+	r = file_read_regular(sv.dir_dead, name, MAX_OWN_FILE, &text,
 	    &len, why, sizeof(why));
 	if (r == -2) {
 		*err = err_reply("no dead letter \"%.*s\"", (int)strlen(name) -

@@ -88,9 +88,9 @@ deliver(const char *reply, json_object *known)
 
 	if (known != NULL)
 		resp = json_object_get(known);
-	else if (file_read_regular(sv.dir_processing, reply, MAX_MESSAGE_FILE,
+	else if (file_read_regular(sv.dir_processing, reply, MAX_OWN_FILE,
 	    &text, &len, why, sizeof(why)) != 0 ||
-	    (resp = json_tokener_parse(text)) == NULL) {
+	    (resp = json_parse_deep(text)) == NULL) {
 		log_error("cannot read processing/%s: %s", reply, text == NULL ?
 		    why : "bad JSON");
 		free(text);
@@ -453,9 +453,9 @@ recover_dead(const char *dead)
 	xasprintf(&reply, "%s.reply", name);
 	if (!exists(sv.dir_processing, reply)) {
 		/* Crashed between the two records: the notice again. */
-		if (file_read_regular(sv.dir_processing, dead, MAX_MESSAGE_FILE
-		    * 2, &text, &len, why, sizeof(why)) == 0 &&
-		    (rec = json_tokener_parse(text)) != NULL) {
+		if (file_read_regular(sv.dir_processing, dead, MAX_OWN_FILE,
+		    &text, &len, why, sizeof(why)) == 0 &&
+		    (rec = json_parse_deep(text)) != NULL) {
 			payload = json_object_object_get(rec, "payload");
 			notice = response_notice(payload, NULL, NOTICE_TEXT);
 			write_json(sv.dir_processing, reply, notice, 0);
@@ -488,7 +488,7 @@ recover_inflight(const char *name)
 		unlink_quiet(sv.dir_processing, name);
 		return;
 	}
-	r = file_read_regular(sv.dir_processing, name, MAX_MESSAGE_FILE,
+	r = file_read_regular(sv.dir_processing, name, MAX_OWN_FILE,
 	    &text, &len, why, sizeof(why));
 	if (r == -2)
 		return;
@@ -606,7 +606,7 @@ queue_load_deferred(void)
 			continue;
 		}
 		if (file_read_regular(sv.dir_deferred, names[i],
-		    MAX_MESSAGE_FILE, &text, &len, why, sizeof(why)) != 0) {
+		    MAX_OWN_FILE, &text, &len, why, sizeof(why)) != 0) {
 			queue_corrupt(sv.dir_deferred, names[i], why);
 			continue;
 		}

@@ -199,6 +199,38 @@ def test_message_just_under_the_file_limit(home):
     h.wait_response(mid)
 
 
+def test_own_rewrites_over_the_file_limit_recovered(homes):
+    """A message near 16 MiB that failed once is rewritten (attempt,
+    lastError, ..., pretty-printed) past 16 MiB: found in deferred/, or
+    claimed in processing/ by a daemon that then died, it is the daemon's
+    own file and is read back, not sent to corrupt/."""
+    h = homes(start=False)
+    text_len = MAX_MESSAGE_FILE - 200
+    names = {}
+    for mid, sub in (("rw-deferred", "deferred"),
+                     ("rw-processing", "processing")):
+        rec = {"channel": "discord", "sender": "mallory", "messageId": mid,
+               "agent": "alpha", "timestamp": 1, "message": "r" * text_len,
+               "attempt": 1, "firstSeenAt": int(time.time() * 1000),
+               "lastError": "x" * 300, "lastErrorClass": "transient",
+               "retryAt": int(time.time() * 1000)}
+        data = json.dumps(rec, indent=2).encode()
+        assert len(data) > MAX_MESSAGE_FILE
+        d = h.q / sub
+        d.mkdir(parents=True, exist_ok=True)
+        names[mid] = f"discord_{mid}.json"
+        (d / names[mid]).write_bytes(data)
+    h.start()
+    for mid in names:
+        dead, notice = h.wait_dead(mid, timeout=120)
+        assert dead["errorMessage"].startswith(f"message is {text_len} "
+                                               "bytes, over the limit"), dead
+        assert len(dead["payload"]["message"]) == text_len
+        assert notice["message"] == NOTICE_TEXT
+    assert h.files("corrupt") == [], h.files("corrupt")
+    assert h.files("processing") == [] and h.files("deferred") == []
+
+
 # -- bytes that are not UTF-8 ------------------------------------------------
 
 # (raw bytes in a JSON string, the text they must become: each invalid byte
