@@ -685,10 +685,16 @@ config_parse(const char *text, size_t len, const char *home, char *err,
 		config_free(cf);
 		return NULL;
 	}
+	if (json_single_quoted(text, len)) {
+		snprintf(err, errlen, "settings.json: not valid JSON: a "
+		    "single-quoted string");
+		config_free(cf);
+		return NULL;
+	}
 	if ((tok = json_tokener_new_ex(64)) == NULL)
 		fatalx("json_tokener_new");
-	/* Closer to JavaScript's JSON.parse: no trailing commas, no data
-	 * after the object (json-c still takes single-quoted strings). */
+	/* As JavaScript's JSON.parse: no trailing commas, no data after the
+	 * object, no single quotes (above). */
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	root = json_tokener_parse_ex(tok, text, (int)len);
 	jerr = json_tokener_get_error(tok);

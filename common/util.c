@@ -321,6 +321,30 @@ json_values(const char *s, size_t len)
 }
 
 /*
+ * 1 if s has a single-quoted string: json-c's strict mode takes them,
+ * JavaScript's JSON.parse (TinyClaw's reader) does not.
+ */
+int
+json_single_quoted(const char *s, size_t len)
+{
+	size_t	i;
+	int	in = 0;
+
+	for (i = 0; i < len; i++) {
+		if (in) {
+			if (s[i] == '\\')
+				i++;
+			else if (s[i] == '"')
+				in = 0;
+		} else if (s[i] == '"')
+			in = 1;
+		else if (s[i] == '\'')
+			return 1;
+	}
+	return 0;
+}
+
+/*
  * JSON that clawvisor wrote itself (a dead letter, a control reply, the
  * settings it rewrites), parsed as deep as it may be: a message may be 64
  * levels deep, a dead letter one more, a reply with it two more, and

@@ -320,15 +320,26 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 		snprintf(why, wlen, "contains a NUL byte");
 		return -1;
 	}
+	if (json_single_quoted(buf, len)) {
+		snprintf(why, wlen, "not valid JSON: a single-quoted string");
+		return -1;
+	}
 	if ((clean = utf8_fix(buf, &len)) != NULL)
 		buf = clean;
 	if ((tok = json_tokener_new_ex(64)) == NULL)
 		fatalx("json_tokener_new");
-	/* Closer to JavaScript's JSON.parse: no trailing commas, no data
-	 * after the object (json-c still takes single-quoted strings). */
+	/* As JavaScript's JSON.parse: no trailing commas, no data after the
+	 * object, no single quotes (above). */
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	obj = json_tokener_parse_ex(tok, buf, (int)len);
 	e = json_tokener_get_error(tok);
+	if (obj == NULL && e == json_tokener_success) {
+		/* The JSON null. */
+		snprintf(why, wlen, "not a JSON object");
+		json_tokener_free(tok);
+		free(clean);
+		return -1;
+	}
 	if (obj == NULL) {
 		*incomplete = e == json_tokener_continue;
 		snprintf(why, wlen, "not valid JSON: %s", e ==

@@ -38,6 +38,8 @@ def test_corrupt_inputs(home):
     wrong_type = json.dumps(dict(good, messageId=42)).encode()
     not_object = b'["a", "list"]'
     trailing = json.dumps(good).encode() + b' {}'
+    single = json.dumps(good).encode().replace(b'"hi"', b"'hi'")
+    apostrophe = json.dumps(dict(good, message="don't")).encode()
     big = b'{"pad": "' + b"a" * (16 * 1024 * 1024) + b'"}'
     files = {
         "bad-json.json": bad_json,
@@ -45,6 +47,8 @@ def test_corrupt_inputs(home):
         "wrong-type.json": wrong_type,
         "not-object.json": not_object,
         "trailing.json": trailing,
+        "single-quoted.json": single,
+        "null.json": b"null\n",
         "huge.json": big,
     }
     sums = {}
@@ -62,13 +66,16 @@ def test_corrupt_inputs(home):
     os.mkfifo(inc / "fifo.json")
     os.mkdir(inc / "dir.json")
     (inc / "dir.json" / "inside").write_text("kept")
-    # A good message among them still gets its answer.
+    # A good message among them still gets its answer, and so does one
+    # with an apostrophe in a string.
     mid = h.drop("still working", agent="alpha")
+    h.drop_raw("apostrophe.json", apostrophe)
 
     names = list(files) + ["empty-old.json", "link.json", "fifo.json",
                            "dir.json"]
     wait_corrupt(h, names)
     assert h.wait_response(mid)["message"].endswith("): still working")
+    assert h.wait_response("x")["message"].endswith("): don't")
 
     c = h.q / "corrupt"
     for name in files:
@@ -87,6 +94,9 @@ def test_corrupt_inputs(home):
     assert '"messageId"' in note(h, "wrong-type.json")
     assert "not a JSON object" in note(h, "not-object.json")
     assert "not valid JSON" in note(h, "trailing.json")
+    assert "not valid JSON: a single-quoted string" in \
+        note(h, "single-quoted.json")
+    assert "reason: not a JSON object" in note(h, "null.json")
     assert "over the limit" in note(h, "huge.json")
     assert "empty" in note(h, "empty-old.json")
     assert "symbolic link" in note(h, "link.json")

@@ -1096,6 +1096,11 @@ test_json_errors(void **state)
 		{ "\"settings\"", "settings.json: expected a JSON object" },
 		{ "42\n", "settings.json: expected a JSON object" },
 		{ "null\n", "settings.json: expected a JSON object" },
+		/* json-c's strict mode takes these; JSON.parse does not. */
+		{ "{'agents':{}}", "settings.json: not valid JSON: a "
+		  "single-quoted string" },
+		{ "{\"a\":'x'}", "settings.json: not valid JSON: a "
+		  "single-quoted string" },
 		{ "{\"sandbox\":", "settings.json: not valid JSON: unexpected "
 		  "end of file" },
 		{ "", "settings.json: not valid JSON: unexpected end of file" },
