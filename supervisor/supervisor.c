@@ -205,6 +205,35 @@ grace_expired(struct ev_loop *loop, ev_timer *w, int revents)
 	finish();
 }
 
+/*
+ * Who can write into the home can make the agents run prompts or forge
+ * replies: say so if that is every user.
+ */
+static void
+warn_world_writable(const char *home)
+{
+	static const struct {
+		const char	*sub;
+		const char	*what;
+	} d[] = {
+		{ "", "replace settings.json" },
+		{ "/queue", "replace the queue's directories" },
+		{ "/queue/incoming", "submit prompts to the agents" },
+		{ "/queue/outgoing", "forge or remove replies" },
+	};
+	struct stat	 st;
+	char		*p;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+		xasprintf(&p, "%s%s", home, d[i].sub);
+		if (stat(p, &st) == 0 && (st.st_mode & S_IWOTH))
+			log_warnx("%s is world-writable: any local user can "
+			    "%s; chmod o-w it", p, d[i].what);
+		free(p);
+	}
+}
+
 void
 supervisor_stop(const char *why)
 {
@@ -397,6 +426,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	}
 	if (pid_lock() == -1)
 		return 1;
+	warn_world_writable(home);
 	if (!foreground && (ready_fd = daemonize()) == -1) {
 		fprintf(stderr, "clawvisor: fork: %s\n", strerror(errno));
 		return 1;

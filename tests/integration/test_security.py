@@ -592,6 +592,33 @@ def test_world_writable_settings_warned(homes):
     h.wait_response(mid)
 
 
+def test_world_writable_directories_warned(homes):
+    """The home, queue/, incoming/ and outgoing/ writable by every user:
+    each said at start, with what a local user could do."""
+    h = homes(start=False)
+    what = {"": "replace settings.json",
+            "/queue": "replace the queue's directories",
+            "/queue/incoming": "submit prompts to the agents",
+            "/queue/outgoing": "forge or remove replies"}
+    for sub in what:
+        d = Path(f"{h.path}{sub}")
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o777)
+    h.start()
+    for sub, does in what.items():
+        w = (f"warn: {h.path}{sub} is world-writable: any local user can "
+             f"{does}; chmod o-w it")
+        assert h.log().count(w) == 1, (w, h.log())
+    mid = h.drop("answered all the same", agent="alpha")
+    h.wait_response(mid)
+    h.stop()
+    for sub in what:
+        os.chmod(f"{h.path}{sub}", 0o700)
+    h.start()
+    h.wait_response(h.drop("and quietly once fixed", agent="alpha"))
+    assert h.log().count("is world-writable") == len(what)
+
+
 def test_missing_settings_runs_on_defaults(homes, tmp_path):
     """No settings.json: TinyClaw's defaults (one "default" agent, claude,
     workspace ~/tinyclaw-workspace) and a warning, not an error. A
