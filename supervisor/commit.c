@@ -216,7 +216,7 @@ queue_commit_pending(void)
 	return pc.n;
 }
 
-/* synced: a flush covered the temporaries; else each is fsync'ed. */
+/* After the flush: synced says whether it covered the temporaries. */
 void
 queue_commit_finish(int synced)
 {
@@ -230,7 +230,7 @@ queue_commit_finish(int synced)
 		xasprintf(&reply, "%s.reply", p->name);
 		ok = 1;
 		if (!synced) {
-			/* No flush, or it failed: each one on its own. */
+			/* The flush failed: each one on its own. */
 			fd = openat(sv.dir_processing, p->tmp, O_RDONLY |
 			    O_CLOEXEC | O_NOFOLLOW);
 			ok = fd != -1 && fsync(fd) == 0;

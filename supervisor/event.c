@@ -100,18 +100,10 @@ event_flush(void)
 {
 	struct pending_event	*p;
 	size_t			 i;
-	int			 alone;
+	int			 synced;
 
 	if (e.n == 0 && queue_commit_pending() == 0)
 		return;
-	/*
-	 * One response and nothing else running (an idle daemon): there is
-	 * nothing to share a flush with, and an fsync(2) of its file costs
-	 * less than a syncfs(2). It goes out first; the events follow.
-	 */
-	alone = queue_commit_pending() == 1 && sched_running() == 0;
-	if (alone)
-		queue_commit_finish(0);
 	for (i = 0; i < e.n; i++) {
 		p = &e.ev[i];
 		if (file_write_temp(sv.dir_events, p->tmp, sizeof(p->tmp),
@@ -121,12 +113,9 @@ event_flush(void)
 			p->tmp[0] = '\0';
 		}
 	}
-	/* Else one flush for these and the responses' temporaries. */
-	if (alone) {
-		if (e.n > 0 && syncfs(sv.dir_events) == -1)
-			log_warnx("syncfs events/: %s", strerror(errno));
-	} else
-		queue_commit_finish(flush_all());
+	/* One flush for these and the responses' temporaries (commit.c). */
+	synced = flush_all();
+	queue_commit_finish(synced);
 	for (i = 0; i < e.n; i++) {
 		p = &e.ev[i];
 		if (p->tmp[0] != '\0' && renameat2(sv.dir_events, p->tmp,
