@@ -304,6 +304,18 @@ class Daemon:
         self.b.homes.append(self.home)
 
 
+def round_trip(d, ino, i, timeout):
+    """Drop message i (prepared, then renamed into incoming/) and wait for
+    its response in outgoing/: the seconds from the rename to it."""
+    tmp, final = d.prepare(i)
+    t0 = time.perf_counter()
+    os.rename(tmp, final)
+    while not ino.read(timeout):
+        if d.proc.poll() is not None:
+            raise RuntimeError("clawvisor exited")
+    return time.perf_counter() - t0
+
+
 def wait_responses(d, ino, n, timeout, on_count=None):
     """Count names renamed into outgoing/ until n; (first, last) times."""
     seen, first, last = 0, None, None
@@ -468,15 +480,9 @@ class Bench:
             d.wait_ready()
             time.sleep(0.5)
             for i in range(a.samples + 5):
-                tmp, final = d.prepare(i)
-                t0 = time.perf_counter()
-                os.rename(tmp, final)
-                while not ino.read(10):
-                    if d.proc.poll() is not None:
-                        raise RuntimeError("clawvisor exited")
-                t1 = time.perf_counter()
+                t = round_trip(d, ino, i, 10)
                 if i >= 5:          # the first few warm the caches
-                    lat.append((t1 - t0) * 1000)
+                    lat.append(t * 1000)
                 time.sleep(a.latency_gap)
             ino.close()
         finally:
@@ -706,17 +712,11 @@ exec podman "$@"
                                stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL)
                 t2 = time.perf_counter()
-                tmp, final = d.prepare(i + 1)
-                t3 = time.perf_counter()
-                os.rename(tmp, final)
-                while not ino.read(60):
-                    if d.proc.poll() is not None:
-                        raise RuntimeError("clawvisor exited")
-                t4 = time.perf_counter()
+                t = round_trip(d, ino, i + 1, 60)
                 if i > 0:   # the first of each warms up
                     by_hand.append((t1 - t0) * 1000)
                     bare.append((t2 - t1) * 1000)
-                    through.append((t4 - t3) * 1000)
+                    through.append(t * 1000)
             ino.close()
             dead = d.count("dead-letter")
         finally:
