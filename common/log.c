@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 static char		 log_tag[32] = "clawvisor";
 static char		*log_path;
@@ -105,6 +106,48 @@ log_close(void)
 	log_path = NULL;
 }
 
+/*
+ * One record, one line of text: a newline inside it (a file name, an
+ * agent's error) becomes a space, so it cannot forge a record; other
+ * control characters (an escape sequence for the terminal that shows the
+ * log) and bytes that are not UTF-8 become \xNN. No allocation: this is
+ * also how fatal() reports running out of memory.
+ */
+static void
+log_clean(const char *in, char *out, size_t len)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	const unsigned char	*p = (const unsigned char *)in;
+	size_t			 i = 0, o = 0, n, k, left = strlen(in);
+	unsigned		 cp;
+	int			 esc;
+
+	while (i < left) {
+		if ((n = utf8_seq(p + i, left - i, &cp)) == 0)
+			n = 1, cp = 0x80;
+		esc = cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f);
+		if (cp == '\n' || cp == '\r' || cp == '\t')
+			esc = 0, cp = ' ';
+		if (o + (esc ? 4 * n : n) >= len)
+			break;
+		if (cp == ' ')
+			out[o++] = ' ';
+		else if (esc)
+			for (k = 0; k < n; k++) {
+				out[o++] = '\\';
+				out[o++] = 'x';
+				out[o++] = hex[p[i + k] >> 4];
+				out[o++] = hex[p[i + k] & 15];
+			}
+		else {
+			memcpy(out + o, p + i, n);
+			o += n;
+		}
+		i += n;
+	}
+	out[o] = '\0';
+}
+
 static void	log_vwrite(enum log_level, const char *, va_list)
 	    __attribute__((format(printf, 2, 0)));
 
@@ -112,18 +155,15 @@ static void
 log_vwrite(enum log_level lvl, const char *fmt, va_list ap)
 {
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
-	char		 text[3800], line[4096];
+	char		 raw[3800], text[3800], line[4096];
 	struct timespec	 ts;
 	struct tm	 tm;
-	int		 n, i, saved = errno;
+	int		 n, saved = errno;
 
 	if (lvl > log_lvl)
 		return;
-	vsnprintf(text, sizeof(text), fmt, ap);
-	/* One record, one line: a newline inside the text would forge one. */
-	for (i = 0; text[i] != '\0'; i++)
-		if (text[i] == '\n' || text[i] == '\r')
-			text[i] = ' ';
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	log_clean(raw, text, sizeof(text));
 	if (log_syslog)
 		syslog(prio[lvl], "%s: %s", log_tag, text);
 	clock_gettime(CLOCK_REALTIME, &ts);

@@ -422,6 +422,126 @@ utf8_clean(const char *s, size_t len)
 	return out;
 }
 
+/* 1 if the len bytes at s are valid UTF-8 without a NUL. */
+int
+utf8_valid(const char *s, size_t len)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 i = 0, n;
+	unsigned		 cp;
+
+	while (i < len) {
+		if (p[i] == 0 || (n = utf8_seq(p + i, len - i, &cp)) == 0)
+			return 0;
+		i += n;
+	}
+	return 1;
+}
+
+/*
+ * Text for the outside world as valid UTF-8: s itself, or a copy in *buf
+ * with each invalid byte made U+FFFD. json-c copies a string's bytes as
+ * they are, so JSON built from a file name or a file's bytes is checked
+ * here before it is sent or written: every JSON clawvisor writes is UTF-8.
+ */
+const char *
+utf8_ensure(const char *s, char **buf)
+{
+	size_t len = strlen(s);
+
+	*buf = NULL;
+	if (utf8_valid(s, len))
+		return s;
+	*buf = utf8_clean(s, len);
+	return *buf;
+}
+
+/*
+ * s as one line of printable UTF-8: each byte of an invalid sequence, of a
+ * control character (C0, DEL, C1) and, with bs, each backslash (as \\)
+ * is written \xNN. A name with a newline cannot forge a line, one with
+ * invalid bytes stays valid UTF-8 and, with bs, str_unescape() gives the
+ * bytes back.
+ */
+char *
+str_escape(const char *s, size_t len, int bs)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	const unsigned char	*p = (const unsigned char *)s;
+	char			*out, *o;
+	size_t			 i = 0, n, k;
+	unsigned		 cp;
+
+	o = out = xmalloc(len * 4 + 1);
+	while (i < len) {
+		n = utf8_seq(p + i, len - i, &cp);
+		if (n == 0)
+			n = 1, cp = 0xfffd, k = 1;	/* one byte, escaped */
+		else
+			k = cp < 0x20 || cp == 0x7f || (cp >= 0x80 &&
+			    cp <= 0x9f) ? n : 0;
+		if (bs && cp == '\\') {
+			*o++ = '\\';
+			*o++ = '\\';
+		} else if (k > 0) {
+			for (k = 0; k < n; k++) {
+				*o++ = '\\';
+				*o++ = 'x';
+				*o++ = hex[p[i + k] >> 4];
+				*o++ = hex[p[i + k] & 15];
+			}
+		} else {
+			memcpy(o, p + i, n);
+			o += n;
+		}
+		i += n;
+	}
+	*o = '\0';
+	return out;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* The bytes str_escape(s, len, 1) came from: -1 on another escape or \x00. */
+int
+str_unescape(const char *s, char **out)
+{
+	char	*o;
+	int	 h, l;
+
+	o = *out = xmalloc(strlen(s) + 1);
+	while (*s != '\0') {
+		if (*s != '\\') {
+			*o++ = *s++;
+			continue;
+		}
+		if (s[1] == '\\') {
+			*o++ = '\\';
+			s += 2;
+		} else if (s[1] == 'x' && (h = hexval(s[2])) != -1 &&
+		    (l = hexval(s[3])) != -1 && (h | l) != 0) {
+			*o++ = (char)(h << 4 | l);
+			s += 4;
+		} else {
+			free(*out);
+			*out = NULL;
+			return -1;
+		}
+	}
+	*o = '\0';
+	return 0;
+}
+
 /*
  * Run a short helper program (a container runtime's ps, rm, kill, info) to
  * completion, in its own session, stdin from /dev/null. Up to len-1 bytes

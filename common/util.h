@@ -63,4 +63,14 @@ size_t	 utf8_seq(const unsigned char *p, size_t left, unsigned *cp);
 /* A copy in which each invalid byte (and NUL) is U+FFFD. */
 char	*utf8_clean(const char *, size_t);
 
+/* 1 if valid UTF-8 without a NUL; s itself, or a cleaned copy in *buf. */
+int	 utf8_valid(const char *, size_t);
+const char *utf8_ensure(const char *s, char **buf);
+/*
+ * One line of printable UTF-8: invalid bytes and control characters as
+ * \xNN and, with bs, a backslash as \\ (then str_unescape() reverses it).
+ */
+char	*str_escape(const char *, size_t, int bs);
+int	 str_unescape(const char *, char **);
+
 #endif

@@ -275,12 +275,49 @@ chain_step_add(struct chain *c, const char *from, const char *agent,
 	sched_add(s, 0);
 }
 
+/* A value of one header line: its control characters as \xNN. */
+static char *
+md_line(const char *s)
+{
+	return str_escape(s != NULL ? s : "", s != NULL ? strlen(s) : 0, 0);
+}
+
+/*
+ * A message or a reply, Markdown as it is, except that a line that would
+ * read as the transcript's own structure (a heading, a --- rule) gets a
+ * backslash: it shows the same, and cannot forge a step.
+ */
+static char *
+md_body(const char *s)
+{
+	char		*out, *o;
+	const char	*p;
+	size_t		 lines = 1;
+
+	if (s == NULL)
+		s = "";
+	for (p = s; (p = strchr(p, '\n')) != NULL; p++)
+		lines++;
+	o = out = xmalloc(strlen(s) + lines + 1);
+	for (p = s; ; ) {
+		if (*p == '#' || strncmp(p, "---", 3) == 0)
+			*o++ = '\\';
+		while (*p != '\0' && *p != '\n')
+			*o++ = *p++;
+		if (*p == '\0')
+			break;
+		*o++ = *p++;
+	}
+	*o = '\0';
+	return out;
+}
+
 static void
 transcript(struct chain *c)
 {
 	struct timespec	 ts;
 	struct tm	 tm;
-	char		 iso[96], fname[96], *dir, *s, *t;
+	char		 iso[96], fname[96], *dir, *s, *t, *h[4], *b;
 	size_t		 i;
 	int		 fd;
 	const char	*ch, *sender, *raw;
@@ -299,13 +336,26 @@ transcript(struct chain *c)
 	    "sender"));
 	raw = json_object_get_string(json_object_object_get(c->root->obj,
 	    "message"));
+	h[0] = md_line(c->team_name);
+	h[1] = md_line(c->team);
+	h[2] = md_line(ch);
+	h[3] = md_line(sender);
+	b = md_body(raw);
 	xasprintf(&s, "# Team Chain: %s (@%s)\n**Date:** %s\n**Channel:** %s |"
 	    " **Sender:** %s\n**Steps:** %zu\n\n---\n\n## User Message\n\n%s\n",
-	    c->team_name, c->team, iso, ch, sender, c->nsteps, raw);
+	    h[0], h[1], iso, h[2], h[3], c->nsteps, b);
+	for (i = 0; i < 4; i++)
+		free(h[i]);
+	free(b);
 	for (i = 0; i < c->nsteps; i++) {
+		h[0] = md_line(agent_name(c->steps[i].agent));
+		h[1] = md_line(c->steps[i].agent);
+		b = md_body(c->steps[i].text);
 		xasprintf(&t, "%s\n---\n\n## Step %zu: %s (@%s)\n\n%s\n", s,
-		    i + 1, agent_name(c->steps[i].agent), c->steps[i].agent,
-		    c->steps[i].text);
+		    i + 1, h[0], h[1], b);
+		free(h[0]);
+		free(h[1]);
+		free(b);
 		free(s);
 		s = t;
 	}

@@ -110,6 +110,25 @@ str(json_object *o, const char *k)
 	return json_object_get_string(v);
 }
 
+/*
+ * A string of the reply for a terminal: its control characters (a newline
+ * in a file name would forge a line of `dead list`, an escape sequence
+ * would drive the terminal) and any byte that is not UTF-8 as \xNN. One
+ * of a few rotating buffers, so that a printf can take several.
+ */
+static const char *
+text(json_object *o, const char *k)
+{
+	static char	*ring[8];
+	static int	 next;
+	const char	*s = str(o, k);
+
+	next = (next + 1) % 8;
+	free(ring[next]);
+	ring[next] = str_escape(s, strlen(s), 0);
+	return ring[next];
+}
+
 static int64_t
 num(json_object *o, const char *k)
 {
@@ -134,11 +153,11 @@ print_status(json_object *r)
 	for (i = 0; i < n; i++) {
 		w = json_object_array_get_idx(ws, i);
 		printf("  worker %lld pid %lld %-8s jobs %lld", (long long)num(w,
-		    "index"), (long long)num(w, "pid"), str(w, "state"),
+		    "index"), (long long)num(w, "pid"), text(w, "state"),
 		    (long long)num(w, "jobs"));
 		if (json_object_object_get(w, "agent") != NULL)
 			printf("  running %s for agent %s (%lld ms)",
-			    str(w, "message"), str(w, "agent"),
+			    text(w, "message"), text(w, "agent"),
 			    (long long)num(w, "runningMs"));
 		printf("\n");
 	}
@@ -175,11 +194,12 @@ print_dead_list(json_object *r)
 		t = (time_t)(num(d, "failedAt") / 1000);
 		gmtime_r(&t, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		printf("%s\t%s\t%s\t%lld/%lld\t%s\t%s\n", str(d, "id"),
-		    str(d, "messageId"), str(d, "errorClass"),
+		/* One line each, tab-separated: no field may hold either. */
+		printf("%s\t%s\t%s\t%lld/%lld\t%s\t%s\n", text(d, "id"),
+		    text(d, "messageId"), text(d, "errorClass"),
 		    (long long)num(d, "attempt"),
 		    (long long)num(d, "maxAttempts"), when,
-		    str(d, "errorMessage"));
+		    text(d, "errorMessage"));
 	}
 	if (n == 0)
 		printf("no dead letters\n");
@@ -317,7 +337,7 @@ client_main(const char *home, int argc, char **argv, int json)
 	else if (ok)
 		print_reply(cmd, rep);
 	else
-		fprintf(stderr, "clawvisor: %s\n", str(rep, "error"));
+		fprintf(stderr, "clawvisor: %s\n", text(rep, "error"));
 	free(line);
 	json_object_put(rep);
 	json_object_put(req);

@@ -41,16 +41,19 @@ static json_object *
 err_reply(const char *fmt, ...)
 {
 	json_object	*o = json_object_new_object();
-	char		 buf[1024], *clean;
+	char		 buf[1024], *clean, *fixed;
 	va_list		 ap;
 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	clean = redact(buf, sv.conf->env_allowlist, sv.conf->nallow);
+	/* A request's bytes echoed, or cut inside a character by %.60s. */
+	clean = redact(utf8_ensure(buf, &fixed), sv.conf->env_allowlist,
+	    sv.conf->nallow);
 	json_object_object_add(o, "ok", json_object_new_boolean(0));
 	json_object_object_add(o, "error", json_object_new_string(clean));
 	free(clean);
+	free(fixed);
 	return o;
 }
 
@@ -305,58 +308,95 @@ out:
 	return r;
 }
 
-/* A dead-letter id is a file name in dead-letter/, with or without .json. */
+/*
+ * A dead letter's id: its file name in dead-letter/ without .json, with
+ * control characters, bytes that are not UTF-8 and backslashes escaped
+ * (\xNN, \\), so that every id prints on one line of a terminal and in
+ * valid JSON, and is given back as printed.
+ */
+static json_object *
+dead_id(const char *name)
+{
+	json_object	*o;
+	char		*id;
+
+	id = str_escape(name, strlen(name) - 5, 1);
+	o = json_object_new_string(id);
+	free(id);
+	return o;
+}
+
+/* The file name in dead-letter/ for an id, with or without .json. */
 static char *
 dead_name(json_object *req, json_object **err)
 {
-	const char	*id;
-	char		*name;
+	const char	*arg;
+	char		*id, *name;
 	size_t		 l;
 
-	if ((id = str_arg(req, "id")) == NULL) {
+	if ((arg = str_arg(req, "id")) == NULL) {
 		*err = err_reply("expected \"id\": a dead letter id");
+		return NULL;
+	}
+	if (str_unescape(arg, &id) == -1) {
+		*err = err_reply("invalid dead letter id \"%.60s\": a "
+		    "backslash starts \\\\ or \\xNN", arg);
 		return NULL;
 	}
 	l = strlen(id);
 	if (l == 0 || l > 200 || strchr(id, '/') != NULL || id[0] == '.') {
-		*err = err_reply("invalid dead letter id \"%.60s\"", id);
+		*err = err_reply("invalid dead letter id \"%.60s\"", arg);
+		free(id);
 		return NULL;
 	}
 	if (l > 5 && strcmp(id + l - 5, ".json") == 0)
 		name = xstrdup(id);
 	else
 		xasprintf(&name, "%s.json", id);
+	free(id);
 	return name;
+}
+
+/* dead-letter/NAME as the user knows it, for errors and the log. */
+static char *
+dead_shown(const char *name)
+{
+	return str_escape(name, strlen(name), 1);
 }
 
 static json_object *
 dead_read(const char *name, json_object **err)
 {
 	json_object	*rec;
-	char		*text, why[256];
+	char		*text, why[256], *shown;
 	size_t		 len;
 	int		 r;
 
 	r = file_read_regular(sv.dir_dead, name, MAX_OWN_FILE, &text,
 	    &len, why, sizeof(why));
+	shown = dead_shown(name);
 	if (r == -2) {
-		*err = err_reply("no dead letter \"%.*s\"", (int)strlen(name) -
-		    5, name);
-		return NULL;
+		*err = err_reply("no dead letter \"%.*s\"", (int)strlen(shown) -
+		    5, shown);
+		goto fail;
 	}
 	if (r != 0) {
-		*err = err_reply("dead-letter/%s: %s", name, why);
-		return NULL;
+		*err = err_reply("dead-letter/%s: %s", shown, why);
+		goto fail;
 	}
 	rec = json_parse_deep(text);
 	free(text);
 	if (rec == NULL || !json_object_is_type(rec, json_type_object)) {
 		json_object_put(rec);
 		*err = err_reply("dead-letter/%s: not a dead letter record",
-		    name);
-		return NULL;
+		    shown);
+		goto fail;
 	}
+	free(shown);
 	return rec;
+fail:
+	free(shown);
+	return NULL;
 }
 
 static json_object *
@@ -364,8 +404,7 @@ dead_summary(const char *name, json_object *rec)
 {
 	json_object *o = json_object_new_object(), *p, *v;
 
-	json_object_object_add(o, "id", json_object_new_string_len(name,
-	    (int)strlen(name) - 5));
+	json_object_object_add(o, "id", dead_id(name));
 	p = json_object_object_get(rec, "payload");
 	json_object_object_add(o, "messageId", json_object_get(
 	    json_object_object_get(p, "messageId")));
@@ -457,8 +496,7 @@ cmd_dead_show(json_object *req, int *stop)
 		return e;
 	}
 	o = ok_reply();
-	json_object_object_add(o, "id", json_object_new_string_len(name,
-	    (int)strlen(name) - 5));
+	json_object_object_add(o, "id", dead_id(name));
 	json_object_object_add(o, "record", rec);
 	free(name);
 	return o;
@@ -470,16 +508,18 @@ dead_requeue_one(const char *name, json_object **err)
 {
 	json_object	*rec, *payload;
 	const char	*s;
-	char		*buf;
+	char		*buf, *shown;
 	int		 r;
 
 	if ((rec = dead_read(name, err)) == NULL)
 		return -1;
+	shown = dead_shown(name);
 	payload = json_object_object_get(rec, "payload");
 	if (payload == NULL || !json_object_is_type(payload,
 	    json_type_object)) {
 		json_object_put(rec);
-		*err = err_reply("dead-letter/%s has no payload", name);
+		*err = err_reply("dead-letter/%s has no payload", shown);
+		free(shown);
 		return -1;
 	}
 	json_object_object_del(payload, "attempt");
@@ -494,13 +534,15 @@ dead_requeue_one(const char *name, json_object **err)
 	free(buf);
 	json_object_put(rec);
 	if (r == -1) {
-		*err = err_reply("cannot requeue %s: %s", name,
+		*err = err_reply("cannot requeue %s: %s", shown,
 		    errno == EEXIST ? "a message of that name is waiting in "
 		    "incoming/" : strerror(errno));
+		free(shown);
 		return -1;
 	}
 	unlinkat(sv.dir_dead, name, 0);
-	log_info("dead letter %s requeued", name);
+	log_info("dead letter %s requeued", shown);
+	free(shown);
 	return 0;
 }
 
@@ -547,20 +589,23 @@ static json_object *
 cmd_dead_purge(json_object *req, int *stop)
 {
 	json_object	*e = NULL;
-	char		*name;
+	char		*name, *shown;
 
 	(void)stop;
 	if ((name = dead_name(req, &e)) == NULL)
 		return e;
+	shown = dead_shown(name);
 	if (unlinkat(sv.dir_dead, name, 0) == -1) {
 		e = errno == ENOENT ? err_reply("no dead letter \"%.*s\"",
-		    (int)strlen(name) - 5, name) : err_reply("cannot remove "
-		    "dead-letter/%s: %s", name, strerror(errno));
+		    (int)strlen(shown) - 5, shown) : err_reply("cannot remove "
+		    "dead-letter/%s: %s", shown, strerror(errno));
 		free(name);
+		free(shown);
 		return e;
 	}
-	log_info("dead letter %s purged", name);
+	log_info("dead letter %s purged", shown);
 	free(name);
+	free(shown);
 	return ok_reply();
 }
 

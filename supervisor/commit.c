@@ -29,12 +29,13 @@ static int
 write_json(int dirfd, const char *name, json_object *o, int noreplace)
 {
 	const char	*s;
-	char		*buf;
+	char		*buf, *fixed;
 	int		 r;
 
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 	    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
-	xasprintf(&buf, "%s\n", s);
+	xasprintf(&buf, "%s\n", utf8_ensure(s, &fixed));
+	free(fixed);
 	r = file_write_atomic(dirfd, name, buf, strlen(buf), noreplace);
 	free(buf);
 	return r;
@@ -183,7 +184,7 @@ queue_respond(struct msg *m, json_object *resp)
 {
 	struct pending_reply	*p;
 	const char		*s;
-	char			*buf;
+	char			*buf, *fixed;
 	int			 r;
 
 	if (sv.loop == NULL)
@@ -194,7 +195,9 @@ queue_respond(struct msg *m, json_object *resp)
 	p->gone[0] = '\0';
 	s = json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PRETTY |
 	    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
-	xasprintf(&buf, "%s\n", s);
+	/* Only UTF-8 for the channel clients (settings are not checked). */
+	xasprintf(&buf, "%s\n", utf8_ensure(s, &fixed));
+	free(fixed);
 	r = file_write_temp(sv.dir_processing, p->tmp, sizeof(p->tmp), buf,
 	    strlen(buf), 0);
 	free(buf);

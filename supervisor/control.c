@@ -102,13 +102,17 @@ static int
 client_reply(struct client *c, json_object *o)
 {
 	const char	*s;
+	char		*fixed;
 	size_t		 n, cap;
 
-	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	/* Names and records read from disk may hold bytes that are not
+	 * UTF-8; the reply is UTF-8 whatever they hold. */
+	s = utf8_ensure(json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), &fixed);
 	n = strlen(s);
 	if (c->outlen - c->outoff + n + 1 > OUT_MAX) {
 		log_warnx("control: client not reading its replies: dropped");
+		free(fixed);
 		client_free(c);
 		return -1;
 	}
@@ -127,6 +131,7 @@ client_reply(struct client *c, json_object *o)
 	memcpy(c->out + c->outlen, s, n);
 	c->out[c->outlen + n] = '\n';
 	c->outlen += n + 1;
+	free(fixed);
 	return 0;
 }
 

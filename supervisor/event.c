@@ -164,6 +164,7 @@ event_emit(const char *type, json_object *fields)
 	static const char	 alnum[] = "0123456789abcdefghijklmnopqrstuvwxyz";
 	struct pending_event	*p;
 	json_object		*o;
+	char			*fixed;
 	int64_t			 now = now_ms();
 	uint32_t		 seq;
 	int			 i, j;
@@ -180,8 +181,10 @@ event_emit(const char *type, json_object *fields)
 		json_object_put(fields);
 	}
 	p = &e.ev[e.n++];
-	xasprintf(&p->data, "%s\n", json_object_to_json_string_ext(o,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	/* Configuration strings are not checked for UTF-8; events are. */
+	xasprintf(&p->data, "%s\n", utf8_ensure(json_object_to_json_string_ext(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), &fixed));
+	free(fixed);
 	json_object_put(o);
 	/*
 	 * <ms>-<6 base-36 digits>, as TinyClaw names them; the digits count

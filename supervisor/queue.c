@@ -49,8 +49,10 @@ struct pending {
 };
 
 struct held {
-	RB_ENTRY(held)	 entry;
-	char		*name;
+	RB_ENTRY(held)		 entry;
+	char			*name;
+	const struct msg	*m;
+	int			 again;	/* a file of that name is waiting */
 };
 
 static int
@@ -74,7 +76,19 @@ static struct {
 	ev_io		 inotify_io;
 	ev_timer	 scan;
 	int		 rescan;
-} q = { .held = RB_INITIALIZER(&q.held), .inotify = -1 };
+	/*
+	 * Names to look at again, whatever scan_interval_ms is: no inotify
+	 * event will come for a file skipped because a message of its name
+	 * was held, or whose claim failed. The timer is due at the earliest
+	 * time one of them asked for.
+	 */
+	char		**again;
+	size_t		  nagain;
+	ev_timer	  again_timer;
+	double		  claim_delay;	/* s; doubles while claims fail */
+} q = { .held = RB_INITIALIZER(&q.held), .inotify = -1, .claim_delay = 1. };
+
+#define CLAIM_DELAY_MAX	60.
 
 static const char *const subdirs[] = {
 	"queue", "queue/incoming", "queue/processing", "queue/deferred",
@@ -202,13 +216,53 @@ queue_scan(void)
 	q.rescan = 0;
 }
 
-static int
-held_has(const char *name)
+static struct held *
+held_find(const char *name)
 {
 	struct held key;
 
 	key.name = (char *)name;
-	return RB_FIND(held_tree, &q.held, &key) != NULL;
+	return RB_FIND(held_tree, &q.held, &key);
+}
+
+static void
+queue_again_fire(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	size_t i;
+
+	(void)loop;
+	(void)w;
+	(void)revents;
+	for (i = 0; i < q.nagain; i++) {
+		pend_add(q.again[i], 0);
+		free(q.again[i]);
+	}
+	free(q.again);
+	q.again = NULL;
+	q.nagain = 0;
+	queue_pull();
+}
+
+/* Read incoming/NAME again in delay seconds (0: the next iteration). */
+static void
+queue_again(const char *name, double delay)
+{
+	size_t i;
+
+	if (sv.loop == NULL || sv.stopping)
+		return;
+	for (i = 0; i < q.nagain && strcmp(q.again[i], name) != 0; i++)
+		;
+	if (i == q.nagain) {
+		q.again = xreallocarray(q.again, q.nagain + 1, sizeof(char *));
+		q.again[q.nagain++] = xstrdup(name);
+	}
+	if (ev_is_active(&q.again_timer) &&
+	    ev_timer_remaining(sv.loop, &q.again_timer) <= delay)
+		return;
+	ev_timer_stop(sv.loop, &q.again_timer);
+	ev_timer_set(&q.again_timer, delay, 0.);
+	ev_timer_start(sv.loop, &q.again_timer);
 }
 
 static void
@@ -217,6 +271,7 @@ held_add(struct msg *m)
 	struct held *h = xcalloc(1, sizeof(*h));
 
 	h->name = xstrdup(m->name);
+	h->m = m;
 	RB_INSERT(held_tree, &q.held, h);
 	q.nheld++;
 	q.held_bytes += m->bytes;
@@ -231,6 +286,9 @@ queue_forget(struct msg *m)
 	if ((h = RB_FIND(held_tree, &q.held, &key)) == NULL)
 		return;
 	RB_REMOVE(held_tree, &q.held, h);
+	/* After the loop's commit has taken the name out of processing/. */
+	if (h->again)
+		queue_again(h->name, 0.);
 	free(h->name);
 	free(h);
 	q.nheld--;
@@ -404,17 +462,31 @@ static void
 queue_peek(const char *name)
 {
 	struct stat	 st;
+	struct held	*h;
 	json_object	*obj;
 	char		*buf, why[256];
 	size_t		 len, values;
 	int		 r, incomplete;
 
-	if (held_has(name))
+	if ((h = held_find(name)) != NULL) {
+		/*
+		 * Read once. But once the held message has left incoming/
+		 * (claimed, or a retry from deferred/), this is another file
+		 * of the same name: it is read when the held one is gone.
+		 */
+		if (h->m->where != AT_INCOMING)
+			h->again = 1;
 		return;
+	}
 	r = file_read_regular(sv.dir_incoming, name, MAX_MESSAGE_FILE, &buf,
 	    &len, why, sizeof(why));
-	if (r == -2 || r == -3)
-		return;		/* gone, or still growing: seen again later */
+	if (r == -2)
+		return;		/* gone */
+	if (r == -3) {
+		/* Still growing: its writer's close (inotify) or this. */
+		queue_again(name, YOUNG_MS / 1000.);
+		return;
+	}
 	if (r == -1) {
 		queue_corrupt(sv.dir_incoming, name, why);
 		return;
@@ -432,8 +504,11 @@ queue_peek(const char *name)
 		if (incomplete && fstatat(sv.dir_incoming, name, &st,
 		    AT_SYMLINK_NOFOLLOW) == 0 && now_ms() -
 		    ((int64_t)st.st_mtim.tv_sec * 1000 +
-		    st.st_mtim.tv_nsec / 1000000) < YOUNG_MS)
+		    st.st_mtim.tv_nsec / 1000000) < YOUNG_MS) {
+			/* A writer that died meanwhile sends no event. */
+			queue_again(name, YOUNG_MS / 1000.);
 			return;
+		}
 		queue_corrupt(sv.dir_incoming, name, why);
 		return;
 	}
@@ -523,6 +598,7 @@ queue_scan_start(void)
 		ev_io_init(&q.inotify_io, queue_inotify, q.inotify, EV_READ);
 		ev_io_start(sv.loop, &q.inotify_io);
 	}
+	ev_timer_init(&q.again_timer, queue_again_fire, 0., 0.);
 	ev_timer_init(&q.scan, queue_scan_timer, 0.,
 	    sv.conf->scan_interval_ms / 1000.);
 	if (sv.conf->scan_interval_ms > 0)
@@ -544,7 +620,15 @@ queue_scan_reset(void)
 void
 queue_scan_stop(void)
 {
+	size_t i;
+
 	ev_timer_stop(sv.loop, &q.scan);
+	ev_timer_stop(sv.loop, &q.again_timer);
+	for (i = 0; i < q.nagain; i++)
+		free(q.again[i]);
+	free(q.again);
+	q.again = NULL;
+	q.nagain = 0;
 	if (q.inotify != -1) {
 		ev_io_stop(sv.loop, &q.inotify_io);
 		close(q.inotify);
@@ -576,18 +660,36 @@ where_dir(enum msg_where w, int *fd)
 int
 queue_claim(struct msg *m)
 {
+	struct stat	 st;
 	const char	*dir;
-	int		 fd;
+	int		 fd, saved;
 
 	if (m->where == AT_PROCESSING)
 		return 0;
 	dir = where_dir(m->where, &fd);
 	if (renameat2(fd, m->name, sv.dir_processing, m->name,
 	    RENAME_NOREPLACE) == -1) {
-		log_error("cannot claim %s/%s: %s", dir, m->name,
-		    strerror(errno));
+		saved = errno;
+		/*
+		 * Still in incoming/ (the name is taken in processing/, a
+		 * permission): no event will say when that changes, so it
+		 * is tried again later, sooner than a restart.
+		 */
+		if (m->where == AT_INCOMING && saved != ENOENT &&
+		    fstatat(fd, m->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			log_error("cannot claim %s/%s: %s: trying again in "
+			    "%.0fs", dir, m->name, strerror(saved),
+			    q.claim_delay);
+			queue_again(m->name, q.claim_delay);
+			q.claim_delay *= 2;
+			if (q.claim_delay > CLAIM_DELAY_MAX)
+				q.claim_delay = CLAIM_DELAY_MAX;
+		} else
+			log_error("cannot claim %s/%s: %s", dir, m->name,
+			    strerror(saved));
 		return -1;
 	}
+	q.claim_delay = 1.;
 	m->where = AT_PROCESSING;
 	return 0;
 }
@@ -622,7 +724,7 @@ void
 queue_corrupt(int dirfd, const char *name, const char *why)
 {
 	struct stat	 st;
-	char		*target, *note, *text;
+	char		*target, *note, *text, *ename, *ewhy;
 	int		 i;
 
 	target = xstrdup(name);
@@ -632,8 +734,13 @@ queue_corrupt(int dirfd, const char *name, const char *why)
 		xasprintf(&target, "%s.%d", name, i);
 	}
 	xasprintf(&note, "%s.error", target);
-	xasprintf(&text, "file: %s\nreason: %s\ntime: %lld\n", name, why,
+	/* One field a line: a newline in the name must not forge one. */
+	ename = str_escape(name, strlen(name), 1);
+	ewhy = str_escape(why, strlen(why), 1);
+	xasprintf(&text, "file: %s\nreason: %s\ntime: %lld\n", ename, ewhy,
 	    (long long)now_ms());
+	free(ename);
+	free(ewhy);
 	if (file_write_atomic(sv.dir_corrupt, note, text, strlen(text), 0)
 	    == -1)
 		log_error("cannot write corrupt/%s: %s", note,
