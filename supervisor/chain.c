@@ -43,6 +43,7 @@ struct chain {
 	int		  ended;
 	char		**files;
 	size_t		  nfiles;
+	struct attach_list att;		/* files copied by its steps */
 	unsigned	  seq;
 	TAILQ_ENTRY(chain) entry;
 };
@@ -387,6 +388,7 @@ chain_free(struct chain *c)
 	for (i = 0; i < c->nfiles; i++)
 		free(c->files[i]);
 	free(c->files);
+	attach_list_free(&c->att);
 	free(c->team);
 	free(c->team_name);
 	free(c);
@@ -528,7 +530,7 @@ chain_result(struct msg *m, struct job_result *r)
 		sched_fail(m, r->outcome, r->error);
 		return 1;
 	}
-	text = response_scan(m, r->reply, &c->files, &c->nfiles);
+	text = response_scan(m, r->reply, &c->files, &c->nfiles, &c->att);
 	step_record(c, m, text);
 	from = xstrdup(m->agent);
 	if (m->parent == NULL)

@@ -103,10 +103,13 @@ response_notice(json_object *msg, const char *agent, const char *text)
 /*
  * The agent's reply made valid UTF-8, its [send_file:] tags resolved in
  * the agent's own working directory and mapping; the resolved files are
- * appended to *files (deduplicated).
+ * copied now, while no later run of the agent can have changed them (att
+ * remembers them across a chain's steps), and the copies appended to
+ * *files (deduplicated).
  */
 char *
-response_scan(struct msg *m, const char *reply, char ***files, size_t *nfiles)
+response_scan(struct msg *m, const char *reply, char ***files, size_t *nfiles,
+    struct attach_list *att)
 {
 	struct sendfile_ctx	 c;
 	char			*clean, *text, **found;
@@ -116,6 +119,7 @@ response_scan(struct msg *m, const char *reply, char ***files, size_t *nfiles)
 	c.container = m->job_mode != MODE_HOST;
 	c.mapping = m->job_mapping;
 	c.workdir = m->job_workdir != NULL ? m->job_workdir : "/";
+	attach_ctx(&c, att);
 	text = sendfile_scan(clean, &c, &found, &nfound);
 	free(clean);
 	for (i = 0; i < nfound; i++) {
@@ -158,15 +162,18 @@ json_object *
 response_build(struct msg *m, const char *reply, char **extra,
     size_t nextra)
 {
-	json_object	*o;
-	char		*text, **files = NULL;
-	size_t		 nfiles = 0, i;
+	struct attach_list	 att;
+	json_object		*o;
+	char			*text, **files = NULL;
+	size_t			 nfiles = 0, i;
 
+	memset(&att, 0, sizeof(att));
 	for (i = 0; i < nextra; i++) {
 		files = xreallocarray(files, nfiles + 1, sizeof(char *));
 		files[nfiles++] = xstrdup(extra[i]);
 	}
-	text = response_scan(m, reply, &files, &nfiles);
+	text = response_scan(m, reply, &files, &nfiles, &att);
+	attach_list_free(&att);
 	o = response_final(m, text, files, nfiles);
 	for (i = 0; i < nfiles; i++)
 		free(files[i]);

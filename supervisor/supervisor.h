@@ -221,11 +221,22 @@ void		 event_flush(void);
 void		 event_pending(void);
 void		 event_close(void);
 
+/* attach.c: [send_file:] files copied into HOME/files/ */
+struct sendfile_ctx;
+struct attach_list {
+	char	**src;		/* the agent's files, as resolved */
+	char	**dst;		/* their copies */
+	size_t	  n;
+	size_t	  bytes;	/* copied so far, for the reply's bound */
+};
+void		 attach_ctx(struct sendfile_ctx *, struct attach_list *);
+void		 attach_list_free(struct attach_list *);
+
 /* response.c */
 json_object	*response_build(struct msg *, const char *reply,
 		    char **files, size_t nfiles);
 char		*response_scan(struct msg *, const char *reply,
-		    char ***files, size_t *nfiles);
+		    char ***files, size_t *nfiles, struct attach_list *);
 json_object	*response_final(struct msg *, const char *text,
 		    char **files, size_t nfiles);
 json_object	*response_notice(json_object *msg, const char *agent,

@@ -106,7 +106,7 @@ repeat(const char *s, size_t n)
 static void
 selfcheck(void)
 {
-	struct sendfile_ctx	 c = { 1, MAP_MAPPED, wd };
+	struct sendfile_ctx	 c = { 1, MAP_MAPPED, wd, NULL, NULL };
 	char			*text, *r, **files;
 	size_t			 nfiles;
 	clock_t			 t;

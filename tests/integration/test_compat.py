@@ -647,8 +647,7 @@ CASES = [
                                      "[send_file: $WS/lead/plan.md]"}]},
          messages=[M("@dev go", reply=joined(("lead", "[@CODER: implement]"),
                                              ("coder", "Done")),
-                     fields={"files": ["$WS/lead/plan.md",
-                                       "$WS/coder/code.py"]})],
+                     copies=["$WS/lead/plan.md", "$WS/coder/code.py"])],
          calls=[dict(prog="lead"),
                 dict(prog="coder", message=teammate("lead", "implement"))]),
     dict(name="chain_per_agent_reset_in_later_step",
@@ -766,7 +765,7 @@ CASES = [
          script={"solo": [{"reply": "Here it is.\n"
                                     "[send_file: $WS/solo/report.txt]"}]},
          messages=[M("@solo report", reply="Here it is.",
-                     fields={"files": ["$WS/solo/report.txt"]})],
+                     copies=["$WS/solo/report.txt"])],
          calls=[dict(prog="solo")]),
     dict(name="send_file_missing_named",
          settings=CHAIN,
@@ -905,6 +904,17 @@ def test_compat(homes, case):
             assert r.get(k) == v, f"field {k}: {r.get(k)!r} != {v!r}"
         for k in m.get("absent", []):
             assert k not in r, f"field {k} present: {r[k]!r}"
+        if "copies" in m:
+            # clawvisor differs (SANDBOX.md): `files` names copies in
+            # HOME/files/, made when the reply was taken, in tag order
+            got = r.get("files", [])
+            assert len(got) == len(m["copies"]), got
+            for g, src in zip(got, m["copies"]):
+                g = Path(g)
+                assert g.parent == h.path.resolve() / "files", g
+                assert g.name.startswith("clawvisor-") and \
+                    g.name.endswith("-" + Path(src).name), g
+                assert g.read_bytes() == Path(src).read_bytes(), g
         if "name_re" in m:
             assert re.fullmatch(m["name_re"].replace("{mid}", re.escape(mid)),
                                 r["_path"].name), r["_path"].name

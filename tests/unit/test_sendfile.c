@@ -5,6 +5,8 @@
  */
 #include <sys/stat.h>
 
+#include <fcntl.h>
+
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -133,7 +135,7 @@ check(const struct sendfile_ctx *c, const char *text, const char *want,
 static void
 test_host(void **state)
 {
-	struct sendfile_ctx	 c = { 0, MAP_MAPPED, NULL };
+	struct sendfile_ctx	 c = { 0, MAP_MAPPED, NULL, NULL, NULL };
 	char			*text;
 
 	(void)state;
@@ -155,7 +157,7 @@ test_host(void **state)
 static void
 test_container_mapped(void **state)
 {
-	struct sendfile_ctx	 c = { 1, MAP_MAPPED, NULL };
+	struct sendfile_ctx	 c = { 1, MAP_MAPPED, NULL, NULL, NULL };
 	char			*text, *want;
 
 	(void)state;
@@ -195,7 +197,7 @@ test_container_mapped(void **state)
 static void
 test_container_same_path(void **state)
 {
-	struct sendfile_ctx	 c = { 1, MAP_SAME_PATH, NULL };
+	struct sendfile_ctx	 c = { 1, MAP_SAME_PATH, NULL, NULL, NULL };
 	char			*text, *want;
 
 	(void)state;
@@ -236,7 +238,7 @@ test_container_same_path(void **state)
 static void
 test_unresolved(void **state)
 {
-	struct sendfile_ctx c = { 1, MAP_MAPPED, NULL };
+	struct sendfile_ctx c = { 1, MAP_MAPPED, NULL, NULL, NULL };
 
 	(void)state;
 	c.workdir = t.work;
@@ -255,7 +257,7 @@ test_unresolved(void **state)
 static void
 test_tags(void **state)
 {
-	struct sendfile_ctx c = { 0, MAP_MAPPED, NULL };
+	struct sendfile_ctx c = { 0, MAP_MAPPED, NULL, NULL, NULL };
 
 	(void)state;
 	c.workdir = t.work;
@@ -284,7 +286,7 @@ test_tags(void **state)
 static void
 test_too_many(void **state)
 {
-	struct sendfile_ctx	  c = { 0, MAP_MAPPED, NULL };
+	struct sendfile_ctx	  c = { 0, MAP_MAPPED, NULL, NULL, NULL };
 	char			 *text, *p, **files, *r;
 	size_t			  n, i;
 	FILE			 *f;
@@ -317,10 +319,118 @@ test_too_many(void **state)
 	}
 }
 
+static char *
+slurp(int dirfd, const char *name)
+{
+	char	*buf, err[128];
+	size_t	 len;
+
+	if (file_read_regular(dirfd, name, 1 << 20, &buf, &len, err,
+	    sizeof(err)) != 0)
+		return NULL;
+	return buf;
+}
+
+/* sendfile_copy: what was resolved, as it is now, or nothing. */
+static void
+test_copy(void **state)
+{
+	struct stat	 st;
+	const char	*why;
+	char		*dir, *p, *q, *buf;
+	int		 fd;
+
+	(void)state;
+	xasprintf(&dir, "%s/copies", t.root);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	fd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_true(fd != -1);
+
+	why = NULL;
+	assert_int_equal(sendfile_copy(t.a, fd, "c1", 100, &why), 0);
+	assert_non_null(buf = slurp(fd, "c1"));
+	assert_string_equal(buf, "a");
+	free(buf);
+	assert_int_equal(fstatat(fd, "c1", &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	/* The name is taken: never replaced, never followed. */
+	assert_int_equal(sendfile_copy(t.a, fd, "c1", 100, &why), -1);
+	assert_string_equal(why, "cannot create the copy");
+	assert_int_equal(symlinkat(t.outside, fd, "c2"), 0);
+	assert_int_equal(sendfile_copy(t.b, fd, "c2", 100, &why), -1);
+	assert_non_null(buf = slurp(AT_FDCWD, t.outside));
+	assert_string_equal(buf, "secret");
+	free(buf);
+	/* Over the bound. */
+	assert_int_equal(sendfile_copy(t.a, fd, "c3", 0, &why), -1);
+	assert_string_equal(why, "too large");
+	assert_int_equal(faccessat(fd, "c3", F_OK, 0), -1);
+
+	/* Swapped since it was resolved: the file by a symlink to a host
+	 * file, or a directory of its path by a symlink elsewhere. */
+	xasprintf(&p, "%s/swap.txt", t.work);
+	assert_int_equal(symlink(t.outside, p), 0);
+	assert_int_equal(sendfile_copy(p, fd, "c4", 100, &why), -1);
+	assert_string_equal(why, "changed while being attached");
+	unlink(p);
+	free(p);
+	xasprintf(&p, "%s/sub", t.work);
+	xasprintf(&q, "%s/sub.moved", t.work);
+	assert_int_equal(rename(p, q), 0);
+	assert_int_equal(symlink(q, p), 0);
+	assert_int_equal(sendfile_copy(t.b, fd, "c5", 100, &why), -1);
+	assert_string_equal(why, "changed while being attached");
+	assert_int_equal(faccessat(fd, "c5", F_OK, 0), -1);
+	unlink(p);
+	assert_int_equal(rename(q, p), 0);
+	free(p);
+	free(q);
+	/* Not a regular file; gone. */
+	xasprintf(&p, "%s/dir", t.work);
+	assert_int_equal(sendfile_copy(p, fd, "c6", 100, &why), -1);
+	assert_string_equal(why, "not a regular file");
+	free(p);
+	assert_int_equal(sendfile_copy("/nonexistent/x", fd, "c7", 100, &why),
+	    -1);
+	assert_string_equal(why, "no such file");
+	close(fd);
+	free(dir);
+}
+
+static void
+test_copy_name(void **state)
+{
+	char	*n, *base;
+	size_t	 i;
+
+	(void)state;
+	n = sendfile_copy_name("p-", "report.pdf");
+	assert_string_equal(n, "p-report.pdf");
+	free(n);
+	n = sendfile_copy_name("p-", "a\nb\x1b\xff\\c \xc3\xa9.txt");
+	assert_string_equal(n, "p-a_b___c \xc3\xa9.txt");
+	free(n);
+	/* Too long for NAME_MAX: the stem is cut, between characters. */
+	base = xmalloc(600);
+	for (i = 0; i < 300; i++)
+		memcpy(base + 2 * i, "\xc3\xa9", 2);
+	strcpy(base + 590, ".png");
+	n = sendfile_copy_name("clawvisor-1-2-", base);
+	assert_true(strlen(n) <= NAME_MAX);
+	assert_true(strlen(n) > NAME_MAX - 2);
+	assert_string_equal(n + strlen(n) - 4, ".png");
+	assert_true(strncmp(n, "clawvisor-1-2-\xc3\xa9", 16) == 0);
+	assert_true(utf8_valid(n, strlen(n)));
+	free(n);
+	free(base);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_copy),
+		cmocka_unit_test(test_copy_name),
 		cmocka_unit_test(test_host),
 		cmocka_unit_test(test_container_mapped),
 		cmocka_unit_test(test_container_same_path),
