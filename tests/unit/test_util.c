@@ -1,0 +1,91 @@
+/*
+ * common/util.c's text helpers: str_escape() makes any bytes one line of
+ * printable UTF-8 and str_unescape() gives them back; utf8_ensure().
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "util.h"
+
+static void
+check_escape(const char *in, size_t len, int bs, const char *want)
+{
+	char *e, *back;
+
+	e = str_escape(in, len, bs);
+	assert_string_equal(e, want);
+	assert_true(utf8_valid(e, strlen(e)));
+	if (bs) {
+		assert_int_equal(str_unescape(e, &back), 0);
+		assert_memory_equal(back, in, len);
+		assert_int_equal(strlen(back), len);
+		free(back);
+	}
+	free(e);
+}
+
+static void
+test_escape(void **state)
+{
+	(void)state;
+	check_escape("plain.json", 10, 1, "plain.json");
+	check_escape("a\nb\tc\x1b[0m", 9, 1, "a\\x0ab\\x09c\\x1b[0m");
+	check_escape("bad\xff\xc3", 5, 1, "bad\\xff\\xc3");
+	check_escape("\xc3\xa9t\xc3\xa9", 5, 1, "\xc3\xa9t\xc3\xa9");
+	/* C1 controls (U+009B is a CSI) and DEL. */
+	check_escape("x\xc2\x9b" "1m\x7f", 6, 1, "x\\xc2\\x9b1m\\x7f");
+	check_escape("a\\b", 3, 1, "a\\\\b");
+	check_escape("a\\b", 3, 0, "a\\b");
+	check_escape("\\x41", 4, 1, "\\\\x41");
+}
+
+static void
+test_unescape_refuses(void **state)
+{
+	char *out;
+
+	(void)state;
+	assert_int_equal(str_unescape("a\\", &out), -1);
+	assert_int_equal(str_unescape("a\\n", &out), -1);
+	assert_int_equal(str_unescape("a\\x4", &out), -1);
+	assert_int_equal(str_unescape("a\\xzz", &out), -1);
+	assert_int_equal(str_unescape("a\\x00", &out), -1);
+	assert_int_equal(str_unescape("A\\x42\\\\", &out), 0);
+	assert_string_equal(out, "AB\\");
+	free(out);
+}
+
+static void
+test_ensure(void **state)
+{
+	const char	*r;
+	char		*buf;
+
+	(void)state;
+	r = utf8_ensure("ok \xc3\xa9", &buf);
+	assert_null(buf);
+	assert_string_equal(r, "ok \xc3\xa9");
+	r = utf8_ensure("{\"id\":\"x\xff\"}", &buf);
+	assert_non_null(buf);
+	assert_string_equal(r, "{\"id\":\"x\xef\xbf\xbd\"}");
+	free(buf);
+	assert_false(utf8_valid("a\0b", 3));
+	assert_false(utf8_valid("\xed\xa0\x80", 3));	/* a surrogate */
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_unescape_refuses),
+		cmocka_unit_test(test_ensure),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
