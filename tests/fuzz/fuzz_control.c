@@ -49,6 +49,9 @@ static const struct {
 	    "\"payload\": {\"channel\": \"telegram\", \"sender\": \"alice\", "
 	    "\"message\": \"hi\", \"messageId\": \"m1\", \"attempt\": 2, "
 	    "\"lastError\": \"x\"}}\n" },
+	/* A producer's name: not UTF-8, a newline, an escape. */
+	{ "bad\xff\n\x1b.json", "{\"errorClass\": \"terminal\", "
+	    "\"errorMessage\": \"x\", \"payload\": {\"messageId\": \"b\"}}\n" },
 	{ "no-payload.json", "{\"errorClass\": \"transient\"}\n" },
 	{ "payload-array.json", "{\"payload\": [1, 2]}\n" },
 	{ "array.json", "[]\n" },
@@ -202,7 +205,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 static void
 check(json_object *r, int stop)
 {
-	json_object *ok, *e;
+	json_object	*ok, *e;
+	const char	*s;
 
 	if (r == NULL || !json_object_is_type(r, json_type_object) ||
 	    !json_object_object_get_ex(r, "ok", &ok) ||
@@ -216,6 +220,10 @@ check(json_object *r, int stop)
 		abort();
 	/* The secret's value never reaches a reply. */
 	if (strstr(json_object_to_json_string(r), "hunter2") != NULL)
+		abort();
+	/* UTF-8, whatever the request or the names in dead-letter/ hold. */
+	s = json_object_to_json_string(r);
+	if (!utf8_valid(s, strlen(s)))
 		abort();
 }
 

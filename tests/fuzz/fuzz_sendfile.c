@@ -219,6 +219,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(files[i]);
 	free(files);
 	free(r);
+	/* The name of a copy: within NAME_MAX, one component, UTF-8. */
+	r = sendfile_copy_name("clawvisor-1796000000000-7-", text);
+	if (strlen(r) > NAME_MAX || strchr(r, '/') != NULL ||
+	    !utf8_valid(r, strlen(r)))
+		abort();
+	free(r);
 	free(text);
 	return 0;
 }
