@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import BIN, wait_for
+from conftest import BIN, TIME_SCALE, wait_for
 
 # Bytes a producer may put in a file name: not UTF-8, a newline, an escape.
 BAD = b"bad\xff\nname\x1b[31m"
@@ -111,13 +111,16 @@ def test_dead_letter_named_with_bad_bytes(home):
 def test_status_and_errors_stay_utf8(home):
     h = home
     # A worker busy with a message whose name holds bad bytes.
-    drop_bytes(h, BAD + b".json", message("slowbad", "sleep 3"))
-    wait_for(lambda: h.events("sandbox_invocation_start"), 10,
-             what="the invocation")
-    r = run(h, "status", "--json")
-    st = json.loads(r.stdout.decode("utf-8"))
-    names = [w.get("message") for w in st["workers"] if w.get("message")]
+    drop_bytes(h, BAD + b".json", message(
+        "slowbad", f"sleep {int(3 * TIME_SCALE)}"))
+
+    def busy():
+        st = json.loads(control(h, b'{"cmd":"status"}').decode("utf-8"))
+        return [w["message"] for w in st["workers"] if w.get("message")]
+    names = wait_for(busy, 10, what="a busy worker")
     assert len(names) == 1 and "\ufffd" in names[0], names
+    r = run(h, "status", "--json")
+    json.loads(r.stdout.decode("utf-8"))
     printable(run(h, "status").stdout)
     # Errors that echo a request: a raw bad byte, and a cut by %.60s in
     # the middle of a two-byte character.
@@ -186,14 +189,15 @@ INOTIFY_ONLY = {"supervisor": {"scan_interval_ms": 0}}
 
 def test_same_name_after_claim_is_read_without_rescan(homes):
     h = homes(INOTIFY_ONLY)
-    drop_bytes(h, b"same.json", message("first", "sleep 2"))
+    drop_bytes(h, b"same.json", message(
+        "first", f"sleep {int(2 * TIME_SCALE)}"))
     wait_for(lambda: h.events("sandbox_invocation_start"), 10,
              what="the first invocation")
     assert (h.q / "processing" / "same.json").exists()
     # Another file of that name, while the first is held and running.
     drop_bytes(h, b"same.json", message("second", "after"))
-    assert h.wait_response("first", timeout=20)["message"]
-    r = h.wait_response("second", timeout=20)
+    assert h.wait_response("first", timeout=20 * TIME_SCALE)["message"]
+    r = h.wait_response("second", timeout=20 * TIME_SCALE)
     assert "after" in r["message"]
     assert h.files("incoming") == []
 
