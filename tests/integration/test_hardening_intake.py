@@ -112,7 +112,7 @@ def test_status_and_errors_stay_utf8(home):
     h = home
     # A worker busy with a message whose name holds bad bytes.
     drop_bytes(h, BAD + b".json", message(
-        "slowbad", f"sleep {int(3 * TIME_SCALE)}"))
+        "slowbad", f"sleep {min(int(3 * TIME_SCALE), 20)}"))
 
     def busy():
         st = json.loads(control(h, b'{"cmd":"status"}').decode("utf-8"))
@@ -130,7 +130,7 @@ def test_status_and_errors_stay_utf8(home):
         rep = control(h, line)
         obj = json.loads(rep.decode("utf-8"))
         assert obj["ok"] is False, obj
-    h.wait_response("slowbad", timeout=20)
+    h.wait_response("slowbad", timeout=30 * TIME_SCALE)
 
 
 def test_corrupt_note_cannot_be_forged(home):
