@@ -24,7 +24,6 @@
 
 #define DRAIN_SECONDS	2.0	/* pipes held open by an escaped process */
 #define CHUNK		65536
-#define STDOUT_TAIL	2048	/* of stdout, for classify() */
 
 /*
  * The sanitizers' runtimes keep state in memory that a vfork child would
@@ -376,12 +375,6 @@ runner_status(const struct runner *r, struct run_status *st)
 		} else if (WIFSIGNALED(r->status))
 			st->signal = WTERMSIG(r->status);
 	}
-	st->err_text = r->err.data;
-	st->err_len = r->err.len;
-	/* Where a CLI that prints its errors on stdout puts them. */
-	st->out_len = r->out.len < STDOUT_TAIL ? r->out.len : STDOUT_TAIL;
-	st->out_text = r->out.data == NULL ? NULL : r->out.data + r->out.len -
-	    st->out_len;
 }
 
 void

@@ -67,6 +67,7 @@ struct runner	*runner_start(struct ev_loop *, const struct runner_spec *,
 		    runner_cb, void *, char *err, size_t errlen);
 /* Stop it now, as a timeout would (graceful stop, supervisor's cancel). */
 void		 runner_cancel(struct runner *);
+/* How it ended; the texts are the caller's to set, once redacted. */
 void		 runner_status(const struct runner *, struct run_status *);
 void		 runner_free(struct runner *);
 
