@@ -1,0 +1,134 @@
+"""Issue 12, secrets: no piece of a secret in anything clawvisor writes when
+a cut lands inside it (the 2048-byte stdout tail classify() reads, the
+300-byte error line, output past max_output_bytes, a reply cut there), and
+no allowlisted key in the environment of the container runtime's CLI.
+
+Secrets of 40, 97 and 200 characters, each in an allowlisted variable of
+the daemon's environment, are placed by a program across each cut edge at
+several offsets; then the whole home (log, events, dead letters, responses,
+the daemon's stderr) and the `dead list` output are searched for any run of
+8 of their characters (docs/SANDBOX.md, "Secrets")."""
+import json
+import os
+import random
+import string
+import subprocess
+import sys
+
+from conftest import BIN
+
+FRAGMENT = 8                    # common/redact.h REDACT_FRAGMENT
+STDOUT_TAIL = 2048              # worker/worker.c
+LINE_TAIL = 300                 # common/provider.c error_tail()
+CAP = 3000                      # max_output_bytes here: under the 4000 cut
+
+# Prints what the message asks for, placing the secret of $VAR so that the
+# cut named by CASE keeps K of its characters. Exit 3 (transient, and with
+# max_attempts 1 a dead letter) but for "reply".
+PROGRAM = r"""
+import os, sys
+case, var, k = sys.argv[1].split()
+k = int(k)
+s = os.environ[var]
+out, err = sys.stdout.write, sys.stderr.write
+if case == "tail":
+    # stdout's last 2048 bytes start K characters before the secret's end,
+    # the rest blank: the last line with text is what is left of it.
+    out("x" * 100 + "\n" + s + " " * (%(tail)d - k - 1) + "\n")
+elif case == "line":
+    # The error line's last 300 bytes start K characters before its end.
+    err("error: " + s + " " + "y" * (%(line)d - k - 1) + "\n")
+elif case == "named":
+    # The same, in NAME=value shape: the cut takes the NAME= away.
+    err("error: %%s=%%s " %% (var, s) + "y" * (%(line)d - k - 1) + "\n")
+elif case == "cap":
+    # stderr cut at max_output_bytes K characters into the secret.
+    err("z" * (%(cap)d - 12 - k) + "\nerror: key " + s + "\nmore\n")
+elif case == "reply":
+    # The reply cut at max_output_bytes K characters into the secret.
+    out("r" * (%(cap)d - 1 - k) + " " + s + " and the rest\n")
+    sys.exit(0)
+sys.exit(3)
+""" % {"tail": STDOUT_TAIL, "line": LINE_TAIL, "cap": CAP}
+
+
+def make_secret(n, rnd):
+    return "sk-" + "".join(rnd.choice(string.ascii_letters + string.digits)
+                           for _ in range(n - 3))
+
+
+def fragments(secret):
+    return {secret[i:i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)}
+
+
+def leaks(data, secrets):
+    """(name, fragment) for each piece of a secret found in data."""
+    found = []
+    for name, s in secrets.items():
+        for f in fragments(s):
+            if f.encode() in data:
+                found.append((name, f))
+    return found
+
+
+def files_leaking(root, secrets):
+    hits = []
+    for dirpath, _, filenames in os.walk(root):
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            if os.path.islink(p) or not os.path.isfile(p):
+                continue
+            with open(p, "rb") as fh:
+                got = leaks(fh.read(), secrets)
+            if got:
+                hits.append((p, got[:3]))
+    return hits
+
+
+def test_secret_cut_at_every_edge(homes, tmp_path):
+    rnd = random.Random(12)
+    secrets = {"CV_SECRET_A": make_secret(40, rnd),
+               "CV_SECRET_B": make_secret(97, rnd),
+               "CV_SECRET_C": make_secret(200, rnd)}
+    prog = tmp_path / "placer.py"
+    prog.write_text(PROGRAM)
+    h = homes({"agents": {"cutter": {
+        "name": "Cutter", "provider": "command",
+        "command": [sys.executable, str(prog), "{message}"]}},
+        "sandbox": {"max_attempts": 1, "max_output_bytes": CAP,
+                    "env_allowlist": ["ANTHROPIC_API_KEY"] +
+                    sorted(secrets)}}, start=False)
+    h.start(env=secrets)
+    mids = {}
+    for var, s in secrets.items():
+        n = len(s)
+        for k in sorted({FRAGMENT, FRAGMENT + 1, n // 2, n - 1}):
+            for case in ("tail", "line", "named", "cap", "reply"):
+                msg = f"{case} {var} {k}"
+                mids[msg] = h.drop(msg, agent="cutter")
+    for msg, mid in mids.items():
+        kind, rec, _ = h.wait_outcome(mid, timeout=60)
+        if msg.startswith("reply"):
+            assert kind == "response", (msg, rec)
+            # The reply is there, only the piece of the secret is not.
+            assert rec["message"].startswith("rrrr"), (msg, rec)
+            assert rec["message"].endswith("[REDACTED]"), (msg, rec)
+        else:
+            assert kind == "dead", (msg, rec)
+            assert "exit 3" in rec["errorMessage"], (msg, rec)
+    # Every run's end and error events are written before the files go.
+    h.wait_events("sandbox_invocation_end", n=len(mids), timeout=30)
+    failed = [m for m in mids if not m.startswith("reply")]
+    h.wait_events("sandbox_invocation_error", n=len(failed), timeout=30)
+    listing = subprocess.run([BIN, "--home", str(h.path), "dead", "list"],
+                             capture_output=True, env=h.env())
+    assert listing.returncode == 0, listing
+    assert listing.stdout.count(b"\n") == len(failed)
+    listing_json = subprocess.run(
+        [BIN, "--home", str(h.path), "dead", "list", "--json"],
+        capture_output=True, env=h.env())
+    assert listing_json.returncode == 0, listing_json
+    assert leaks(listing.stdout + listing.stderr, secrets) == []
+    assert leaks(listing_json.stdout + listing_json.stderr, secrets) == []
+    h.stop()
+    assert files_leaking(h.path, secrets) == []
