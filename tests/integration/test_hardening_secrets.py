@@ -11,6 +11,7 @@ the daemon's stderr) and the `dead list` output are searched for any run of
 import json
 import os
 import random
+import socket
 import string
 import subprocess
 import sys
@@ -132,3 +133,41 @@ def test_secret_cut_at_every_edge(homes, tmp_path):
     assert leaks(listing_json.stdout + listing_json.stderr, secrets) == []
     h.stop()
     assert files_leaking(h.path, secrets) == []
+
+
+def control(h, obj):
+    """One request on the control socket, its raw reply line."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(str(h.path / "run" / "clawvisor.sock"))
+    s.sendall(json.dumps(obj).encode() + b"\n")
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    return buf
+
+
+def test_control_error_quotes_no_piece(homes):
+    """An error reply quotes at most 40 or 60 characters of what it was
+    sent: a secret sent as a command name, a mode or a dead letter id is
+    redacted before that cut, not after it."""
+    rnd = random.Random(1212)
+    secret = make_secret(120, rnd)
+    h = homes({"sandbox": {"env_allowlist": ["ANTHROPIC_API_KEY",
+                                             "CV_SECRET"]}}, start=False)
+    h.start(env={"CV_SECRET": secret})
+    for req in ({"cmd": secret}, {"cmd": "x " + secret},
+                {"cmd": "sandbox.set", "mode": secret},
+                {"cmd": "dead.show", "id": secret},
+                {"cmd": "dead.purge", "id": "." + secret}):
+        line = control(h, req)
+        rep = json.loads(line)
+        assert rep["ok"] is False, (req, rep)
+        assert "[REDACTED]" in rep["error"], (req, rep)
+        assert leaks(line, {"CV_SECRET": secret}) == [], (req, rep)
+    h.stop()
+    assert files_leaking(h.path, {"CV_SECRET": secret}) == []
