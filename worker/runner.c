@@ -121,7 +121,7 @@ static void
 runner_terminate(struct runner *r)
 {
 	if (r->on_timeout != NULL)
-		run_output(r->on_timeout, NULL, 0, 30);
+		run_output_env(r->on_timeout, r->envp, NULL, 0, 30);
 	if (r->grace_seconds == 0) {
 		kill_group(r, SIGKILL);
 		return;
@@ -340,6 +340,7 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 	r->arg = arg;
 	r->grace_seconds = s->kill_grace_seconds;
 	r->on_timeout = s->on_timeout;
+	r->envp = s->envp;
 	r->started_ms = mono_ms();
 	ev_child_init(&r->child, runner_child, pid, 0);
 	r->child.data = r;

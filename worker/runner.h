@@ -59,6 +59,7 @@ struct runner {
 	int64_t		 duration_ms;
 	int64_t		 grace_seconds;
 	char		**on_timeout;
+	char		**envp;		/* the spec's, for on_timeout too */
 	runner_cb	 cb;
 	void		*arg;
 };

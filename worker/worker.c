@@ -107,10 +107,10 @@ container_reap(int kill_first)
 	if (w.sb.on_timeout == NULL)
 		return;
 	if (kill_first)
-		(void)run_output(w.sb.on_timeout, NULL, 0, 30);
+		(void)run_output_env(w.sb.on_timeout, w.sb.envp, NULL, 0, 30);
 	rm[0] = w.sb.on_timeout[0];
 	rm[3] = w.sb.container;
-	(void)run_output(rm, NULL, 0, 30);
+	(void)run_output_env(rm, w.sb.envp, NULL, 0, 30);
 }
 
 /*

@@ -171,3 +171,130 @@ def test_control_error_quotes_no_piece(homes):
         assert leaks(line, {"CV_SECRET": secret}) == [], (req, rep)
     h.stop()
     assert files_leaking(h.path, {"CV_SECRET": secret}) == []
+
+
+# -- the container runtime's CLI: only what it needs, never a key ----------
+
+FAKE_RUNTIME = r"""#!/bin/sh
+# A container runtime that keeps the environment it was given (NUL-separated,
+# as /proc/PID/environ has it) and, for `run`, the names its --env-file
+# holds; `run` answers with its last argument, or sleeps for "sleep".
+d='__DUMP__'
+n="$1-$$"
+cat /proc/$$/environ > "$d/$n.environ"
+case "$1" in
+run)
+	prev=
+	for a; do
+		if [ "$prev" = --env-file ]; then
+			cut -d= -f1 "$a" > "$d/$n.envfile"
+		fi
+		prev=$a
+		last=$a
+	done
+	case "$last" in
+	sleep*) exec sleep 60 ;;
+	esac
+	echo "runtime said: $last"
+	;;
+esac
+exit 0
+"""
+
+
+def environs(dump):
+    """{file name: {NAME: value}} for every environment the fake kept."""
+    out = {}
+    for p in sorted(dump.glob("*.environ")):
+        env = {}
+        for kv in p.read_bytes().split(b"\0"):
+            if b"=" in kv:
+                k, v = kv.decode().split("=", 1)
+                env[k] = v
+        out[p.name] = env
+    return out
+
+
+def test_runtime_cli_env_has_no_key(homes, tmp_path):
+    rnd = random.Random(1213)
+    keys = {"ANTHROPIC_API_KEY": make_secret(60, rnd),
+            "OPENAI_API_KEY": make_secret(70, rnd),
+            "CV_KEY": make_secret(50, rnd)}
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    fake = tmp_path / "fake-runtime"
+    fake.write_text(FAKE_RUNTIME.replace("__DUMP__", str(dump)))
+    fake.chmod(0o755)
+    h = homes({"agents": {"boxed": {
+        "name": "Boxed", "provider": "command",
+        "command": ["echo", "{message}"]}},
+        "sandbox": {"mode": "docker", "timeout_seconds": 3,
+                    "kill_grace_seconds": 1, "max_attempts": 1,
+                    "env_allowlist": sorted(keys),
+                    "runtime_pass_env": ["CLAWVISOR_TEST_TAG",
+                                         "CV_PASSED_*"],
+                    "docker": {"runtime_command": str(fake),
+                               "image": "cv-test-image"}}}, start=False)
+    runtime_vars = {"DOCKER_HOST": "unix:///nonexistent/docker.sock",
+                    "XDG_RUNTIME_DIR": str(tmp_path),
+                    "CONTAINERS_CONF": str(tmp_path / "containers.conf"),
+                    "HTTPS_PROXY": "http://proxy.invalid:3128",
+                    "CV_PASSED_ONE": "yes"}
+    env = dict(keys, CV_UNRELATED="no", NOTIFY_SOCKET="/nonexistent",
+               **runtime_vars)
+    # A container an earlier crash left: removed at start, by the
+    # supervisor's own `RUNTIME kill` and `rm -f`.
+    (h.path / "run" / "containers").mkdir(parents=True)
+    (h.path / "run" / "containers" / "clawvisor-4242").write_text(
+        f"{fake}\n")
+    h.start(env=env)
+    r = h.wait_response(h.drop("hello", agent="boxed"), timeout=30)
+    assert r["message"] == "runtime said: hello"
+    # A timeout: the worker's `RUNTIME kill` and `rm -f`.
+    h.wait_dead(h.drop("sleep", agent="boxed"), timeout=60)
+    # The doctor runs the runtime as the daemon does.
+    doc = subprocess.run([BIN, "--home", str(h.path), "sandbox", "doctor"],
+                         capture_output=True, env=h.env(env), timeout=120)
+    h.stop()
+
+    seen = environs(dump)
+    kinds = sorted({name.split("-")[0] for name in seen})
+    # The sweep's kill, rm and ps; the runs; the timeout's kill and rm;
+    # the doctor's info, image inspect and run.
+    assert kinds == ["image", "info", "kill", "ps", "rm", "run"], (
+        kinds, doc.stdout, doc.stderr)
+    assert len([n for n in seen if n.startswith("kill-")]) >= 2
+    for name, e in seen.items():
+        for k, v in keys.items():
+            assert k not in e, (name, k)
+            assert v not in "\0".join(f"{a}={b}" for a, b in e.items()), \
+                (name, k)
+        for k, v in runtime_vars.items():
+            assert e.get(k) == v, (name, k, e.get(k))
+        assert e.get("CLAWVISOR_TEST_TAG") == h.tag, name
+        assert "PATH" in e and "HOME" in e, (name, sorted(e))
+        assert "CV_UNRELATED" not in e and "NOTIFY_SOCKET" not in e, \
+            (name, sorted(e))
+    # The keys still reach the container, through its env-file only.
+    files = sorted(dump.glob("run-*.envfile"))
+    assert files
+    for f in files:
+        names = f.read_text().split()
+        assert set(keys) <= set(names), (f.name, names)
+
+
+def test_runtime_pass_env_refuses_a_key(homes):
+    h = homes({"sandbox": {"runtime_pass_env": ["OPENAI_API_KEY"]}},
+              start=False)
+    p = h.spawn()
+    assert p.wait(30) == 78
+    err = p.stderr_path.read_text()
+    assert "sandbox.runtime_pass_env[0]: OPENAI_API_KEY is in " \
+        "sandbox.env_allowlist" in err, err
+    for bad in ("", "*", "A*B", "1X", "X-Y"):
+        h = homes({"sandbox": {"runtime_pass_env": ["OK", bad]}},
+                  start=False)
+        p = h.spawn()
+        assert p.wait(30) == 78, bad
+        assert "sandbox.runtime_pass_env[1]: expected a variable name" in \
+            p.stderr_path.read_text(), bad
