@@ -24,7 +24,6 @@
 
 #include "client.h"
 #include "config.h"
-#include "provider.h"
 #include "util.h"
 
 #ifndef CLAWVISOR_DATADIR
@@ -106,7 +105,7 @@ doctor_runtime(struct doctor *d, const struct config *cf, int apple,
 {
 	const struct runtime_conf	*rt = apple ? &cf->apple : &cf->docker;
 	char				*path, out[4096], fix[512];
-	char				*argv[12], **envp;
+	char				*argv[12];
 	int				 r;
 
 	if ((path = which(rt->runtime_command)) == NULL) {
@@ -119,30 +118,27 @@ doctor_runtime(struct doctor *d, const struct config *cf, int apple,
 	}
 	check(d, 1, "runtime", NULL, "%s", path);
 	free(path);
-	/* The engine as the daemon's workers reach it: no key in sight. */
-	envp = runtime_env(cf->env_allowlist, cf->nallow, cf->runtime_pass_env,
-	    cf->npass);
 	argv[0] = rt->runtime_command;
 	argv[1] = apple ? "system" : "info";
 	argv[2] = apple ? "status" : NULL;
 	argv[3] = NULL;
-	r = run_output_env(argv, envp, out, sizeof(out), 30);
+	r = run_output(argv, out, sizeof(out), 30);
 	check(d, r == 0, "engine", apple ? "container system start" :
 	    "start the engine (systemctl start docker, or podman system "
 	    "service) and check DOCKER_HOST", r == 0 ? "%s %s answers" :
 	    "%s %s failed: %s", rt->runtime_command, apple ? "system status" :
 	    "info", r == 0 ? "" : first_line(out));
 	if (r != 0)
-		goto done;
+		return;
 	argv[1] = "image";
 	argv[2] = "inspect";
 	argv[3] = rt->image;
 	argv[4] = NULL;
-	r = run_output_env(argv, envp, out, sizeof(out), 30);
+	r = run_output(argv, out, sizeof(out), 30);
 	check(d, r == 0, "image", "clawvisor sandbox build-image", r == 0 ?
 	    "%s present" : "%s not present", rt->image);
 	if (r != 0 || (!need_claude && !need_codex))
-		goto done;
+		return;
 	argv[1] = "run";
 	argv[2] = "--rm";
 	argv[3] = "--network";
@@ -153,13 +149,11 @@ doctor_runtime(struct doctor *d, const struct config *cf, int apple,
 	argv[8] = need_claude && need_codex ? "command -v claude && command "
 	    "-v codex" : need_claude ? "command -v claude" : "command -v codex";
 	argv[9] = NULL;
-	r = run_output_env(argv, envp, out, sizeof(out), 120);
+	r = run_output(argv, out, sizeof(out), 120);
 	check(d, r == 0, "clis", "rebuild the image: clawvisor sandbox "
 	    "build-image", r == 0 ? "%s%s%s in %s" : "%s%s%s missing in %s",
 	    need_claude ? "claude" : "", need_claude && need_codex ? " and " :
 	    "", need_codex ? "codex" : "", rt->image);
-done:
-	argv_free(envp);
 }
 
 /* The daemon's view of the keys, or NULL without a daemon. */
@@ -469,8 +463,7 @@ build_image_main(const char *home)
 	    rt->runtime_command, file);
 	fflush(stdout);
 	if ((pid = fork()) == 0) {
-		execvpe(argv[0], argv, runtime_env(cf->env_allowlist,
-		    cf->nallow, cf->runtime_pass_env, cf->npass));
+		execvp(argv[0], argv);
 		fprintf(stderr, "clawvisor: cannot run %s: %s\n", argv[0],
 		    strerror(errno));
 		_exit(127);
