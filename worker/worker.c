@@ -116,15 +116,16 @@ container_reap(int kill_first)
 /*
  * A stream as captured, redacted whole: before classify() takes its tails
  * and error lines and the reply is made from it, since a cut through a
- * secret leaves a piece that no longer matches. Output past
- * max_output_bytes was dropped mid-stream: its edge is a cut as well.
+ * secret leaves a piece that no longer matches. Its end is a cut edge too:
+ * output past max_output_bytes is dropped unread, a timeout kills the
+ * program between two writes of a line, and a pipe that something escaped
+ * holds open is given up after the drain.
  */
 static char *
 worker_redact(const struct capture *c, size_t *len)
 {
 	return redact_cut(c->data != NULL ? c->data : "", c->len,
-	    w.job.env_allowlist, w.job.nallow, c->truncated ? REDACT_CUT_END :
-	    0, len);
+	    w.job.env_allowlist, w.job.nallow, REDACT_CUT_END, len);
 }
 
 static void

@@ -5,7 +5,7 @@ no allowlisted key in the environment of the container runtime's CLI.
 
 Secrets of 40, 97 and 200 characters, each in an allowlisted variable of
 the daemon's environment, are placed by a program across each cut edge at
-several offsets; then the whole home (log, events, dead letters, responses,
+several offsets (and at the end of a stream cut by the program's death); then the whole home (log, events, dead letters, responses,
 the daemon's stderr) and the `dead list` output are searched for any run of
 8 of their characters (docs/SANDBOX.md, "Secrets")."""
 import json
@@ -45,6 +45,12 @@ elif case == "named":
 elif case == "cap":
     # stderr cut at max_output_bytes K characters into the secret.
     err("z" * (%(cap)d - 12 - k) + "\nerror: key " + s + "\nmore\n")
+elif case == "killed":
+    # Killed between two writes of a line: the stream ends K characters
+    # into the secret, and the error says so with that line.
+    err("error: key " + s[:k])
+    sys.stderr.flush()
+    os.kill(os.getpid(), 9)
 elif case == "reply":
     # The reply cut at max_output_bytes K characters into the secret.
     out("r" * (%(cap)d - 1 - k) + " " + s + " and the rest\n")
@@ -104,7 +110,8 @@ def test_secret_cut_at_every_edge(homes, tmp_path):
     for var, s in secrets.items():
         n = len(s)
         for k in sorted({FRAGMENT, FRAGMENT + 1, n // 2, n - 1}):
-            for case in ("tail", "line", "named", "cap", "reply"):
+            for case in ("tail", "line", "named", "cap", "killed",
+                         "reply"):
                 msg = f"{case} {var} {k}"
                 mids[msg] = h.drop(msg, agent="cutter")
     for msg, mid in mids.items():
@@ -116,7 +123,8 @@ def test_secret_cut_at_every_edge(homes, tmp_path):
             assert rec["message"].endswith("[REDACTED]"), (msg, rec)
         else:
             assert kind == "dead", (msg, rec)
-            assert "exit 3" in rec["errorMessage"], (msg, rec)
+            want = "signal 9" if msg.startswith("killed") else "exit 3"
+            assert want in rec["errorMessage"], (msg, rec)
     # Every run's end and error events are written before the files go.
     h.wait_events("sandbox_invocation_end", n=len(mids), timeout=30)
     failed = [m for m in mids if not m.startswith("reply")]
