@@ -91,9 +91,10 @@ match_edge(const char *text, size_t len, const struct span *vals, size_t n,
 	for (i = 0; i < n; i++)
 		for (k = vals[i].len < len ? vals[i].len : len;
 		    k >= REDACT_FRAGMENT && k > best; k--)
-			if (head ? memcmp(text, vals[i].s + vals[i].len - k,
-			    k) == 0 : memcmp(text + len - k, vals[i].s, k) ==
-			    0) {
+			if (head ? text[k - 1] == vals[i].s[vals[i].len - 1] &&
+			    memcmp(text, vals[i].s + vals[i].len - k, k) == 0 :
+			    text[len - k] == vals[i].s[0] &&
+			    memcmp(text + len - k, vals[i].s, k) == 0) {
 				best = k;
 				break;
 			}
