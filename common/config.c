@@ -408,6 +408,48 @@ parse_runtime(struct ctx *c, json_object *sandbox, const char *which,
 	return 0;
 }
 
+/*
+ * sandbox.runtime_pass_env: more of the daemon's environment for the
+ * container runtime's CLI (a credential helper's, a wrapper's), NAME or
+ * PREFIX*. A key of env_allowlist is never passed: naming one is an error.
+ */
+static int
+parse_pass_env(struct ctx *c, json_object *s, struct config *cf)
+{
+	char	*e, *star;
+	size_t	 i, j;
+	int	 ok;
+
+	if (get_strv(c, s, "sandbox", "runtime_pass_env", 0,
+	    &cf->runtime_pass_env, &cf->npass) == -1)
+		return -1;
+	for (i = 0; i < cf->npass; i++) {
+		e = cf->runtime_pass_env[i];
+		star = strchr(e, '*');
+		if (star != NULL && star[1] == '\0') {
+			*star = '\0';
+			ok = env_name_valid(e);
+			*star = '*';
+		} else
+			ok = env_name_valid(e);
+		if (!ok) {
+			snprintf(c->err, c->errlen, "sandbox.runtime_pass_env"
+			    "[%zu]: expected a variable name or a prefix and "
+			    "'*', got \"%.40s\"", i, e);
+			return -1;
+		}
+		for (j = 0; j < cf->nallow; j++)
+			if (strcmp(e, cf->env_allowlist[j]) == 0) {
+				snprintf(c->err, c->errlen, "sandbox."
+				    "runtime_pass_env[%zu]: %s is in sandbox."
+				    "env_allowlist: a key never reaches the "
+				    "container runtime's CLI", i, e);
+				return -1;
+			}
+	}
+	return 0;
+}
+
 static int
 parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 {
@@ -460,7 +502,8 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 			    "\"%.40s\"", i, cf->env_allowlist[i]);
 			return -1;
 		}
-	if (parse_runtime(c, s, "docker", &cf->docker) == -1 ||
+	if (parse_pass_env(c, s, cf) == -1 ||
+	    parse_runtime(c, s, "docker", &cf->docker) == -1 ||
 	    parse_runtime(c, s, "apple", &cf->apple) == -1)
 		return -1;
 
@@ -808,6 +851,7 @@ config_free(struct config *cf)
 	}
 	free(cf->teams);
 	strv_free(cf->env_allowlist, cf->nallow);
+	strv_free(cf->runtime_pass_env, cf->npass);
 	runtime_free(&cf->docker);
 	runtime_free(&cf->apple);
 	free(cf->workspace);
@@ -889,6 +933,11 @@ config_sandbox_json(const struct config *cf)
 		json_object_array_add(a,
 		    json_object_new_string(cf->env_allowlist[i]));
 	json_object_object_add(o, "env_allowlist", a);
+	a = json_object_new_array();
+	for (i = 0; i < cf->npass; i++)
+		json_object_array_add(a,
+		    json_object_new_string(cf->runtime_pass_env[i]));
+	json_object_object_add(o, "runtime_pass_env", a);
 	json_object_object_add(o, "path_mapping_mode", json_object_new_string(
 	    cf->path_mapping == MAP_MAPPED ? "mapped" : "same-path"));
 	json_object_object_add(o, "docker", runtime_json(&cf->docker, 0));

@@ -73,6 +73,8 @@ struct config {
 	int64_t		 kill_grace_seconds;
 	char		**env_allowlist;
 	size_t		 nallow;
+	char		**runtime_pass_env;	/* NAME or PREFIX*, for the CLI */
+	size_t		 npass;
 	enum path_mapping path_mapping;
 	struct runtime_conf docker;
 	struct runtime_conf apple;

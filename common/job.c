@@ -110,6 +110,8 @@ job_to_json(const struct job *j)
 	ADD_INT(o, "max_output", j->max_output_bytes);
 	json_object_object_add(o, "allow", strv_json(j->env_allowlist,
 	    j->nallow));
+	json_object_object_add(o, "pass", strv_json(j->runtime_pass_env,
+	    j->npass));
 	ADD_INT(o, "mapping", j->path_mapping);
 	rt = json_object_new_object();
 	ADD_STR(rt, "runtime", j->rt.runtime_command);
@@ -169,6 +171,8 @@ job_from_json(json_object *o, struct job *j, char *err, size_t len)
 	    &j->max_output_bytes, err, len) == -1 ||
 	    strv_get(o, "allow", &j->env_allowlist, &j->nallow, err, len)
 	    == -1 ||
+	    strv_get(o, "pass", &j->runtime_pass_env, &j->npass, err, len)
+	    == -1 ||
 	    ipc_get_int(o, "mapping", 0, MAP_SAME_PATH, &n, err, len) == -1)
 		return -1;
 	j->path_mapping = n;
@@ -201,6 +205,7 @@ job_free(struct job *j)
 	free(j->workdir);
 	free(j->home);
 	strv_free(j->env_allowlist, j->nallow);
+	strv_free(j->runtime_pass_env, j->npass);
 	free(j->rt.runtime_command);
 	free(j->rt.image);
 	free(j->rt.memory);

@@ -31,6 +31,8 @@ struct job {
 	int64_t		 max_output_bytes;
 	char		**env_allowlist;
 	size_t		 nallow;
+	char		**runtime_pass_env;
+	size_t		 npass;
 	enum path_mapping path_mapping;
 	struct runtime_conf rt;		/* the one of the job's mode */
 };

@@ -543,13 +543,77 @@ str_unescape(const char *s, char **out)
 }
 
 /*
- * Run a short helper program (a container runtime's ps, rm, kill, info) to
- * completion, in its own session, stdin from /dev/null. Up to len-1 bytes
- * of its stdout and stderr go to out (which may be NULL). After timeout_s
- * seconds it is killed. Returns its exit status, or -1.
+ * What a container runtime's CLI reads from its environment (docker,
+ * podman, Apple's container, their plugins and credential helpers); a
+ * trailing '*' makes a prefix. The table in docs/SANDBOX.md follows it.
  */
+static const char *const runtime_vars[] = {
+	"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ",
+	"TMPDIR", "XDG_*", "DBUS_SESSION_BUS_ADDRESS", "SSH_AUTH_SOCK",
+	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy",
+	"https_proxy", "no_proxy", "all_proxy", "SSL_CERT_FILE",
+	"SSL_CERT_DIR", "DOCKER_*", "BUILDKIT_*", "BUILDX_*", "CONTAINER*",
+	"PODMAN_*", "BUILDAH_*", "REGISTRY_AUTH_FILE", "STORAGE_DRIVER",
+	"STORAGE_OPTS",
+	NULL
+};
+
+/* Does "NAME=value" match pattern NAME or PREFIX*? */
+static int
+env_matches(const char *entry, const char *pat)
+{
+	size_t n = strlen(pat);
+
+	if (n > 0 && pat[n - 1] == '*')
+		return strncmp(entry, pat, n - 1) == 0;
+	return strncmp(entry, pat, n) == 0 && entry[n] == '=';
+}
+
+char **
+runtime_env(char *const *allow, size_t nallow, char *const *pass,
+    size_t npass)
+{
+	extern char	**environ;
+	char		**v, **e;
+	const char	*const *r;
+	size_t		  n = 0, i;
+	int		  keep;
+
+	for (e = environ; *e != NULL; e++)
+		n++;
+	v = xcalloc(n + 1, sizeof(char *));
+	n = 0;
+	for (e = environ; *e != NULL; e++) {
+		keep = 0;
+		for (r = runtime_vars; *r != NULL && !keep; r++)
+			keep = env_matches(*e, *r);
+		for (i = 0; i < npass && !keep; i++)
+			keep = env_matches(*e, pass[i]);
+		/* A key is for the agent, never for the engine's CLI. */
+		for (i = 0; i < nallow && keep; i++)
+			keep = !env_matches(*e, allow[i]);
+		if (keep)
+			v[n++] = xstrdup(*e);
+	}
+	return v;
+}
+
 int
 run_output(char *const argv[], char *out, size_t len, int timeout_s)
+{
+	return run_output_env(argv, NULL, out, len, timeout_s);
+}
+
+/*
+ * Run a short helper program (a container runtime's ps, rm, kill, info) to
+ * completion, in its own session, stdin from /dev/null, with envp (NULL:
+ * ours). Up to len-1 bytes of its stdout and stderr go to out (which may
+ * be NULL). After timeout_s seconds it is killed. Returns its exit status,
+ * or -1.
+ */
+int
+run_output_env(char *const argv[], char *const envp[], char *out,
+    size_t len, int timeout_s)
 {
 	struct pollfd	pfd;
 	char		scratch[4096];
@@ -574,7 +638,10 @@ run_output(char *const argv[], char *out, size_t len, int timeout_s)
 			dup2(null, 0);
 		dup2(p[1], 1);
 		dup2(p[1], 2);
-		execvp(argv[0], argv);
+		if (envp != NULL)
+			execvpe(argv[0], argv, envp);
+		else
+			execvp(argv[0], argv);
 		_exit(127);
 	}
 	close(p[1]);

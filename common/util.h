@@ -45,6 +45,15 @@ int	 file_read_regular(int dirfd, const char *name, size_t max,
 
 int	 run_output(char *const argv[], char *out, size_t len,
 	    int timeout_s);
+int	 run_output_env(char *const argv[], char *const envp[], char *out,
+	    size_t len, int timeout_s);
+/*
+ * A copy of the part of our environment a container runtime's CLI needs
+ * (docs/SANDBOX.md), plus the names or PREFIX* in pass, never a name in
+ * allow (the agents' keys): for argv_free().
+ */
+char	**runtime_env(char *const *allow, size_t nallow, char *const *pass,
+	    size_t npass);
 
 /* Replace every character outside [A-Za-z0-9._-] by '_' (file names). */
 void	 name_sanitize(char *);

@@ -22,6 +22,7 @@
 #include "util.h"
 
 #define DEAD_LIST_MAX	10000
+#define ERR_REPLY_MAX	1023	/* bytes of an error reply's text */
 
 typedef json_object *(*cmd_fn)(json_object *req, int *stop);
 
@@ -37,24 +38,44 @@ ok_reply(void)
 static json_object *
 err_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * Redacted whole, then cut: a cut through a secret would leave a piece
+ * that no longer matches.
+ */
 static json_object *
 err_reply(const char *fmt, ...)
 {
 	json_object	*o = json_object_new_object();
-	char		 buf[1024], *clean, *fixed;
+	char		*buf, *clean, *fixed = NULL;
+	size_t		 n;
 	va_list		 ap;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (vasprintf(&buf, fmt, ap) == -1)
+		buf = NULL;
 	va_end(ap);
 	/* A request's bytes echoed, or cut inside a character by %.60s. */
-	clean = redact(utf8_ensure(buf, &fixed), sv.conf->env_allowlist,
-	    sv.conf->nallow);
+	clean = redact(buf != NULL ? utf8_ensure(buf, &fixed) :
+	    "out of memory", sv.conf->env_allowlist, sv.conf->nallow);
+	free(buf);
+	if ((n = strlen(clean)) > ERR_REPLY_MAX) {
+		n = ERR_REPLY_MAX;
+		while (n > 0 && ((unsigned char)clean[n] & 0xc0) == 0x80)
+			n--;
+		clean[n] = '\0';
+	}
 	json_object_object_add(o, "ok", json_object_new_boolean(0));
 	json_object_object_add(o, "error", json_object_new_string(clean));
 	free(clean);
 	free(fixed);
 	return o;
+}
+
+/* A request's string redacted, for an error that quotes part of it. */
+static char *
+quoted(const char *s)
+{
+	return redact(s, sv.conf->env_allowlist, sv.conf->nallow);
 }
 
 /* A string argument, or NULL if absent, not a string or holding a NUL. */
@@ -243,7 +264,7 @@ cmd_sandbox_set(json_object *req, int *stop)
 	struct config	*cf;
 	struct stat	 st;
 	const char	*mode, *s;
-	char		*text = NULL, err[512], *dir, *base;
+	char		*text = NULL, err[512], *dir, *base, *q;
 	size_t		 len;
 	int		 dfd = -1, rr;
 
@@ -252,9 +273,13 @@ cmd_sandbox_set(json_object *req, int *stop)
 		return err_reply("sandbox.set: expected \"mode\": host, docker "
 		    "or apple");
 	if (strcmp(mode, "host") != 0 && strcmp(mode, "docker") != 0 &&
-	    strcmp(mode, "apple") != 0)
-		return err_reply("sandbox.mode: expected one of \"host\", "
-		    "\"docker\" or \"apple\", got \"%.40s\"", mode);
+	    strcmp(mode, "apple") != 0) {
+		q = quoted(mode);
+		r = err_reply("sandbox.mode: expected one of \"host\", "
+		    "\"docker\" or \"apple\", got \"%.40s\"", q);
+		free(q);
+		return r;
+	}
 	rr = file_read_regular(AT_FDCWD, sv.conf->path, 4 * 1024 * 1024,
 	    &text, &len, err, sizeof(err));
 	if (rr == -2)
@@ -331,7 +356,7 @@ static char *
 dead_name(json_object *req, json_object **err)
 {
 	const char	*arg;
-	char		*id, *name;
+	char		*id, *name, *q;
 	size_t		 l;
 
 	if ((arg = str_arg(req, "id")) == NULL) {
@@ -339,13 +364,17 @@ dead_name(json_object *req, json_object **err)
 		return NULL;
 	}
 	if (str_unescape(arg, &id) == -1) {
+		q = quoted(arg);
 		*err = err_reply("invalid dead letter id \"%.60s\": a "
-		    "backslash starts \\\\ or \\xNN", arg);
+		    "backslash starts \\\\ or \\xNN", q);
+		free(q);
 		return NULL;
 	}
 	l = strlen(id);
 	if (l == 0 || l > 200 || strchr(id, '/') != NULL || id[0] == '.') {
-		*err = err_reply("invalid dead letter id \"%.60s\"", arg);
+		q = quoted(arg);
+		*err = err_reply("invalid dead letter id \"%.60s\"", q);
+		free(q);
 		free(id);
 		return NULL;
 	}
@@ -633,6 +662,7 @@ control_handle_line(const char *line, size_t len, int *stop)
 	struct json_tokener	*tok;
 	json_object		*req, *r;
 	const char		*cmd;
+	char			*q;
 	size_t			 i;
 
 	*stop = 0;
@@ -660,7 +690,9 @@ control_handle_line(const char *line, size_t len, int *stop)
 			json_object_put(req);
 			return r;
 		}
-	r = err_reply("unknown command \"%.60s\"", cmd);
+	q = quoted(cmd);
+	r = err_reply("unknown command \"%.60s\"", q);
+	free(q);
 	json_object_put(req);
 	return r;
 }

@@ -529,6 +529,7 @@ pool_kill_container(const char *runtime, uint64_t job_id)
 	char		 name[64], *secrets, *record;
 	char		*kill_argv[] = { (char *)runtime, "kill", name, NULL };
 	char		*rm_argv[] = { (char *)runtime, "rm", "-f", name, NULL };
+	char		**envp;
 	pid_t		 pid;
 
 	snprintf(name, sizeof(name), "clawvisor-%llu",
@@ -550,8 +551,10 @@ pool_kill_container(const char *runtime, uint64_t job_id)
 		signal(SIGPIPE, SIG_DFL);
 		signal(SIGCHLD, SIG_DFL);	/* not libev's handler */
 		closefrom(3);
-		(void)run_output(kill_argv, NULL, 0, 30);
-		(void)run_output(rm_argv, NULL, 0, 60);
+		envp = runtime_env(sv.conf->env_allowlist, sv.conf->nallow,
+		    sv.conf->runtime_pass_env, sv.conf->npass);
+		(void)run_output_env(kill_argv, envp, NULL, 0, 30);
+		(void)run_output_env(rm_argv, envp, NULL, 0, 60);
 		unlink(record);
 		_exit(0);
 	}

@@ -286,6 +286,8 @@ job_build(struct msg *m, const struct agent *a)
 	j.max_output_bytes = sv.conf->max_output_bytes;
 	j.env_allowlist = sv.conf->env_allowlist;
 	j.nallow = sv.conf->nallow;
+	j.runtime_pass_env = sv.conf->runtime_pass_env;
+	j.npass = sv.conf->npass;
 	j.path_mapping = sv.conf->path_mapping;
 	j.rt = j.mode == MODE_APPLE ? sv.conf->apple : sv.conf->docker;
 	o = job_to_json(&j);

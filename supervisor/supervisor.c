@@ -17,6 +17,7 @@
 
 #include "control.h"
 #include "log.h"
+#include "provider.h"
 #include "supervisor.h"
 #include "util.h"
 
@@ -110,14 +111,14 @@ secrets_sweep(void)
  * running yet, and nothing new may start before they are gone.
  */
 static int
-container_rm(const char *runtime, const char *name)
+container_rm(const char *runtime, const char *name, char **envp)
 {
 	char *kill[] = { (char *)runtime, "kill", (char *)name, NULL };
 	char *rm[] = { (char *)runtime, "rm", "-f", (char *)name, NULL };
 
 	/* A kill first: rm -f would wait out the stop timeout. */
-	(void)run_output(kill, NULL, 0, 30);
-	return run_output(rm, NULL, 0, 60);
+	(void)run_output_env(kill, envp, NULL, 0, 30);
+	return run_output_env(rm, envp, NULL, 0, 60);
 }
 
 static void
@@ -129,9 +130,12 @@ containers_sweep(void)
 	char		*dir, *label, line[256], out[65536], *p, *nl;
 	char		*ps[] = { sv.conf->docker.runtime_command, "ps", "-a",
 			    "--filter", NULL, "--format", "{{.Names}}", NULL };
+	char		**envp;
 	int		 n = 0;
 	size_t		 i;
 
+	envp = runtime_env(sv.conf->env_allowlist, sv.conf->nallow,
+	    sv.conf->runtime_pass_env, sv.conf->npass);
 	xasprintf(&dir, "%s/run/containers", sv.home);
 	if ((d = opendir(dir)) != NULL) {
 		while ((de = readdir(d)) != NULL) {
@@ -145,7 +149,8 @@ containers_sweep(void)
 				fclose(f);
 			}
 			line[strcspn(line, "\n")] = '\0';
-			if (*line != '\0' && container_rm(line, de->d_name) == 0)
+			if (*line != '\0' &&
+			    container_rm(line, de->d_name, envp) == 0)
 				n++;
 			unlinkat(dirfd(d), de->d_name, 0);
 		}
@@ -159,17 +164,18 @@ containers_sweep(void)
 	if (i < sv.conf->nagents) {
 		xasprintf(&label, "label=clawvisor.home=%s", sv.home);
 		ps[4] = label;
-		if (run_output(ps, out, sizeof(out), 30) == 0)
+		if (run_output_env(ps, envp, out, sizeof(out), 30) == 0)
 			for (p = out; *p != '\0'; p = nl) {
 				nl = p + strcspn(p, "\n");
 				if (*nl != '\0')
 					*nl++ = '\0';
 				if (strncmp(p, "clawvisor-", 10) == 0 &&
-				    container_rm(ps[0], p) == 0)
+				    container_rm(ps[0], p, envp) == 0)
 					n++;
 			}
 		free(label);
 	}
+	argv_free(envp);
 	if (n > 0)
 		log_info("removed %d container(s) left by an earlier run", n);
 }

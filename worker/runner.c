@@ -24,7 +24,6 @@
 
 #define DRAIN_SECONDS	2.0	/* pipes held open by an escaped process */
 #define CHUNK		65536
-#define STDOUT_TAIL	2048	/* of stdout, for classify() */
 
 /*
  * The sanitizers' runtimes keep state in memory that a vfork child would
@@ -122,7 +121,7 @@ static void
 runner_terminate(struct runner *r)
 {
 	if (r->on_timeout != NULL)
-		run_output(r->on_timeout, NULL, 0, 30);
+		run_output_env(r->on_timeout, r->envp, NULL, 0, 30);
 	if (r->grace_seconds == 0) {
 		kill_group(r, SIGKILL);
 		return;
@@ -341,6 +340,7 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 	r->arg = arg;
 	r->grace_seconds = s->kill_grace_seconds;
 	r->on_timeout = s->on_timeout;
+	r->envp = s->envp;
 	r->started_ms = mono_ms();
 	ev_child_init(&r->child, runner_child, pid, 0);
 	r->child.data = r;
@@ -376,12 +376,6 @@ runner_status(const struct runner *r, struct run_status *st)
 		} else if (WIFSIGNALED(r->status))
 			st->signal = WTERMSIG(r->status);
 	}
-	st->err_text = r->err.data;
-	st->err_len = r->err.len;
-	/* Where a CLI that prints its errors on stdout puts them. */
-	st->out_len = r->out.len < STDOUT_TAIL ? r->out.len : STDOUT_TAIL;
-	st->out_text = r->out.data == NULL ? NULL : r->out.data + r->out.len -
-	    st->out_len;
 }
 
 void

@@ -59,6 +59,7 @@ struct runner {
 	int64_t		 duration_ms;
 	int64_t		 grace_seconds;
 	char		**on_timeout;
+	char		**envp;		/* the spec's, for on_timeout too */
 	runner_cb	 cb;
 	void		*arg;
 };
@@ -67,6 +68,7 @@ struct runner	*runner_start(struct ev_loop *, const struct runner_spec *,
 		    runner_cb, void *, char *err, size_t errlen);
 /* Stop it now, as a timeout would (graceful stop, supervisor's cancel). */
 void		 runner_cancel(struct runner *);
+/* How it ended; the texts are the caller's to set, once redacted. */
 void		 runner_status(const struct runner *, struct run_status *);
 void		 runner_free(struct runner *);
 

@@ -364,6 +364,9 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 		add(&a, cli[i]);
 	argv_free(cli);
 	sb->argv = a.v;
+	/* The keys reach the container through the env-file alone. */
+	sb->envp = runtime_env(j->env_allowlist, j->nallow,
+	    j->runtime_pass_env, j->npass);
 	sb->container_mode = 1;
 	sb->on_timeout = xcalloc(4, sizeof(char *));
 	sb->on_timeout[0] = xstrdup(j->rt.runtime_command);

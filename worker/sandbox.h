@@ -13,7 +13,7 @@
 
 struct sandbox_run {
 	char	**argv;
-	char	**envp;		/* NULL: inherit */
+	char	**envp;		/* NULL: inherit (host); runtime_env() */
 	char	**on_timeout;	/* container kill, or NULL */
 	char	 *env_file;	/* removed by sandbox_cleanup() */
 	char	 *container;	/* clawvisor-<id>, or NULL */

@@ -27,6 +27,8 @@
 #include "util.h"
 #include "worker.h"
 
+#define STDOUT_TAIL	2048	/* of stdout, for classify() */
+
 static struct {
 	struct ev_loop		*loop;
 	struct ipc_conn		 conn;
@@ -76,15 +78,11 @@ worker_finish(struct job_result *res)
 	json_object	*o;
 	char		*clean;
 
+	/* The reply is redacted where it is made (worker_done). */
 	clean = redact(res->error != NULL ? res->error : "",
 	    w.job.env_allowlist, w.job.nallow);
 	free(res->error);
 	res->error = clean;
-	if (res->reply != NULL) {
-		clean = redact(res->reply, w.job.env_allowlist, w.job.nallow);
-		free(res->reply);
-		res->reply = clean;
-	}
 	o = result_to_json(res);
 	worker_send(MSG_JOB_DONE, w.job.id, o);
 	json_object_put(o);
@@ -109,10 +107,25 @@ container_reap(int kill_first)
 	if (w.sb.on_timeout == NULL)
 		return;
 	if (kill_first)
-		(void)run_output(w.sb.on_timeout, NULL, 0, 30);
+		(void)run_output_env(w.sb.on_timeout, w.sb.envp, NULL, 0, 30);
 	rm[0] = w.sb.on_timeout[0];
 	rm[3] = w.sb.container;
-	(void)run_output(rm, NULL, 0, 30);
+	(void)run_output_env(rm, w.sb.envp, NULL, 0, 30);
+}
+
+/*
+ * A stream as captured, redacted whole: before classify() takes its tails
+ * and error lines and the reply is made from it, since a cut through a
+ * secret leaves a piece that no longer matches. Its end is a cut edge too:
+ * output past max_output_bytes is dropped unread, a timeout kills the
+ * program between two writes of a line, and a pipe that something escaped
+ * holds open is given up after the drain.
+ */
+static char *
+worker_redact(const struct capture *c, size_t *len)
+{
+	return redact_cut(c->data != NULL ? c->data : "", c->len,
+	    w.job.env_allowlist, w.job.nallow, REDACT_CUT_END, len);
 }
 
 static void
@@ -120,11 +133,19 @@ worker_done(struct runner *r, void *arg)
 {
 	struct job_result	res;
 	struct run_status	st;
-	char			why[1024];
+	char			why[1024], *out, *err, *raw;
+	size_t			outlen, errlen;
 
 	(void)arg;
 	memset(&res, 0, sizeof(res));
+	out = worker_redact(&r->out, &outlen);
+	err = worker_redact(&r->err, &errlen);
 	runner_status(r, &st);
+	st.err_text = err;
+	st.err_len = errlen;
+	/* Where a CLI that prints its errors on stdout puts them. */
+	st.out_len = outlen < STDOUT_TAIL ? outlen : STDOUT_TAIL;
+	st.out_text = out + outlen - st.out_len;
 	st.program = w.sb.argv[0];
 	st.container = w.sb.container_mode;
 	if (r->exec_stage == 1) {
@@ -143,9 +164,20 @@ worker_done(struct runner *r, void *arg)
 	res.truncated = r->out.truncated || r->err.truncated;
 	res.duration_ms = r->duration_ms;
 	res.error = xstrdup(why);
-	if (res.outcome == OUT_OK)
-		res.reply = provider_reply(&w.job, r->out.data != NULL ?
+	if (res.outcome == OUT_OK && w.job.provider == PROV_OPENAI) {
+		/*
+		 * codex's JSON lines are parsed as printed, the text they
+		 * hold redacted after: a redaction inside a JSON string could
+		 * swallow an escape and lose the line.
+		 */
+		raw = provider_reply(&w.job, r->out.data != NULL ?
 		    r->out.data : "", r->out.len);
+		res.reply = redact(raw, w.job.env_allowlist, w.job.nallow);
+		free(raw);
+	} else if (res.outcome == OUT_OK)
+		res.reply = provider_reply(&w.job, out, outlen);
+	free(out);
+	free(err);
 	/* The runner's timeout or cancel has already run the kill. */
 	if (r->timed_out || r->cancelled)
 		container_reap(0);

@@ -33,9 +33,12 @@ def sha(s):
 def apple_settings(apple=None, sandbox=None, agents=None):
     a = dict(APPLE)
     a.update(apple or {})
+    # The runtime's CLI sees only what it needs (docs/SANDBOX.md): the
+    # fake's own settings and the test tag are passed on by name.
     s = {"mode": "apple", "timeout_seconds": 30, "max_attempts": 3,
          "backoff_seconds": 0, "backoff_max_seconds": 1,
-         "kill_grace_seconds": 1, "apple": a}
+         "kill_grace_seconds": 1, "apple": a,
+         "runtime_pass_env": ["CLAWVISOR_TEST_TAG", "FAKE_*"]}
     s.update(sandbox or {})
     out = {"sandbox": s, "supervisor": {"workers": 2,
                                         "scan_interval_ms": 200}}

@@ -27,9 +27,11 @@ def settings(eng, runtime, docker=None, sandbox=None, agents=None):
          "network": "default", "memory": "256m", "cpus": "1.0",
          "pids_limit": 64, "user": "auto"}
     d.update(docker or {})
+    # The test tag reaches the runtime's CLI by name (docs/SANDBOX.md).
     s = {"mode": "docker", "timeout_seconds": 30, "max_attempts": 2,
          "backoff_seconds": 0, "backoff_max_seconds": 1,
-         "kill_grace_seconds": 1, "docker": d}
+         "kill_grace_seconds": 1, "docker": d,
+         "runtime_pass_env": ["CLAWVISOR_TEST_TAG"]}
     s.update(sandbox or {})
     a = {"probe": {"name": "Probe", "provider": "command",
                    "command": ["cv-probe", "{message}"]}}

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "provider.h"
 #include "sandbox.h"
 #include "unit.h"
 #include "util.h"
@@ -145,6 +146,18 @@ check_argv(char **v, const char *const *want, const char *file, int line)
 } while (0)
 
 /* No secret reaches argv, in any form. */
+/* Does the environment v hold NAME=…? */
+static int
+env_has(char **v, const char *name)
+{
+	size_t i, n = strlen(name);
+
+	for (i = 0; v[i] != NULL; i++)
+		if (strncmp(v[i], name, n) == 0 && v[i][n] == '=')
+			return 1;
+	return 0;
+}
+
 static void
 assert_no_secret(char **v)
 {
@@ -191,7 +204,12 @@ test_docker_argv(void **state)
 	assert_int_equal(sb.container_mode, 1);
 	assert_string_equal(sb.container, "clawvisor-42");
 	assert_string_equal(sb.env_file, t.env_file);
-	assert_null(sb.envp);
+	/* The runtime's CLI gets PATH, never a key (docs/SANDBOX.md). */
+	assert_non_null(sb.envp);
+	assert_no_secret(sb.envp);
+	assert_true(env_has(sb.envp, "PATH"));
+	assert_false(env_has(sb.envp, "ANTHROPIC_API_KEY"));
+	assert_false(env_has(sb.envp, "OPENAI_API_KEY"));
 	/* On timeout the container is stopped by name. */
 	assert_argv(sb.on_timeout, "docker", "kill", "clawvisor-42");
 	sandbox_cleanup(&sb);
@@ -638,10 +656,59 @@ test_runtime_lookup(void **state)
 	assert_int_equal(chdir(t.cwd), 0);
 }
 
+/*
+ * The runtime's CLI: the built-in names and prefixes, the pass list, and
+ * never an allowlisted name, even one that a prefix of either takes in.
+ */
+static void
+test_runtime_env(void **state)
+{
+	char	*allow[] = { "ANTHROPIC_API_KEY", "DOCKER_TOKEN", "CV_KEY" };
+	char	*pass[] = { "AWS_*", "CV_KEY", "EXACT" };
+	char	**v;
+
+	(void)state;
+	setenv("DOCKER_HOST", "unix:///x", 1);
+	setenv("DOCKER_TOKEN", "sk-SECRET-docker", 1);
+	setenv("CONTAINERS_CONF", "/x", 1);
+	setenv("XDG_RUNTIME_DIR", "/run/user/1", 1);
+	setenv("AWS_PROFILE", "p", 1);
+	setenv("CV_KEY", "sk-SECRET-cv", 1);
+	setenv("EXACT", "1", 1);
+	setenv("EXACTLY", "1", 1);
+	setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1);
+	setenv("HOSTNAME_X", "1", 1);
+	v = runtime_env(allow, 3, pass, 3);
+	assert_true(env_has(v, "PATH"));
+	assert_true(env_has(v, "DOCKER_HOST"));
+	assert_true(env_has(v, "CONTAINERS_CONF"));
+	assert_true(env_has(v, "XDG_RUNTIME_DIR"));
+	assert_true(env_has(v, "AWS_PROFILE"));
+	assert_true(env_has(v, "EXACT"));
+	assert_false(env_has(v, "EXACTLY"));
+	assert_false(env_has(v, "NOTIFY_SOCKET"));
+	assert_false(env_has(v, "HOSTNAME_X"));
+	assert_false(env_has(v, "ANTHROPIC_API_KEY"));
+	assert_false(env_has(v, "OPENAI_API_KEY"));	/* not needed either */
+	assert_false(env_has(v, "DOCKER_TOKEN"));
+	assert_false(env_has(v, "CV_KEY"));
+	assert_no_secret(v);
+	argv_free(v);
+	/* Nothing passed: the built-in list alone. */
+	v = runtime_env(NULL, 0, NULL, 0);
+	assert_true(env_has(v, "DOCKER_TOKEN"));
+	assert_false(env_has(v, "AWS_PROFILE"));
+	assert_false(env_has(v, "ANTHROPIC_API_KEY"));
+	argv_free(v);
+	unsetenv("DOCKER_TOKEN");
+	unsetenv("CV_KEY");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_runtime_env, env_setup),
 		cmocka_unit_test_setup(test_docker_argv, env_setup),
 		cmocka_unit_test_setup(test_podman_codex, env_setup),
 		cmocka_unit_test_setup(test_apple_argv, env_setup),
