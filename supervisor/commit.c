@@ -52,7 +52,7 @@ obj_str(json_object *o, const char *key, const char *def)
 }
 
 char *
-queue_response_name(json_object *resp)
+commit_response_name(json_object *resp)
 {
 	json_object	*v;
 	char		*ch, *id, *name;
@@ -99,7 +99,7 @@ deliver(const char *reply, json_object *known)
 	free(text);
 	heartbeat = strcmp(obj_str(resp, "channel", ""), "heartbeat") == 0;
 	for (i = 0; i < 1000; i++) {
-		name = queue_response_name(resp);
+		name = commit_response_name(resp);
 		/* A heartbeat reply has one name and replaces the last. */
 		r = heartbeat ? renameat(sv.dir_processing, reply,
 		    sv.dir_outgoing, name) : renameat2(sv.dir_processing,
@@ -131,10 +131,10 @@ unlink_quiet(int dirfd, const char *name)
 }
 
 /*
- * Responses are committed in groups. queue_respond() writes the response
+ * Responses are committed in groups. commit_respond() writes the response
  * to a temporary in processing/ and queues the rest; event_flush(), just
  * before the loop waits again, makes one syncfs(2) for these temporaries
- * and the events' together, then calls queue_commit_finish(), which takes
+ * and the events' together, then calls commit_finish(), which takes
  * each response through the same steps as ever: the temporary renamed to
  * NAME.reply, NAME removed, NAME.reply moved to outgoing/. So a busy loop
  * pays one flush per iteration instead of one fsync per response, and a
@@ -143,7 +143,7 @@ unlink_quiet(int dirfd, const char *name)
  *
  * "Removed" is a rename to a temporary name, and the unlink itself (which
  * frees, and on a filesystem mounted with discard, trims the file's
- * blocks) is left to queue_commit_cleanup(), after the responses are out.
+ * blocks) is left to commit_cleanup(), after the responses are out.
  */
 #define COMMIT_MAX	256
 
@@ -179,7 +179,7 @@ respond_now(const char *name, json_object *resp)
 }
 
 int
-queue_respond(struct msg *m, json_object *resp)
+commit_respond(struct msg *m, json_object *resp)
 {
 	struct pending_reply	*p;
 	const char		*s;
@@ -211,14 +211,14 @@ queue_respond(struct msg *m, json_object *resp)
 }
 
 size_t
-queue_commit_pending(void)
+commit_pending(void)
 {
 	return pc.n;
 }
 
 /* After the flush: synced says whether it covered the temporaries. */
 void
-queue_commit_finish(int synced)
+commit_finish(int synced)
 {
 	struct pending_reply	*p;
 	char			*reply;
@@ -259,7 +259,7 @@ next:
 
 /* The claimed messages of the responses just delivered go for good. */
 void
-queue_commit_cleanup(void)
+commit_cleanup(void)
 {
 	struct pending_reply	*p;
 	size_t			 i;
@@ -299,7 +299,7 @@ bury(const char *dead, const char *name)
 }
 
 json_object *
-queue_dead_record(json_object *payload, const char *cls, const char *error,
+commit_dead_record(json_object *payload, const char *cls, const char *error,
     int attempt)
 {
 	json_object *rec = json_object_new_object();
@@ -317,7 +317,7 @@ queue_dead_record(json_object *payload, const char *cls, const char *error,
 
 /* Commit a dead letter for processing/NAME, with its notice. */
 static int
-commit_dead(const char *name, json_object *rec, json_object *notice)
+dead_commit(const char *name, json_object *rec, json_object *notice)
 {
 	char	*dead, *reply;
 	int	 r = -1;
@@ -351,7 +351,7 @@ mark_failure(json_object *o, int attempt, int64_t first, const char *cls,
 }
 
 int
-queue_dead(struct msg *m, const char *cls, const char *error,
+commit_dead(struct msg *m, const char *cls, const char *error,
     json_object *notice)
 {
 	json_object	*rec;
@@ -360,14 +360,14 @@ queue_dead(struct msg *m, const char *cls, const char *error,
 	/* The payload as it was at the end, with the last failure. */
 	mark_failure(m->obj, m->attempt, m->first_seen, cls, error);
 	json_object_object_del(m->obj, "retryAt");
-	rec = queue_dead_record(m->obj, cls, error, m->attempt);
-	r = commit_dead(m->name, rec, notice);
+	rec = commit_dead_record(m->obj, cls, error, m->attempt);
+	r = dead_commit(m->name, rec, notice);
 	json_object_put(rec);
 	return r;
 }
 
 int
-queue_defer(struct msg *m, int64_t retry_at, const char *error)
+commit_defer(struct msg *m, int64_t retry_at, const char *error)
 {
 	mark_failure(m->obj, m->attempt, m->first_seen, "transient", error);
 	json_object_object_add(m->obj, "retryAt",
@@ -512,9 +512,9 @@ recover_inflight(const char *name)
 		log_warnx("%s was running when clawvisor stopped, attempt %d "
 		    "of %lld: dead letter", name, attempt,
 		    (long long)sv.conf->max_attempts);
-		rec = queue_dead_record(obj, "transient", INTERRUPTED, attempt);
+		rec = commit_dead_record(obj, "transient", INTERRUPTED, attempt);
 		notice = response_notice(obj, NULL, NOTICE_TEXT);
-		commit_dead(name, rec, notice);
+		dead_commit(name, rec, notice);
 		json_object_put(rec);
 		json_object_put(notice);
 		sv.count.dead++;
@@ -533,7 +533,7 @@ recover_inflight(const char *name)
 }
 
 void
-queue_recover(void)
+commit_recover(void)
 {
 	char	**v, *base;
 	size_t	  n, i;
@@ -589,7 +589,7 @@ dmsg_cmp(const void *a, const void *b)
 
 /* Retries parked before a restart go first: they arrived first. */
 void
-queue_load_deferred(void)
+commit_load_deferred(void)
 {
 	struct dmsg	 *d;
 	json_object	 *obj, *v;

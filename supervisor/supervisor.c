@@ -450,8 +450,8 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	    config_mode_name(sv.conf->mode));
 	secrets_sweep();
 	containers_sweep();
-	queue_recover();
-	queue_load_deferred();
+	commit_recover();
+	commit_load_deferred();
 	signals_start();
 	if (control_init() == -1) {
 		pid_remove();

@@ -144,18 +144,18 @@ void		 queue_corrupt(int dirfd, const char *name, const char *why);
 size_t		 queue_depth(int dirfd);
 
 /* commit.c */
-void		 queue_recover(void);
-void		 queue_load_deferred(void);
-int		 queue_defer(struct msg *, int64_t retry_at, const char *error);
-int		 queue_respond(struct msg *, json_object *resp);
-size_t		 queue_commit_pending(void);
-void		 queue_commit_finish(int synced);
-void		 queue_commit_cleanup(void);
-int		 queue_dead(struct msg *, const char *cls, const char *error,
+void		 commit_recover(void);
+void		 commit_load_deferred(void);
+int		 commit_defer(struct msg *, int64_t retry_at, const char *error);
+int		 commit_respond(struct msg *, json_object *resp);
+size_t		 commit_pending(void);
+void		 commit_finish(int synced);
+void		 commit_cleanup(void);
+int		 commit_dead(struct msg *, const char *cls, const char *error,
 		    json_object *notice);
-json_object	*queue_dead_record(json_object *payload, const char *cls,
+json_object	*commit_dead_record(json_object *payload, const char *cls,
 		    const char *error, int attempt);
-char		*queue_response_name(json_object *resp);
+char		*commit_response_name(json_object *resp);
 
 /* sched.c */
 void		 sched_init(void);
