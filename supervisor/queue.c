@@ -411,6 +411,13 @@ queue_peek(const char *name)
 
 	if (held_has(name))
 		return;
+	if (strlen(name) > QUEUE_NAME_MAX) {
+		/* Its NAME.reply or dead letter could not be named. */
+		snprintf(why, sizeof(why), "file name is %zu bytes, over the "
+		    "limit of %d", strlen(name), QUEUE_NAME_MAX);
+		queue_corrupt(sv.dir_incoming, name, why);
+		return;
+	}
 	r = file_read_regular(sv.dir_incoming, name, MAX_MESSAGE_FILE, &buf,
 	    &len, why, sizeof(why));
 	if (r == -2 || r == -3)
@@ -582,6 +589,12 @@ queue_claim(struct msg *m)
 	if (m->where == AT_PROCESSING)
 		return 0;
 	dir = where_dir(m->where, &fd);
+	if (commit_holds(m->name)) {
+		/* An earlier message of this name is still committing. */
+		log_warnx("cannot claim %s/%s yet: the commit of an earlier "
+		    "message of that name is still under way", dir, m->name);
+		return -1;
+	}
 	if (renameat2(fd, m->name, sv.dir_processing, m->name,
 	    RENAME_NOREPLACE) == -1) {
 		log_error("cannot claim %s/%s: %s", dir, m->name,
@@ -602,8 +615,9 @@ queue_handback(struct msg *m)
 		return;
 	if (renameat2(sv.dir_processing, m->name, sv.dir_incoming, m->name,
 	    RENAME_NOREPLACE) == -1) {
-		xasprintf(&alt, "%.*s-%lld.json", (int)strlen(m->name) - 5,
-		    m->name, (long long)now_ms());
+		xasprintf(&alt, "%.*s-%lld.json", (int)(strlen(m->name) - 5 <
+		    QUEUE_NAME_MAX - 26 ? strlen(m->name) - 5 :
+		    QUEUE_NAME_MAX - 26), m->name, (long long)now_ms());
 		if (renameat2(sv.dir_processing, m->name, sv.dir_incoming,
 		    alt, RENAME_NOREPLACE) == -1)
 			log_error("cannot hand back %s: %s", m->name,
@@ -622,15 +636,18 @@ void
 queue_corrupt(int dirfd, const char *name, const char *why)
 {
 	struct stat	 st;
-	char		*target, *note, *text;
+	char		*base, *target, *note, *text;
 	int		 i;
 
-	target = xstrdup(name);
+	/* Room for ".N.error" under NAME_MAX; the note has the name. */
+	base = name_shorten(name, QUEUE_NAME_MAX);
+	target = xstrdup(base);
 	for (i = 1; fstatat(sv.dir_corrupt, target, &st,
 	    AT_SYMLINK_NOFOLLOW) == 0; i++) {
 		free(target);
-		xasprintf(&target, "%s.%d", name, i);
+		xasprintf(&target, "%s.%d", base, i);
 	}
+	free(base);
 	xasprintf(&note, "%s.error", target);
 	xasprintf(&text, "file: %s\nreason: %s\ntime: %lld\n", name, why,
 	    (long long)now_ms());

@@ -328,8 +328,8 @@ multi_reply(struct msg *m)
 	resp = response_notice(m->obj, NULL, text);
 	free(text);
 	sv.count.ok++;
-	if (commit_respond(m, resp) == 0)
-		sched_response_event(m, resp);
+	commit_respond(m, resp);
+	sched_response_event(m, resp);
 	json_object_put(resp);
 	msg_done(m);
 	lane_check(l);
@@ -554,8 +554,8 @@ sched_done(struct msg *m, struct job_result *r)
 	} else {
 		sv.count.ok++;
 		resp = response_build(m, r->reply, r->files, r->nfiles);
-		if (commit_respond(m, resp) == 0)
-			sched_response_event(m, resp);
+		commit_respond(m, resp);
+		sched_response_event(m, resp);
 		json_object_put(resp);
 		msg_done(m);
 	}

@@ -468,6 +468,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	ev_run(sv.loop, 0);
 
 	event_close();
+	commit_close();
 	pool_wait(WORKER_EXIT_MS);
 	log_info("stopped");
 	pid_remove();
