@@ -371,9 +371,11 @@ commit_holds(const char *name)
 }
 
 /*
- * At exit: one last try each. What still fails is finished by recovery
- * at the next start if its reply is on disk; if not, the message runs
- * again then, as after a crash.
+ * At exit: one last try each. What still fails is finished by recovery at
+ * the next start if its records are on disk. A response that could not
+ * even be written is lost with the process: its message goes back to
+ * incoming/ un-failed, as an invocation a stop interrupts does, and runs
+ * again.
  */
 void
 commit_close(void)
@@ -387,11 +389,15 @@ commit_close(void)
 		ev_timer_stop(sv.loop, &c->timer);
 		if (commit_steps(c, why, sizeof(why)) == 0)
 			log_info("%s: committed at exit", c->name);
+		else if (c->step == STEP_REPLY && c->dead == NULL &&
+		    renameat2(sv.dir_processing, c->name, sv.dir_incoming,
+		    c->name, RENAME_NOREPLACE) == 0)
+			log_error("%s: commit not finished at exit (%s): "
+			    "handed back to incoming/, it runs again", c->name,
+			    why);
 		else
-			log_error("%s: commit not finished at exit (%s): %s",
-			    c->name, why, c->step <= STEP_REPLY ? "the "
-			    "message runs again at the next start" :
-			    "the next start finishes it");
+			log_error("%s: commit not finished at exit (%s): the "
+			    "next start finishes it", c->name, why);
 		commit_retry_free(c);
 	}
 }
