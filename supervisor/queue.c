@@ -653,13 +653,16 @@ queue_corrupt(int dirfd, const char *name, const char *why)
 	    (long long)now_ms());
 	if (file_write_atomic(sv.dir_corrupt, note, text, strlen(text), 0)
 	    == -1)
-		log_error("cannot write corrupt/%s: %s", note,
-		    strerror(errno));
-	if (renameat2(dirfd, name, sv.dir_corrupt, target,
-	    RENAME_NOREPLACE) == -1)
+		/* A full disk, say: the file stays to be tried again (the
+		 * next scan of incoming/, the next start elsewhere). */
+		log_error("cannot write corrupt/%s: %s: %s left in place",
+		    note, strerror(errno), name);
+	else if (renameat2(dirfd, name, sv.dir_corrupt, target,
+	    RENAME_NOREPLACE) == -1) {
 		log_error("cannot move %s to corrupt/: %s", name,
 		    strerror(errno));
-	else {
+		unlinkat(sv.dir_corrupt, note, 0);
+	} else {
 		log_warnx("%s is not a valid message (%s): moved to "
 		    "queue/corrupt/%s", name, why, target);
 		sv.count.corrupt++;

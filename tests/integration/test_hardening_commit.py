@@ -235,3 +235,27 @@ def test_commit_waiting_at_stop_is_finished_by_the_next_start(tmpfs_home):
     assert len(h.responses(mid)) == 1 and not h.dead_letters(mid)
     assert len(h.calls("hello before a stop")) == 2
     assert not h.files("processing")
+
+
+def test_corrupt_file_waits_for_room_for_its_note(tmpfs_home):
+    """A bad file met while the disk is full is not moved to corrupt/
+    without its note: it stays in incoming/ until the note can be
+    written."""
+    h = tmpfs_home
+    h.start()
+    inc = h.q / "incoming"
+    (inc / ".bad.tmp").write_bytes(b'{"channel": "discord"}')
+    filler = h.q / ".fill"
+    fill(filler)
+    os.rename(inc / ".bad.tmp", inc / "bad.json")
+    wait_for(lambda: "cannot write corrupt/bad.json.error: No space left "
+             "on device: bad.json left in place" in h.log(), 15,
+             what="the note's failure in the log")
+    assert [p.name for p in h.files("incoming")] == ["bad.json"]
+    assert not h.files("corrupt")
+    os.unlink(filler)
+    wait_for(lambda: [p.name for p in h.files("corrupt")] ==
+             ["bad.json", "bad.json.error"], 15, what="bad.json in corrupt/")
+    assert "reason: missing or non-string field" in \
+        (h.q / "corrupt" / "bad.json.error").read_text()
+    assert not h.files("incoming")
