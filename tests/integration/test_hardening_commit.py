@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import BIN, deep_merge, wait_for
 
 NAME_MAX = 255
 QUEUE_NAME_MAX = 200
@@ -259,3 +259,30 @@ def test_corrupt_file_waits_for_room_for_its_note(tmpfs_home):
     assert "reason: missing or non-string field" in \
         (h.q / "corrupt" / "bad.json.error").read_text()
     assert not h.files("incoming")
+
+
+def test_recovery_on_a_full_disk(tmpfs_home):
+    """A crash during a run, and a start on a full disk: recovery cannot
+    park the retry in deferred/, so it runs from processing/; its reply
+    waits for room, and is delivered once there is some."""
+    h = tmpfs_home
+    h.write_settings(deep_merge(h.settings, {"sandbox": {"max_attempts": 3}}))
+    h.start()
+    mid = h.drop("sleep 3", agent="alpha", mid="crash-full")
+    wait_for(lambda: h.calls("sleep 3"), 15, what="the agent running")
+    h.kill()
+    filler = h.q / ".fill"
+    fill(filler)
+    h.start()
+    wait_for(lambda: status(h)["queue"]["commitsWaiting"] == 1, 30,
+             what="the rerun's commit waiting")
+    log = h.log()
+    assert "cannot write deferred/discord_crash-full.json: No space left " \
+        "on device: retried from processing/" in log, log[-3000:]
+    assert len(h.calls("sleep 3")) == 2
+    assert not h.files("outgoing")
+    os.unlink(filler)
+    r = h.wait_response(mid, timeout=60)
+    assert r["message"] != ""
+    assert len(h.calls("sleep 3")) == 2
+    assert not h.files("processing") and not h.files("deferred")
