@@ -375,7 +375,8 @@ commit_holds(const char *name)
  * the next start if its records are on disk. A response that could not
  * even be written is lost with the process: its message goes back to
  * incoming/ un-failed, as an invocation a stop interrupts does, and runs
- * again.
+ * again. A dead letter never written is left claimed: recovery counts
+ * the attempt, so a terminal failure does not start over.
  */
 void
 commit_close(void)
@@ -395,9 +396,14 @@ commit_close(void)
 			log_error("%s: commit not finished at exit (%s): "
 			    "handed back to incoming/, it runs again", c->name,
 			    why);
-		else
+		else if (c->step > STEP_REPLY || (c->step == STEP_REPLY &&
+		    c->dead != NULL))
 			log_error("%s: commit not finished at exit (%s): the "
 			    "next start finishes it", c->name, why);
+		else
+			log_error("%s: commit not finished at exit (%s): the "
+			    "next start counts an interrupted attempt",
+			    c->name, why);
 		commit_retry_free(c);
 	}
 }
