@@ -319,7 +319,8 @@ dead_name(json_object *req, json_object **err)
 		return NULL;
 	}
 	l = strlen(id);
-	if (l == 0 || l > QUEUE_NAME_MAX || strchr(id, '/') != NULL || id[0] == '.') {
+	if (l == 0 || l > QUEUE_NAME_MAX || strchr(id, '/') != NULL ||
+	    id[0] == '.') {
 		*err = err_reply("invalid dead letter id \"%.60s\"", id);
 		return NULL;
 	}

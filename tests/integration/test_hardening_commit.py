@@ -12,16 +12,20 @@ when its names are long or its commit fails.
   status shows it, the log says so, and once there is room the message
   completes without its agent running again.
 """
-import errno
 import json
 import os
 import re
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import BIN, deep_merge, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "chaos"))
+from chaos import fill  # noqa: E402  (the chaos test's own, stdlib only)
 
 NAME_MAX = 255
 QUEUE_NAME_MAX = 200
@@ -149,31 +153,23 @@ def tmpfs_home(homes, tmp_path):
         subprocess.run(["umount", "-l", str(h.q)], check=False)
 
 
-def fill(path):
-    """Write path until the filesystem is full."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    size = 1 << 20
-    try:
-        while size >= 1:
-            try:
-                os.write(fd, b"\0" * size)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-                size //= 2
-    finally:
-        os.close(fd)
+def run_on_full_disk(h, *messages):
+    """Drop messages (paused), fill the tmpfs, resume: they run while the
+    disk is full. Their messageIds and the filler's path."""
+    cli_json(h, "pause")
+    mids = [h.drop(text, agent="alpha", mid=mid) for text, mid in messages]
+    filler = h.q / ".fill"
+    fill(filler)
+    cli_json(h, "resume")
+    return mids, filler
 
 
 def test_failed_commit_is_retried_until_the_disk_has_room(tmpfs_home):
     h = tmpfs_home
     h.start()
-    cli_json(h, "pause")
-    ok = h.drop("hello from a full disk", agent="alpha", mid="full-ok")
-    bad = h.drop("fail auth on a full disk", agent="alpha", mid="full-dead")
-    filler = h.q / ".fill"
-    fill(filler)
-    cli_json(h, "resume")
+    (ok, bad), filler = run_on_full_disk(
+        h, ("hello from a full disk", "full-ok"),
+        ("fail auth on a full disk", "full-dead"))
     # Both ran (once each), neither could be committed: both wait, claimed.
     wait_for(lambda: status(h)["queue"]["commitsWaiting"] == 2, 30,
              what="two commits waiting")
@@ -217,11 +213,7 @@ def test_commit_waiting_at_stop_is_finished_by_the_next_start(tmpfs_home):
     here) and runs again at the next start; one outcome."""
     h = tmpfs_home
     h.start()
-    cli_json(h, "pause")
-    mid = h.drop("hello before a stop", agent="alpha", mid="stop-ok")
-    filler = h.q / ".fill"
-    fill(filler)
-    cli_json(h, "resume")
+    (mid,), filler = run_on_full_disk(h, ("hello before a stop", "stop-ok"))
     wait_for(lambda: status(h)["queue"]["commitsWaiting"] == 1, 30,
              what="a commit waiting")
     assert h.stop() == 0
