@@ -295,6 +295,23 @@ name_sanitize(char *s)
 			*s = '_';
 }
 
+char *
+name_shorten(const char *s, size_t max)
+{
+	uint64_t	 h = 0xcbf29ce484222325ULL;	/* FNV-1a */
+	const char	*p;
+	char		*out;
+	size_t		 keep;
+
+	if (strlen(s) <= max)
+		return xstrdup(s);
+	for (p = s; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+	keep = max > 17 ? max - 17 : 0;
+	xasprintf(&out, "%.*s-%016llx", (int)keep, s, (unsigned long long)h);
+	return out;
+}
+
 /*
  * An upper bound on the values in JSON text, counted before json-c builds
  * them: one, plus every '{', '[' and ',' outside strings (json-c also

@@ -57,6 +57,12 @@ char	**runtime_env(char *const *allow, size_t nallow, char *const *pass,
 
 /* Replace every character outside [A-Za-z0-9._-] by '_' (file names). */
 void	 name_sanitize(char *);
+/*
+ * s itself if it is at most max bytes, else its first max - 17 bytes, a
+ * '-' and 16 hex digits of a hash of all of it: a name part that cannot
+ * push a file name past NAME_MAX, and stays apart from its neighbours.
+ */
+char	*name_shorten(const char *s, size_t max);
 
 /*
  * json-c spends some 50 bytes on a number and 750 on an empty object: a

@@ -446,8 +446,8 @@ chain_end(struct chain *c)
 	resp = response_final(root, text, c->files, c->nfiles);
 	free(text);
 	sv.count.ok++;
-	if (queue_respond(root, resp) == 0)
-		sched_response_event(root, resp);
+	commit_respond(root, resp);
+	sched_response_event(root, resp);
 	json_object_put(resp);
 	sched_msg_done(root);
 }

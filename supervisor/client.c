@@ -172,6 +172,9 @@ print_status(json_object *r)
 	    (long long)num(q, "incoming"), (long long)num(q, "processing"),
 	    (long long)num(q, "deferred"), (long long)num(q, "outgoing"),
 	    (long long)num(q, "deadLetter"), (long long)num(q, "corrupt"));
+	if (num(q, "commitsWaiting") > 0)
+		printf("commits waiting to be tried again (disk full?): %lld; "
+		    "see the log\n", (long long)num(q, "commitsWaiting"));
 	c = json_object_object_get(r, "counters");
 	printf("counters: ok %lld, transient %lld, terminal %lld, retried "
 	    "%lld, dead %lld, corrupt %lld\n", (long long)num(c, "ok"),

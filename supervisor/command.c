@@ -130,6 +130,7 @@ cmd_status(json_object *req, int *stop)
 	add_int(q, "deadLetter", (int64_t)queue_depth(sv.dir_dead));
 	add_int(q, "corrupt", (int64_t)queue_depth(sv.dir_corrupt));
 	add_int(q, "held", (int64_t)queue_held());
+	add_int(q, "commitsWaiting", (int64_t)commit_waiting());
 	json_object_object_add(o, "queue", q);
 	c = json_object_new_object();
 	add_int(c, "received", (int64_t)sv.count.received);
@@ -371,7 +372,8 @@ dead_name(json_object *req, json_object **err)
 		return NULL;
 	}
 	l = strlen(id);
-	if (l == 0 || l > 200 || strchr(id, '/') != NULL || id[0] == '.') {
+	if (l == 0 || l > QUEUE_NAME_MAX || strchr(id, '/') != NULL ||
+	    id[0] == '.') {
 		q = quoted(arg);
 		*err = err_reply("invalid dead letter id \"%.60s\"", q);
 		free(q);

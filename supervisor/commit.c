@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,12 +53,21 @@ obj_str(json_object *o, const char *key, const char *def)
 	return def;
 }
 
+/*
+ * A response's name holds the message's channel and messageId, which can
+ * be of any length: a name that would pass NAME_MAX has them shortened,
+ * each to a prefix and a hash of all of it (docs/QUEUE.md).
+ */
+#define RESPONSE_CHANNEL_MAX	64
+#define RESPONSE_ID_MAX		160
+
 char *
-queue_response_name(json_object *resp)
+commit_response_name(json_object *resp)
 {
 	json_object	*v;
-	char		*ch, *id, *name;
+	char		*ch, *id, *name, *s;
 	long long	 ts = 0;
+	int		 heartbeat;
 
 	ch = xstrdup(obj_str(resp, "channel", "unknown"));
 	id = xstrdup(obj_str(resp, "messageId", "unknown"));
@@ -65,7 +75,18 @@ queue_response_name(json_object *resp)
 	name_sanitize(id);
 	if (json_object_object_get_ex(resp, "timestamp", &v))
 		ts = json_object_get_int64(v);
-	if (strcmp(ch, "heartbeat") == 0)
+	heartbeat = strcmp(ch, "heartbeat") == 0;
+	/* Whether to shorten does not depend on the timestamp's digits. */
+	if ((heartbeat ? 0 : strlen(ch) + 22) + strlen(id) +
+	    sizeof(".json") - 1 > NAME_MAX) {
+		s = name_shorten(ch, RESPONSE_CHANNEL_MAX);
+		free(ch);
+		ch = s;
+		s = name_shorten(id, RESPONSE_ID_MAX);
+		free(id);
+		id = s;
+	}
+	if (heartbeat)
 		xasprintf(&name, "%s.json", id);
 	else
 		xasprintf(&name, "%s_%s_%lld.json", ch, id, ts);
@@ -77,38 +98,39 @@ queue_response_name(json_object *resp)
 /*
  * processing/NAME.reply -> outgoing/<response name>. known is what was
  * just written there (it gets the timestamp the name needed), or NULL to
- * read the file (recovery).
+ * read the file (recovery). -1 with why on failure.
  */
 static int
-deliver(const char *reply, json_object *known)
+deliver(const char *reply, json_object *known, char *why, size_t wlen)
 {
 	json_object	*resp;
-	char		*name, *text = NULL, why[128];
+	char		*name, *text = NULL, err[128];
 	size_t		 len;
-	int		 i, r, heartbeat;
+	int		 i, r = -1, heartbeat;
 
 	if (known != NULL)
 		resp = json_object_get(known);
 	else if (file_read_regular(sv.dir_processing, reply, MAX_OWN_FILE,
-	    &text, &len, why, sizeof(why)) != 0 ||
+	    &text, &len, err, sizeof(err)) != 0 ||
 	    (resp = json_parse_deep(text)) == NULL) {
-		log_error("cannot read processing/%s: %s", reply, text == NULL ?
-		    why : "bad JSON");
+		snprintf(why, wlen, "cannot read processing/%s: %s", reply,
+		    text == NULL ? err : "bad JSON");
 		free(text);
 		return -1;
 	}
 	free(text);
 	heartbeat = strcmp(obj_str(resp, "channel", ""), "heartbeat") == 0;
 	for (i = 0; i < 1000; i++) {
-		name = queue_response_name(resp);
+		name = commit_response_name(resp);
 		/* A heartbeat reply has one name and replaces the last. */
 		r = heartbeat ? renameat(sv.dir_processing, reply,
 		    sv.dir_outgoing, name) : renameat2(sv.dir_processing,
 		    reply, sv.dir_outgoing, name, RENAME_NOREPLACE);
 		if (r == 0 || errno != EEXIST) {
 			if (r == -1)
-				log_error("cannot move %s to outgoing/%s: %s",
-				    reply, name, strerror(errno));
+				snprintf(why, wlen, "cannot move %s to "
+				    "outgoing/%s: %s", reply, name,
+				    strerror(errno));
 			free(name);
 			break;
 		}
@@ -117,9 +139,16 @@ deliver(const char *reply, json_object *known)
 		json_object_object_add(resp, "timestamp", json_object_new_int64(
 		    json_object_get_int64(json_object_object_get(resp,
 		    "timestamp")) + 1));
-		if (write_json(sv.dir_processing, reply, resp, 0) == -1)
+		if (write_json(sv.dir_processing, reply, resp, 0) == -1) {
+			snprintf(why, wlen, "cannot write processing/%s: %s",
+			    reply, strerror(errno));
+			r = -1;
 			break;
+		}
 	}
+	if (r == -1 && i == 1000)
+		snprintf(why, wlen, "cannot move %s to outgoing/: every name "
+		    "taken", reply);
 	json_object_put(resp);
 	return r;
 }
@@ -131,20 +160,270 @@ unlink_quiet(int dirfd, const char *name)
 		log_error("cannot remove %s: %s", name, strerror(errno));
 }
 
+static int
+exists(int dirfd, const char *name)
+{
+	struct stat st;
+
+	return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* processing/NAME.dead -> dead-letter/NAME (or NAME-2.json, ...). */
+static int
+bury(const char *dead, const char *name, char *why, size_t wlen)
+{
+	char	*target;
+	int	 i, r = 0;
+
+	target = xstrdup(name);
+	for (i = 2; renameat2(sv.dir_processing, dead, sv.dir_dead, target,
+	    RENAME_NOREPLACE) == -1; i++) {
+		if (errno != EEXIST || i > 10000) {
+			snprintf(why, wlen, "cannot move %s to dead-letter/: "
+			    "%s", dead, strerror(errno));
+			r = -1;
+			break;
+		}
+		free(target);
+		/* Within QUEUE_NAME_MAX, so that it can be requeued. */
+		xasprintf(&target, "%.*s-%d.json", (int)(strlen(name) - 5 <
+		    QUEUE_NAME_MAX - 12 ? strlen(name) - 5 : QUEUE_NAME_MAX -
+		    12), name, i);
+	}
+	free(target);
+	return r;
+}
+
 /*
- * Responses are committed in groups. queue_respond() writes the response
+ * A commit that fails (a full disk, EIO, a rename refused) is not dropped:
+ * what it still has to do is kept here, the reply with it, and tried again
+ * with backoff while the daemon runs. The agent does not run again, and
+ * the message completes once the disk takes the files. Each step is one of
+ * the commit sequence (docs/QUEUE.md) and is done once, in order, so a
+ * crash in between leaves what recovery expects.
+ */
+enum commit_step {
+	STEP_DEAD,		/* write processing/NAME.dead */
+	STEP_REPLY,		/* write processing/NAME.reply */
+	STEP_REMOVE,		/* remove processing/NAME */
+	STEP_BURY,		/* processing/NAME.dead -> dead-letter/ */
+	STEP_DELIVER,		/* processing/NAME.reply -> outgoing/ */
+};
+
+#define RETRY_FIRST	1.	/* seconds */
+#define RETRY_MAX	30.
+
+struct commit_retry {
+	TAILQ_ENTRY(commit_retry) entry;
+	ev_timer		 timer;
+	char			*name;
+	json_object		*resp;	/* NULL: it is in NAME.reply */
+	json_object		*dead;	/* the record, for STEP_DEAD */
+	enum commit_step	 step;
+	unsigned		 tries;
+	double			 delay;
+};
+
+static TAILQ_HEAD(, commit_retry) retries = TAILQ_HEAD_INITIALIZER(retries);
+static size_t nretries;
+
+/* The steps from c->step on: 0, or -1 with why (c->step is where). */
+static int
+commit_steps(struct commit_retry *c, char *why, size_t wlen)
+{
+	char	*dead, *reply;
+	int	 r = -1;
+
+	xasprintf(&dead, "%s.dead", c->name);
+	xasprintf(&reply, "%s.reply", c->name);
+	if (c->step == STEP_DEAD) {
+		if (write_json(sv.dir_processing, dead, c->dead, 0) == -1) {
+			snprintf(why, wlen, "cannot write processing/%s: %s",
+			    dead, strerror(errno));
+			goto fail;
+		}
+		c->step = STEP_REPLY;
+	}
+	if (c->step == STEP_REPLY) {
+		if (write_json(sv.dir_processing, reply, c->resp, 0) == -1) {
+			snprintf(why, wlen, "cannot write processing/%s: %s",
+			    reply, strerror(errno));
+			goto fail;
+		}
+		c->step = STEP_REMOVE;
+	}
+	if (c->step == STEP_REMOVE) {
+		if (unlinkat(sv.dir_processing, c->name, 0) == -1 &&
+		    errno != ENOENT) {
+			snprintf(why, wlen, "cannot remove processing/%s: %s",
+			    c->name, strerror(errno));
+			goto fail;
+		}
+		c->step = STEP_BURY;
+	}
+	if (c->step == STEP_BURY) {
+		if (exists(sv.dir_processing, dead) &&
+		    bury(dead, c->name, why, wlen) == -1)
+			goto fail;
+		c->step = STEP_DELIVER;
+	}
+	/* Recovery of a dead letter whose notice was lost: none. */
+	if ((c->resp != NULL || exists(sv.dir_processing, reply)) &&
+	    deliver(reply, c->resp, why, wlen) == -1)
+		goto fail;
+	r = 0;
+fail:
+	free(dead);
+	free(reply);
+	return r;
+}
+
+static void
+commit_retry_free(struct commit_retry *c)
+{
+	free(c->name);
+	json_object_put(c->resp);
+	json_object_put(c->dead);
+	free(c);
+}
+
+static void
+commit_retry_fire(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct commit_retry	*c = w->data;
+	char			 why[512];
+
+	(void)loop;
+	(void)revents;
+	c->tries++;
+	if (commit_steps(c, why, sizeof(why)) == 0) {
+		log_info("%s: committed after %u tr%s", c->name, c->tries,
+		    c->tries == 1 ? "y" : "ies");
+		TAILQ_REMOVE(&retries, c, entry);
+		nretries--;
+		commit_retry_free(c);
+		return;
+	}
+	c->delay = c->delay * 2 > RETRY_MAX ? RETRY_MAX : c->delay * 2;
+	/* The first failure was logged; then one line in ten. */
+	if (c->tries % 10 == 0)
+		log_error("%s: commit still failing after %u tries: %s; "
+		    "trying again in %.0fs", c->name, c->tries, why,
+		    c->delay);
+	ev_timer_set(&c->timer, c->delay, 0.);
+	ev_timer_start(sv.loop, &c->timer);
+}
+
+/*
+ * Run the commit of processing/name from step on; what fails is kept and
+ * tried again later. resp and dead are borrowed. now = 0: it just failed,
+ * do not try again at once.
+ */
+static void
+commit_start(const char *name, json_object *resp, json_object *dead,
+    enum commit_step step, int now, const char *failed)
+{
+	struct commit_retry	*c = xcalloc(1, sizeof(*c));
+	char			 why[512];
+
+	c->name = xstrdup(name);
+	c->resp = resp != NULL ? json_object_get(resp) : NULL;
+	c->dead = dead != NULL ? json_object_get(dead) : NULL;
+	c->step = step;
+	if (now && commit_steps(c, why, sizeof(why)) == 0) {
+		commit_retry_free(c);
+		return;
+	}
+	if (!now)
+		strlcpy(why, failed, sizeof(why));
+	if (sv.loop == NULL) {
+		/* No loop to wait in: the next start finishes it. */
+		log_error("%s: commit failed: %s", name, why);
+		commit_retry_free(c);
+		return;
+	}
+	c->delay = RETRY_FIRST;
+	log_error("%s: commit failed, kept in memory and tried again "
+	    "in %.0fs: %s", name, c->delay, why);
+	ev_timer_init(&c->timer, commit_retry_fire, c->delay, 0.);
+	c->timer.data = c;
+	ev_timer_start(sv.loop, &c->timer);
+	TAILQ_INSERT_TAIL(&retries, c, entry);
+	nretries++;
+}
+
+/* Commits waiting to be tried again, for status. */
+size_t
+commit_waiting(void)
+{
+	return nretries;
+}
+
+/* A commit of processing/name is still under way: do not claim name. */
+int
+commit_holds(const char *name)
+{
+	struct commit_retry *c;
+
+	TAILQ_FOREACH(c, &retries, entry)
+		if (strcmp(c->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * At exit: one last try each. What still fails is finished by recovery at
+ * the next start if its records are on disk. A response that could not
+ * even be written is lost with the process: its message goes back to
+ * incoming/ un-failed, as an invocation a stop interrupts does, and runs
+ * again. A dead letter never written is left claimed: recovery counts
+ * the attempt, so a terminal failure does not start over.
+ */
+void
+commit_close(void)
+{
+	struct commit_retry	*c;
+	char			 why[512];
+
+	while ((c = TAILQ_FIRST(&retries)) != NULL) {
+		TAILQ_REMOVE(&retries, c, entry);
+		nretries--;
+		ev_timer_stop(sv.loop, &c->timer);
+		if (commit_steps(c, why, sizeof(why)) == 0)
+			log_info("%s: committed at exit", c->name);
+		else if (c->step == STEP_REPLY && c->dead == NULL &&
+		    renameat2(sv.dir_processing, c->name, sv.dir_incoming,
+		    c->name, RENAME_NOREPLACE) == 0)
+			log_error("%s: commit not finished at exit (%s): "
+			    "handed back to incoming/, it runs again", c->name,
+			    why);
+		else if (c->step > STEP_REPLY || (c->step == STEP_REPLY &&
+		    c->dead != NULL))
+			log_error("%s: commit not finished at exit (%s): the "
+			    "next start finishes it", c->name, why);
+		else
+			log_error("%s: commit not finished at exit (%s): the "
+			    "next start counts an interrupted attempt",
+			    c->name, why);
+		commit_retry_free(c);
+	}
+}
+
+/*
+ * Responses are committed in groups. commit_respond() writes the response
  * to a temporary in processing/ and queues the rest; event_flush(), just
  * before the loop waits again, makes one syncfs(2) for these temporaries
- * and the events' together, then calls queue_commit_finish(), which takes
+ * and the events' together, then calls commit_finish(), which takes
  * each response through the same steps as ever: the temporary renamed to
  * NAME.reply, NAME removed, NAME.reply moved to outgoing/. So a busy loop
  * pays one flush per iteration instead of one fsync per response, and a
  * crash before the flush leaves only a temporary (removed by recovery) and
- * the claimed NAME (run again), as a crash during the fsync did.
+ * the claimed NAME (run again), as a crash during the fsync did. A step
+ * that fails goes to commit_start() from there.
  *
  * "Removed" is a rename to a temporary name, and the unlink itself (which
  * frees, and on a filesystem mounted with discard, trims the file's
- * blocks) is left to queue_commit_cleanup(), after the responses are out.
+ * blocks) is left to commit_cleanup(), after the responses are out.
  */
 #define COMMIT_MAX	256
 
@@ -161,34 +440,18 @@ static struct {
 	unsigned		 seq;
 } pc;
 
-static int
-respond_now(const char *name, json_object *resp)
-{
-	char *reply;
-
-	xasprintf(&reply, "%s.reply", name);
-	if (write_json(sv.dir_processing, reply, resp, 0) == -1) {
-		log_error("cannot write processing/%s: %s", reply,
-		    strerror(errno));
-		free(reply);
-		return -1;
-	}
-	unlink_quiet(sv.dir_processing, name);
-	deliver(reply, resp);
-	free(reply);
-	return 0;
-}
-
-int
-queue_respond(struct msg *m, json_object *resp)
+void
+commit_respond(struct msg *m, json_object *resp)
 {
 	struct pending_reply	*p;
 	const char		*s;
-	char			*buf, *fixed;
+	char			*buf, *fixed, why[512];
 	int			 r;
 
-	if (sv.loop == NULL)
-		return respond_now(m->name, resp);
+	if (sv.loop == NULL) {
+		commit_start(m->name, resp, NULL, STEP_REPLY, 1, NULL);
+		return;
+	}
 	if (pc.n == COMMIT_MAX)
 		event_flush();
 	p = &pc.p[pc.n];
@@ -202,29 +465,29 @@ queue_respond(struct msg *m, json_object *resp)
 	    strlen(buf), 0);
 	free(buf);
 	if (r == -1) {
-		log_error("cannot write processing/%s.reply: %s", m->name,
-		    strerror(errno));
-		return -1;
+		snprintf(why, sizeof(why), "cannot write processing/%s.reply: "
+		    "%s", m->name, strerror(errno));
+		commit_start(m->name, resp, NULL, STEP_REPLY, 0, why);
+		return;
 	}
 	p->name = xstrdup(m->name);
 	p->resp = json_object_get(resp);
 	pc.n++;
 	event_pending();
-	return 0;
 }
 
 size_t
-queue_commit_pending(void)
+commit_pending(void)
 {
 	return pc.n;
 }
 
 /* After the flush: synced says whether it covered the temporaries. */
 void
-queue_commit_finish(int synced)
+commit_finish(int synced)
 {
 	struct pending_reply	*p;
-	char			*reply;
+	char			*reply, why[512];
 	size_t			 i;
 	int			 fd, ok;
 
@@ -242,9 +505,11 @@ queue_commit_finish(int synced)
 		}
 		if (!ok || renameat(sv.dir_processing, p->tmp,
 		    sv.dir_processing, reply) == -1) {
-			log_error("cannot write processing/%s: %s", reply,
-			    strerror(errno));
+			snprintf(why, sizeof(why), "cannot write processing/"
+			    "%s: %s", reply, strerror(errno));
 			unlinkat(sv.dir_processing, p->tmp, 0);
+			commit_start(p->name, p->resp, NULL, STEP_REPLY, 0,
+			    why);
 			goto next;
 		}
 		snprintf(p->gone, sizeof(p->gone), ".tmp.%d.d%u",
@@ -254,7 +519,9 @@ queue_commit_finish(int synced)
 			p->gone[0] = '\0';
 			unlink_quiet(sv.dir_processing, p->name);
 		}
-		deliver(reply, p->resp);
+		if (deliver(reply, p->resp, why, sizeof(why)) == -1)
+			commit_start(p->name, p->resp, NULL, STEP_DELIVER, 0,
+			    why);
 next:
 		free(reply);
 	}
@@ -262,7 +529,7 @@ next:
 
 /* The claimed messages of the responses just delivered go for good. */
 void
-queue_commit_cleanup(void)
+commit_cleanup(void)
 {
 	struct pending_reply	*p;
 	size_t			 i;
@@ -278,31 +545,8 @@ queue_commit_cleanup(void)
 	pc.n = 0;
 }
 
-/* processing/NAME.dead -> dead-letter/NAME (or NAME-2.json, ...). */
-static void
-bury(const char *dead, const char *name)
-{
-	char	*target, *stem;
-	int	 i;
-
-	stem = xstrndup(name, strlen(name) - 5);
-	target = xstrdup(name);
-	for (i = 2; renameat2(sv.dir_processing, dead, sv.dir_dead, target,
-	    RENAME_NOREPLACE) == -1; i++) {
-		if (errno != EEXIST || i > 10000) {
-			log_error("cannot move %s to dead-letter/: %s", dead,
-			    strerror(errno));
-			break;
-		}
-		free(target);
-		xasprintf(&target, "%s-%d.json", stem, i);
-	}
-	free(target);
-	free(stem);
-}
-
 json_object *
-queue_dead_record(json_object *payload, const char *cls, const char *error,
+commit_dead_record(json_object *payload, const char *cls, const char *error,
     int attempt)
 {
 	json_object *rec = json_object_new_object();
@@ -318,31 +562,6 @@ queue_dead_record(json_object *payload, const char *cls, const char *error,
 	return rec;
 }
 
-/* Commit a dead letter for processing/NAME, with its notice. */
-static int
-commit_dead(const char *name, json_object *rec, json_object *notice)
-{
-	char	*dead, *reply;
-	int	 r = -1;
-
-	xasprintf(&dead, "%s.dead", name);
-	xasprintf(&reply, "%s.reply", name);
-	if (write_json(sv.dir_processing, dead, rec, 0) == -1 ||
-	    write_json(sv.dir_processing, reply, notice, 0) == -1) {
-		log_error("cannot write the dead letter for %s: %s", name,
-		    strerror(errno));
-		goto out;
-	}
-	unlink_quiet(sv.dir_processing, name);
-	bury(dead, name);
-	deliver(reply, notice);
-	r = 0;
-out:
-	free(dead);
-	free(reply);
-	return r;
-}
-
 static void
 mark_failure(json_object *o, int attempt, int64_t first, const char *cls,
     const char *error)
@@ -353,24 +572,23 @@ mark_failure(json_object *o, int attempt, int64_t first, const char *cls,
 	json_object_object_add(o, "lastError", json_object_new_string(error));
 }
 
-int
-queue_dead(struct msg *m, const char *cls, const char *error,
+/* A dead letter for processing/NAME, with its notice. */
+void
+commit_dead(struct msg *m, const char *cls, const char *error,
     json_object *notice)
 {
-	json_object	*rec;
-	int		 r;
+	json_object *rec;
 
 	/* The payload as it was at the end, with the last failure. */
 	mark_failure(m->obj, m->attempt, m->first_seen, cls, error);
 	json_object_object_del(m->obj, "retryAt");
-	rec = queue_dead_record(m->obj, cls, error, m->attempt);
-	r = commit_dead(m->name, rec, notice);
+	rec = commit_dead_record(m->obj, cls, error, m->attempt);
+	commit_start(m->name, notice, rec, STEP_DEAD, 1, NULL);
 	json_object_put(rec);
-	return r;
 }
 
 int
-queue_defer(struct msg *m, int64_t retry_at, const char *error)
+commit_defer(struct msg *m, int64_t retry_at, const char *error)
 {
 	mark_failure(m->obj, m->attempt, m->first_seen, "transient", error);
 	json_object_object_add(m->obj, "retryAt",
@@ -391,14 +609,6 @@ has_suffix(const char *s, const char *suf)
 	size_t l = strlen(s), n = strlen(suf);
 
 	return l > n && strcmp(s + l - n, suf) == 0;
-}
-
-static int
-exists(int dirfd, const char *name)
-{
-	struct stat st;
-
-	return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 /* Names in a directory, sorted; dot files (our temporaries) removed. */
@@ -448,7 +658,7 @@ free_list(char **v, size_t n)
 static void
 recover_dead(const char *dead)
 {
-	json_object	*rec, *payload, *notice;
+	json_object	*rec, *payload, *notice = NULL;
 	char		*name, *reply, *text = NULL, why[128];
 	size_t		 len;
 
@@ -461,16 +671,13 @@ recover_dead(const char *dead)
 		    (rec = json_parse_deep(text)) != NULL) {
 			payload = json_object_object_get(rec, "payload");
 			notice = response_notice(payload, NULL, NOTICE_TEXT);
-			write_json(sv.dir_processing, reply, notice, 0);
-			json_object_put(notice);
 			json_object_put(rec);
 		}
 		free(text);
 	}
-	unlink_quiet(sv.dir_processing, name);
-	bury(dead, name);
-	if (exists(sv.dir_processing, reply))
-		deliver(reply, NULL);
+	commit_start(name, notice, NULL, notice != NULL ? STEP_REPLY :
+	    STEP_REMOVE, 1, NULL);
+	json_object_put(notice);
 	log_info("recovered the dead letter of %s", name);
 	free(name);
 	free(reply);
@@ -481,6 +688,7 @@ static void
 recover_inflight(const char *name)
 {
 	json_object	*obj, *notice, *rec;
+	struct msg	*m;
 	char		*text, why[256];
 	size_t		 len;
 	int		 r, incomplete, attempt;
@@ -515,9 +723,9 @@ recover_inflight(const char *name)
 		log_warnx("%s was running when clawvisor stopped, attempt %d "
 		    "of %lld: dead letter", name, attempt,
 		    (long long)sv.conf->max_attempts);
-		rec = queue_dead_record(obj, "transient", INTERRUPTED, attempt);
+		rec = commit_dead_record(obj, "transient", INTERRUPTED, attempt);
 		notice = response_notice(obj, NULL, NOTICE_TEXT);
-		commit_dead(name, rec, notice);
+		commit_start(name, notice, rec, STEP_DEAD, 1, NULL);
 		json_object_put(rec);
 		json_object_put(notice);
 		sv.count.dead++;
@@ -526,17 +734,23 @@ recover_inflight(const char *name)
 		    "counted, retrying", name, attempt);
 		json_object_object_add(obj, "retryAt",
 		    json_object_new_int64(now_ms()));
-		if (write_json(sv.dir_deferred, name, obj, 0) == 0)
-			unlink_quiet(sv.dir_processing, name);
-		else
-			log_error("cannot write deferred/%s: %s", name,
-			    strerror(errno));
+		if (write_json(sv.dir_deferred, name, obj, 0) == -1) {
+			/* A full disk, say: it runs from processing/. */
+			log_error("cannot write deferred/%s: %s: retried from "
+			    "processing/", name, strerror(errno));
+			m = queue_msg_new(name, AT_PROCESSING, obj, len);
+			m->deferred = 1;
+			m->retry_at = now_ms();
+			sched_add(m, 0);
+			return;
+		}
+		unlink_quiet(sv.dir_processing, name);
 	}
 	json_object_put(obj);
 }
 
 void
-queue_recover(void)
+commit_recover(void)
 {
 	char	**v, *base;
 	size_t	  n, i;
@@ -550,15 +764,19 @@ queue_recover(void)
 	for (i = 0; i < n; i++)
 		if (has_suffix(v[i], ".json.reply")) {
 			base = xstrndup(v[i], strlen(v[i]) - 6);
-			unlink_quiet(sv.dir_processing, base);
-			deliver(v[i], NULL);
+			/* Not one whose dead letter is being retried. */
+			if (!commit_holds(base))
+				commit_start(base, NULL, NULL, STEP_REMOVE, 1,
+				    NULL);
 			free(base);
 		}
 	free_list(v, n);
 	v = list_dir(sv.dir_processing, &n);
 	for (i = 0; i < n; i++) {
-		if (has_suffix(v[i], ".json"))
-			recover_inflight(v[i]);
+		if (has_suffix(v[i], ".json")) {
+			if (!commit_holds(v[i]))
+				recover_inflight(v[i]);
+		}
 		else if (!has_suffix(v[i], ".reply") &&
 		    !has_suffix(v[i], ".dead"))
 			queue_corrupt(sv.dir_processing, v[i],
@@ -592,7 +810,7 @@ dmsg_cmp(const void *a, const void *b)
 
 /* Retries parked before a restart go first: they arrived first. */
 void
-queue_load_deferred(void)
+commit_load_deferred(void)
 {
 	struct dmsg	 *d;
 	json_object	 *obj, *v;

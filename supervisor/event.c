@@ -87,7 +87,7 @@ flush_all(void)
 		log_warnx("syncfs events/: %s", strerror(errno));
 		ok = 0;
 	}
-	if (queue_commit_pending() > 0 && other &&
+	if (commit_pending() > 0 && other &&
 	    syncfs(sv.dir_processing) == -1) {
 		log_warnx("syncfs processing/: %s", strerror(errno));
 		ok = 0;
@@ -102,7 +102,7 @@ event_flush(void)
 	size_t			 i;
 	int			 synced;
 
-	if (e.n == 0 && queue_commit_pending() == 0)
+	if (e.n == 0 && commit_pending() == 0)
 		return;
 	for (i = 0; i < e.n; i++) {
 		p = &e.ev[i];
@@ -115,7 +115,7 @@ event_flush(void)
 	}
 	/* One flush for these and the responses' temporaries (commit.c). */
 	synced = flush_all();
-	queue_commit_finish(synced);
+	commit_finish(synced);
 	for (i = 0; i < e.n; i++) {
 		p = &e.ev[i];
 		if (p->tmp[0] != '\0' && renameat2(sv.dir_events, p->tmp,
@@ -127,7 +127,7 @@ event_flush(void)
 		free(p->data);
 	}
 	e.n = 0;
-	queue_commit_cleanup();
+	commit_cleanup();
 }
 
 static void

@@ -478,6 +478,13 @@ queue_peek(const char *name)
 			h->again = 1;
 		return;
 	}
+	if (strlen(name) > QUEUE_NAME_MAX) {
+		/* Its NAME.reply or dead letter could not be named. */
+		snprintf(why, sizeof(why), "file name is %zu bytes, over the "
+		    "limit of %d", strlen(name), QUEUE_NAME_MAX);
+		queue_corrupt(sv.dir_incoming, name, why);
+		return;
+	}
 	r = file_read_regular(sv.dir_incoming, name, MAX_MESSAGE_FILE, &buf,
 	    &len, why, sizeof(why));
 	if (r == -2)
@@ -667,6 +674,14 @@ queue_claim(struct msg *m)
 	if (m->where == AT_PROCESSING)
 		return 0;
 	dir = where_dir(m->where, &fd);
+	if (commit_holds(m->name)) {
+		/* An earlier message of this name is still committing. */
+		log_warnx("cannot claim %s/%s yet: the commit of an earlier "
+		    "message of that name is still under way", dir, m->name);
+		if (m->where == AT_INCOMING)
+			queue_again(m->name, 1.);
+		return -1;
+	}
 	if (renameat2(fd, m->name, sv.dir_processing, m->name,
 	    RENAME_NOREPLACE) == -1) {
 		saved = errno;
@@ -704,8 +719,9 @@ queue_handback(struct msg *m)
 		return;
 	if (renameat2(sv.dir_processing, m->name, sv.dir_incoming, m->name,
 	    RENAME_NOREPLACE) == -1) {
-		xasprintf(&alt, "%.*s-%lld.json", (int)strlen(m->name) - 5,
-		    m->name, (long long)now_ms());
+		xasprintf(&alt, "%.*s-%lld.json", (int)(strlen(m->name) - 5 <
+		    QUEUE_NAME_MAX - 26 ? strlen(m->name) - 5 :
+		    QUEUE_NAME_MAX - 26), m->name, (long long)now_ms());
 		if (renameat2(sv.dir_processing, m->name, sv.dir_incoming,
 		    alt, RENAME_NOREPLACE) == -1)
 			log_error("cannot hand back %s: %s", m->name,
@@ -724,15 +740,18 @@ void
 queue_corrupt(int dirfd, const char *name, const char *why)
 {
 	struct stat	 st;
-	char		*target, *note, *text, *ename, *ewhy;
+	char		*base, *target, *note, *text, *ename, *ewhy;
 	int		 i;
 
-	target = xstrdup(name);
+	/* Room for ".N.error" under NAME_MAX; the note has the name. */
+	base = name_shorten(name, QUEUE_NAME_MAX);
+	target = xstrdup(base);
 	for (i = 1; fstatat(sv.dir_corrupt, target, &st,
 	    AT_SYMLINK_NOFOLLOW) == 0; i++) {
 		free(target);
-		xasprintf(&target, "%s.%d", name, i);
+		xasprintf(&target, "%s.%d", base, i);
 	}
+	free(base);
 	xasprintf(&note, "%s.error", target);
 	/* One field a line: a newline in the name must not forge one. */
 	ename = str_escape(name, strlen(name), 1);
@@ -743,13 +762,16 @@ queue_corrupt(int dirfd, const char *name, const char *why)
 	free(ewhy);
 	if (file_write_atomic(sv.dir_corrupt, note, text, strlen(text), 0)
 	    == -1)
-		log_error("cannot write corrupt/%s: %s", note,
-		    strerror(errno));
-	if (renameat2(dirfd, name, sv.dir_corrupt, target,
-	    RENAME_NOREPLACE) == -1)
+		/* A full disk, say: the file stays to be tried again (the
+		 * next scan of incoming/, the next start elsewhere). */
+		log_error("cannot write corrupt/%s: %s: %s left in place",
+		    note, strerror(errno), name);
+	else if (renameat2(dirfd, name, sv.dir_corrupt, target,
+	    RENAME_NOREPLACE) == -1) {
 		log_error("cannot move %s to corrupt/: %s", name,
 		    strerror(errno));
-	else {
+		unlinkat(sv.dir_corrupt, note, 0);
+	} else {
 		log_warnx("%s is not a valid message (%s): moved to "
 		    "queue/corrupt/%s", name, why, target);
 		sv.count.corrupt++;

@@ -330,8 +330,8 @@ multi_reply(struct msg *m)
 	resp = response_notice(m->obj, NULL, text);
 	free(text);
 	sv.count.ok++;
-	if (queue_respond(m, resp) == 0)
-		sched_response_event(m, resp);
+	commit_respond(m, resp);
+	sched_response_event(m, resp);
 	json_object_put(resp);
 	msg_done(m);
 	lane_check(l);
@@ -462,7 +462,7 @@ sched_fail(struct msg *m, enum outcome o, const char *why)
 			    outcome_name(o), m->attempt,
 			    (long long)sv.conf->max_attempts, why);
 		notice = response_notice(m->obj, m->agent, NOTICE_TEXT);
-		queue_dead(m, outcome_name(o), why, notice);
+		commit_dead(m, outcome_name(o), why, notice);
 		json_object_put(notice);
 		sv.count.dead++;
 		msg_done(m);
@@ -475,7 +475,7 @@ sched_fail(struct msg *m, enum outcome o, const char *why)
 		    "%lld, retry in %.1fs: %s", m->name, m->agent, m->attempt,
 		    (long long)sv.conf->max_attempts, delay / 1000., why);
 	m->retry_at = now_ms() + delay;
-	if (queue_defer(m, m->retry_at, why) == -1) {
+	if (commit_defer(m, m->retry_at, why) == -1) {
 		/* Could not park it: leave it claimed, it runs again. */
 		m->retry_at = now_ms() + 1000;
 	}
@@ -556,8 +556,8 @@ sched_done(struct msg *m, struct job_result *r)
 	} else {
 		sv.count.ok++;
 		resp = response_build(m, r->reply, r->files, r->nfiles);
-		if (queue_respond(m, resp) == 0)
-			sched_response_event(m, resp);
+		commit_respond(m, resp);
+		sched_response_event(m, resp);
 		json_object_put(resp);
 		msg_done(m);
 	}

@@ -456,8 +456,8 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	    config_mode_name(sv.conf->mode));
 	secrets_sweep();
 	containers_sweep();
-	queue_recover();
-	queue_load_deferred();
+	commit_recover();
+	commit_load_deferred();
 	signals_start();
 	if (control_init() == -1) {
 		pid_remove();
@@ -474,6 +474,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	ev_run(sv.loop, 0);
 
 	event_close();
+	commit_close();
 	pool_wait(WORKER_EXIT_MS);
 	log_info("stopped");
 	pid_remove();

@@ -85,6 +85,13 @@ struct worker {
 	int			 retired;	/* pool shrank: exit when idle */
 };
 
+/*
+ * The longest message file name taken from incoming/: what clawvisor adds
+ * to a name (NAME.reply, NAME.dead, STEM-N.json, NAME.N.error) stays
+ * under NAME_MAX. A longer name goes to corrupt/ (docs/QUEUE.md).
+ */
+#define QUEUE_NAME_MAX	200
+
 struct counters {
 	uint64_t	ok;
 	uint64_t	transient;
@@ -144,18 +151,21 @@ void		 queue_corrupt(int dirfd, const char *name, const char *why);
 size_t		 queue_depth(int dirfd);
 
 /* commit.c */
-void		 queue_recover(void);
-void		 queue_load_deferred(void);
-int		 queue_defer(struct msg *, int64_t retry_at, const char *error);
-int		 queue_respond(struct msg *, json_object *resp);
-size_t		 queue_commit_pending(void);
-void		 queue_commit_finish(int synced);
-void		 queue_commit_cleanup(void);
-int		 queue_dead(struct msg *, const char *cls, const char *error,
+void		 commit_recover(void);
+void		 commit_load_deferred(void);
+int		 commit_defer(struct msg *, int64_t retry_at, const char *error);
+void		 commit_respond(struct msg *, json_object *resp);
+size_t		 commit_pending(void);
+void		 commit_finish(int synced);
+void		 commit_cleanup(void);
+void		 commit_dead(struct msg *, const char *cls, const char *error,
 		    json_object *notice);
-json_object	*queue_dead_record(json_object *payload, const char *cls,
+json_object	*commit_dead_record(json_object *payload, const char *cls,
 		    const char *error, int attempt);
-char		*queue_response_name(json_object *resp);
+char		*commit_response_name(json_object *resp);
+size_t		 commit_waiting(void);
+int		 commit_holds(const char *name);
+void		 commit_close(void);
 
 /* sched.c */
 void		 sched_init(void);

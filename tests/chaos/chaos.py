@@ -40,10 +40,21 @@ What it does
     commit is half done there (a NAME.reply, NAME.dead or temporary
     file); some restarts are killed again while still starting (a crash
     during recovery).
+  * The home is a tmpfs of its own (--tmpfs-size), and the chaos thread
+    also fills it up (--disk-full times, a file written until ENOSPC,
+    held 0.3 to 2 s, then removed) while messages flow: commits, events,
+    the log, env-files and the producer's own drops meet a full disk. The
+    provider's state, the daemon's stderr and the fake container's state
+    are kept outside it. --disk-full 0 runs on a plain directory (no
+    root needed).
   * Then it waits for the daemon to drain (`status --json`: nothing in
     incoming/, processing/, deferred/, nothing held, no invocation
     running), runs `clawvisor stop`, waits for the supervisor to exit and
     checks.
+
+Besides one outcome per file, no agent may run again after it succeeded
+unless a kill (of a worker or of the supervisor) came in between: a reply
+waiting for room on the disk is kept, not made again.
 
 Accounting is per file (per token): a response in outgoing/ is matched
 to its file by the token in its originalMessage, a dead letter by the token
@@ -60,6 +71,7 @@ such process alive after the stop is a stray; it is reported and killed by
 pid.
 """
 import argparse
+import errno
 import json
 import os
 import random
@@ -89,6 +101,8 @@ TOK_RE = re.compile(r"\btok=(\S+)")
 # message may run out of attempts because the chaos interrupted it.
 CHAOS_ERRORS = ("died during the invocation", "interrupted: clawvisor "
                 "stopped during the invocation")
+# And, with --disk-full, what a full disk may fail (an env-file, say).
+DISK_ERRORS = ("No space left on device",)
 MODE_ERRORS = {
     "ok": (),
     "flaky": ("exit 1",),
@@ -103,6 +117,22 @@ NEVER_OK = ("transient", "exit127", "auth", "signal", "hang")
 
 def log(*a):
     print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def fill(path):
+    """Write path until its filesystem is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    size = 1 << 20
+    try:
+        while size >= 512:
+            try:
+                os.write(fd, b"\0" * size)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                size //= 2
+    finally:
+        os.close(fd)
 
 
 # -- /proc -------------------------------------------------------------------
@@ -232,6 +262,7 @@ def make_schedule(args, rng, duration):
     spread(args.restarts, "restart", 0.1, 0.9)
     spread(args.worker_kills, "kill-worker")
     spread(args.reloads, "reload")
+    spread(args.disk_full, "disk-full")
     ev.sort()
     return ev
 
@@ -246,16 +277,33 @@ class Chaos:
         self.run_id = f"c{args.seed:x}"
         self.tag = uuid.uuid4().hex
         self.home = Path(tempfile.mkdtemp(prefix="clawvisor-chaos-"))
-        self.state = self.home / "provider-state"
-        self.cstate = self.home / "container-state"
+        self.mounted = False
+        if args.disk_full > 0:
+            r = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                                f"size={args.tmpfs_size},mode=0700",
+                                "tmpfs", str(self.home)],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                os.rmdir(self.home)
+                raise SystemExit(f"cannot mount a tmpfs for the home "
+                                 f"({r.stderr.strip()}); run as root or "
+                                 "with --disk-full 0")
+            self.mounted = True
+        # What must survive a full home: outside it.
+        self.aux = Path(tempfile.mkdtemp(prefix="clawvisor-chaos-aux-"))
+        self.state = self.aux / "provider-state"
+        self.cstate = self.aux / "container-state"
         self.q = self.home / "queue"
-        self.bindir = self.home / "bin"
+        self.bindir = self.aux / "bin"
+        self.kills = []             # time.time() of every kill
+        self.chaos_errors = CHAOS_ERRORS + (DISK_ERRORS if args.disk_full
+                                            else ())
         self.procs = []
         self.proc = None
         self.counts = {"worker_kills": 0, "worker_kills_busy": 0,
                        "supervisor_kills": 0, "restarts": 0,
                        "kills_during_start": 0, "kills_in_commit": 0,
-                       "reloads": 0,
+                       "reloads": 0, "disk_full": 0,
                        "reload_changes": 0, "skipped": 0}
         self.errors = []
         self.client_errors = []
@@ -294,7 +342,11 @@ class Chaos:
 
     def write_settings(self):
         tmp = self.home / ".settings.json.tmp"
-        tmp.write_text(json.dumps(self.settings(), indent=2))
+        try:
+            tmp.write_text(json.dumps(self.settings(), indent=2))
+        except OSError:
+            tmp.unlink(missing_ok=True)     # a full disk
+            raise
         os.rename(tmp, self.home / "settings.json")
 
     def env(self):
@@ -305,7 +357,7 @@ class Chaos:
         # system's python, not a slow wrapper (pyenv shims take seconds).
         e["PATH"] = f"{self.bindir}:{e.get('PATH', '/usr/bin:/bin')}"
         e["FAKE_CONTAINER_STATE"] = str(self.cstate)
-        e["FAKE_CONTAINER_LOG"] = str(self.home / "fake-container.log")
+        e["FAKE_CONTAINER_LOG"] = str(self.aux / "fake-container.log")
         return e
 
     def client(self, *args, timeout=10):
@@ -328,7 +380,7 @@ class Chaos:
 
     def spawn(self):
         n = len(self.procs)
-        path = self.home / f"daemon-{n}.stderr"
+        path = self.aux / f"daemon-{n}.stderr"
         with open(path, "wb") as err:
             p = subprocess.Popen([self.bin, "--home", str(self.home),
                                   "serve", "-f"], stdin=subprocess.DEVNULL,
@@ -370,6 +422,7 @@ class Chaos:
         p = self.proc
         if p is None or p.poll() is not None:
             return
+        self.kills.append(time.time())
         p.kill()
         p.wait()
         self.counts["supervisor_kills"] += 1
@@ -421,6 +474,7 @@ class Chaos:
         else:
             w = self.rng.choice(ws)
         try:
+            self.kills.append(time.time())
             os.kill(w, signal.SIGKILL)
             self.counts["worker_kills"] += 1
         except ProcessLookupError:
@@ -438,6 +492,7 @@ class Chaos:
             p = self.spawn()
             time.sleep(self.rng.uniform(0.0, 0.4))
             if p.poll() is None:
+                self.kills.append(time.time())
                 p.kill()
                 p.wait()
                 self.counts["kills_during_start"] += 1
@@ -451,13 +506,27 @@ class Chaos:
             self.counts["skipped"] += 1
             return
         if self.rng.random() < 0.6:
+            old = self.backoff, self.workers
             self.backoff = 1 - self.backoff
             if self.rng.random() < 0.3:
                 self.workers = 3 if self.workers == 4 else 4
-            self.write_settings()
-            self.counts["reload_changes"] += 1
+            try:
+                self.write_settings()
+                self.counts["reload_changes"] += 1
+            except OSError:
+                self.backoff, self.workers = old    # the disk is full
         os.kill(p.pid, signal.SIGHUP)
         self.counts["reloads"] += 1
+
+    def disk_full(self):
+        """Fill the home's filesystem, hold it full a moment, free it."""
+        path = self.home / ".chaos-fill"
+        try:
+            fill(path)
+            time.sleep(self.rng.uniform(0.3, 2.0))
+        finally:
+            path.unlink(missing_ok=True)
+        self.counts["disk_full"] += 1
 
     def chaos_thread(self, schedule, t0):
         try:
@@ -469,6 +538,8 @@ class Chaos:
                     self.restart()
                 elif action == "kill-worker":
                     self.kill_worker()
+                elif action == "disk-full":
+                    self.disk_full()
                 else:
                     self.reload()
         except BaseException as e:          # reported, not hidden
@@ -479,8 +550,17 @@ class Chaos:
     def drop_bytes(self, name, data, mtime=None):
         inc = self.q / "incoming"
         tmp = inc / f".chaos-{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
+        # A producer meeting a full disk tries again, as a client would.
+        for _ in range(600):
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                break
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                if e.errno != errno.ENOSPC:
+                    raise
+                time.sleep(0.05)
         if mtime is not None:
             os.utime(tmp, (mtime, mtime))
         os.rename(tmp, inc / name)
@@ -544,6 +624,7 @@ class Chaos:
                         if w.get("state") == "busy"]
                 idle = (q.get("incoming") == 0 and q.get("processing") == 0
                         and q.get("deferred") == 0 and q.get("held") == 0
+                        and q.get("commitsWaiting", 0) == 0
                         and not busy and
                         s.get("permits", {}).get("inUse") == 0)
                 calm = calm + 1 if idle else 0
@@ -631,6 +712,23 @@ class Chaos:
         except (OSError, ValueError):
             return None
 
+    def times(self, name):
+        """The times (second field) of the lines of a provider state
+        file."""
+        try:
+            with open(self.state / name) as f:
+                return [float(line.split()[1]) for line in f
+                        if len(line.split()) == 2]
+        except OSError:
+            return []
+
+    @staticmethod
+    def stderr_text(p):
+        try:
+            return p.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
     def strays(self, timeout=5):
         """Tagged processes still alive after up to timeout seconds."""
         deadline = time.monotonic() + timeout
@@ -717,7 +815,7 @@ class Chaos:
                                 f"{o['attempt']} of {o['maxAttempts']}")
             err = str(o["errorMessage"])
             if not any(s in err for s in MODE_ERRORS[m["mode"]] +
-                       CHAOS_ERRORS):
+                       self.chaos_errors):
                 bad_dead.append(f"{name}: mode {m['mode']} but error "
                                 f"{err[:100]!r}")
 
@@ -774,6 +872,33 @@ class Chaos:
                 not bad_dead, few(bad_dead))
         self.ok("messages that can never succeed never got a reply",
                 not never_ok, few(never_ok))
+
+        # No agent ran again after it had succeeded, unless a kill came
+        # in between (from a second before the success, as a worker killed
+        # just as its agent replied loses that reply).
+        rerun = []
+        for m in self.msgs:
+            oks = self.times(f"{m['tok']}.ok")
+            for r in self.times(f"{m['tok']}.runs"):
+                before = [t for t in oks if t < r]
+                if before and not any(max(before) - 1.0 <= k <= r
+                                      for k in self.kills):
+                    rerun.append(f"{m['file']}: ran at {r:.3f} after "
+                                 f"succeeding at {max(before):.3f}")
+                    break
+        self.ok("no agent ran again after it succeeded (without a kill in "
+                "between)", not rerun, few(rerun))
+        if self.args.disk_full:
+            text = "".join(self.stderr_text(p) for p in self.procs)
+            failed = len(re.findall(r"commit failed, kept in memory", text))
+            done = len(re.findall(r": committed after \d+ tr", text))
+            self.commit_counts = (failed, done)
+            self.ok("the full disk made commits fail, and they were tried "
+                    "again", failed > 0 and done > 0 and
+                    self.counts["disk_full"] == self.args.disk_full,
+                    f"{failed} failed, {done} finished later, disk filled "
+                    f"{self.counts['disk_full']} of {self.args.disk_full} "
+                    "times")
 
         # corrupt/
         corrupt = set(self.listdir("corrupt"))
@@ -872,6 +997,10 @@ class Chaos:
               f"{c['restarts']} (killed during start {c['kills_during_start']}"
               f", with a commit half done {c['kills_in_commit']}), reloads {c['reloads']} ({c['reload_changes']} with a "
               f"changed settings.json), skipped {c['skipped']}")
+        if self.args.disk_full:
+            failed, done = getattr(self, "commit_counts", (0, 0))
+            print(f"disk full      {c['disk_full']} times; {failed} "
+                  f"commits failed, {done} finished on a later try")
         print(f"elapsed        {self.elapsed:.1f}s (drain "
               f"{self.drain_seconds:.1f}s)")
         print(f"at exit        {len(self.at_exit)} process(es) of the run "
@@ -884,7 +1013,8 @@ class Chaos:
         print(f"log errors     {len(errs)}")
         for line in errs[:10]:
             print("   ", line[:300])
-        print(f"home           {self.home}")
+        print(f"home           {self.home} (provider state, stderr: "
+              f"{self.aux})")
         npass = sum(1 for r in self.results if r[1])
         nfail = len(self.results) - npass
         print(f"{npass} passed, {nfail} failed")
@@ -900,8 +1030,15 @@ class Chaos:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if not keep:
-            shutil.rmtree(self.home, ignore_errors=True)
+        if keep:
+            if self.mounted:
+                print(f"{self.home} is still mounted (a tmpfs): umount it "
+                      "when done")
+            return
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.home)], check=False)
+        shutil.rmtree(self.home, ignore_errors=True)
+        shutil.rmtree(self.aux, ignore_errors=True)
 
 
 def main():
@@ -921,6 +1058,11 @@ def main():
                     help="supervisor SIGKILLs and restarts (6; --short: 2)")
     ap.add_argument("--worker-kills", type=int, help="40 (--short: 6)")
     ap.add_argument("--reloads", type=int, help="SIGHUPs, 15 (--short: 3)")
+    ap.add_argument("--disk-full", type=int, help="times the home's "
+                    "tmpfs is filled up and freed, 8 (--short: 2); 0: no "
+                    "tmpfs")
+    ap.add_argument("--tmpfs-size", help="size of the home's tmpfs, 256m "
+                    "(--short: 64m)")
     ap.add_argument("--hangs", type=int, default=4,
                     help="messages that time out (not with --short)")
     ap.add_argument("--drain-timeout", type=float)
@@ -940,6 +1082,8 @@ def main():
          "restarts": 2 if short else 6,
          "worker_kills": 6 if short else 40,
          "reloads": 3 if short else 15,
+         "disk_full": 2 if short else 8,
+         "tmpfs_size": "64m" if short else "256m",
          "drain_timeout": 60 if short else 600,
          "duration_bound": 90 if short else None}
     for k, v in d.items():

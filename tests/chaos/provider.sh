@@ -13,8 +13,11 @@
 #   auth        print "Invalid API key" on stderr and exit 1: terminal
 #   signal      kill itself with SIGKILL: transient
 #   hang        sleep far past timeout_seconds: the daemon times it out
-# Runs are counted in STATE_DIR/TOKEN.runs (one line per run) so that
-# chaos.py can tell how often each message was really started.
+# Runs are counted in STATE_DIR/TOKEN.runs (one line per run: pid and the
+# time it started) so that chaos.py can tell how often each message was
+# really started, and each run that succeeds adds a line (pid, time) to
+# STATE_DIR/TOKEN.ok just before it replies: a run after a success must be
+# explained by a kill in between.
 state=$1
 msg=$2
 tok= id= mode=ok sleep=0 fails=0
@@ -31,7 +34,7 @@ if [ -z "$tok" ]; then
 	echo "provider.sh: no tok= in the message" >&2
 	exit 2
 fi
-echo "$$" >> "$state/$tok.runs"
+echo "$$ $(date +%s.%N)" >> "$state/$tok.runs"
 n=$(wc -l < "$state/$tok.runs")
 
 case $mode in
@@ -60,5 +63,6 @@ flaky)
 		exit 1
 	fi ;;
 esac
+echo "$$ $(date +%s.%N)" >> "$state/$tok.ok"
 echo "chaos-reply id=$id tok=$tok run=$n"
 exit 0
