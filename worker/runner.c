@@ -110,9 +110,9 @@ kill_group(struct runner *r, int sig)
 		kill(-r->pid, sig);
 }
 
-/* SIGKILL every child of this process: those whose ppid in /proc is us. */
+/* SIGKILL every child of this process, found by its ppid in /proc. */
 static void
-children_kill(void)
+children_kill_scan(void)
 {
 	struct dirent	*de;
 	DIR		*d;
@@ -142,6 +142,40 @@ children_kill(void)
 		kill((pid_t)strtol(de->d_name, NULL, 10), SIGKILL);
 	}
 	closedir(d);
+}
+
+/*
+ * SIGKILL every child of this process: the kernel lists each thread's in
+ * /proc/self/task/TID/children, a read rather than the scan of every
+ * process in /proc that a kernel without CONFIG_PROC_CHILDREN leaves.
+ */
+static void
+children_kill(void)
+{
+	struct dirent	*de;
+	DIR		*d;
+	FILE		*f;
+	char		 path[300];
+	long		 pid;
+	int		 listed = 0;
+
+	if ((d = opendir("/proc/self/task")) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/self/task/%s/"
+			    "children", de->d_name);
+			if ((f = fopen(path, "re")) == NULL)
+				continue;
+			listed = 1;
+			while (fscanf(f, "%ld", &pid) == 1)
+				kill((pid_t)pid, SIGKILL);
+			fclose(f);
+		}
+		closedir(d);
+	}
+	if (!listed)
+		children_kill_scan();
 }
 
 /*

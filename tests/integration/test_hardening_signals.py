@@ -24,15 +24,17 @@ from conftest import (BIN, TIME_SCALE, pid_alive, proc_cmdline, tagged_pids,
                       wait_for)
 
 
-def start_in_group(h, env=None, timeout=10):
-    """`serve -f` in a process group of its own, as a shell starts a
-    foreground job: its pid is the group's id."""
+def start_in_group(h, wrapper=(), timeout=10):
+    """`serve -f` (under wrapper, a command such as timeout(1)) in a
+    process group of its own, as a shell starts a foreground job: the pid
+    of what it starts is the group's id."""
     n = len(h.procs)
     err = open(h.path / f"daemon-{n}.stderr", "wb")
     since = time.time() * 1000 - 1
-    p = subprocess.Popen([BIN, "--home", str(h.path), "serve", "-f"],
-                         stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                         env=h.env(env), cwd=str(h.path), process_group=0)
+    p = subprocess.Popen([*wrapper, BIN, "--home", str(h.path), "serve",
+                          "-f"], stdin=subprocess.DEVNULL, stdout=err,
+                         stderr=err, env=h.env(), cwd=str(h.path),
+                         process_group=0)
     err.close()
     p.stderr_path = h.path / f"daemon-{n}.stderr"
     h.procs.append(p)
@@ -42,7 +44,8 @@ def start_in_group(h, env=None, timeout=10):
         if p.poll() is not None:
             raise AssertionError(f"clawvisor exited with {p.returncode}:\n"
                                  + p.stderr_path.read_text(errors="replace"))
-        return any(e.get("pid") == p.pid and e["timestamp"] >= since
+        return any((wrapper or e.get("pid") == p.pid) and
+                   e["timestamp"] >= since
                    for e in h.events("processor_start"))
     wait_for(ready, timeout, what="processor_start")
     assert os.getpgid(p.pid) == p.pid
@@ -92,6 +95,26 @@ def test_group_stop_lets_in_flight_work_finish(homes, sig):
     for sub in ("incoming", "processing", "deferred", "dead-letter"):
         assert h.files(sub) == [], sub
     assert "exiting: SIGTERM" not in h.log()
+
+
+def test_timeout_command_stops_gracefully(homes):
+    """`timeout 600 clawvisor serve -f`: when its time is up, or when it is
+    sent SIGTERM itself, timeout(1) sends SIGTERM (and SIGCONT) to the
+    daemon and to its whole process group; it is sent SIGTERM here, so as
+    not to depend on how long the start takes. The in-flight invocation
+    still gets its grace period, finishes and answers."""
+    h = homes({"agents": {"cmd": marked_agent(3)},
+               "sandbox": {"kill_grace_seconds": 30, "max_attempts": 1}},
+              start=False)
+    p = start_in_group(h, wrapper=["timeout", "600"])
+    mid = h.drop("time is up", agent="cmd")
+    wait_agent(h, "cmd")
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(40 * TIME_SCALE) == 0
+    r = h.wait_response(mid, timeout=1)
+    assert r["message"] == "done: time is up"
+    assert h.dead_letters(mid) == [] and errors_for(h, mid) == []
+    assert "stopping (SIGTERM)" in h.log()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM],
@@ -182,25 +205,44 @@ def test_worker_ignores_signals_from_outside(homes, sig):
 # -- start-up ---------------------------------------------------------------
 
 FAKE_RUNTIME = """#!/bin/sh
-# A container runtime whose `ps` (the start-up sweep) is slow.
+# A container runtime: a slow `ps` (the start-up sweep), a slow `kill` (of
+# a container that timed out), and a `run` that never ends by itself.
+dir=$(dirname "$0")
 case "$1" in
 ps)
-	: > "$(dirname "$0")/ps-started"
-	sleep {delay}
+	: > "$dir/ps-started"
+	sleep {ps_delay}
+	;;
+kill)
+	: > "$dir/kill-started"
+	sleep 2
+	: > "$dir/kill-done"
+	;;
+run)
+	exec sleep 60
 	;;
 esac
 exit 0
 """
 
 
-def slow_start_home(homes, delay):
-    h = homes({"sandbox": {"mode": "docker"}}, start=False)
+def fake_runtime_home(homes, ps_delay=0, sandbox=None, start=False):
+    h = homes({"sandbox": {"mode": "docker", **(sandbox or {})},
+               "agents": {"cmd": {"provider": "command",
+                                  "command": ["true"]}}}, start=False)
     rt = h.path / "fake-runtime"
-    rt.write_text(FAKE_RUNTIME.replace("{delay}", str(delay)))
+    rt.write_text(FAKE_RUNTIME.replace("{ps_delay}", str(ps_delay)))
     rt.chmod(0o755)
     s = json.loads(json.dumps(h.settings))
     s["sandbox"]["docker"] = {"runtime_command": str(rt)}
     h.write_settings(s)
+    if start:
+        h.start()
+    return h
+
+
+def slow_start_home(homes, delay):
+    h = fake_runtime_home(homes, ps_delay=delay)
     h.marker = h.path / "ps-started"
     return h
 
@@ -245,6 +287,22 @@ def test_term_during_startup_stops_cleanly(homes):
     assert p.wait(30 * TIME_SCALE) == 0
     assert not (h.path / "run" / "clawvisor.pid").exists()
     assert "stopped" in h.log()
+
+
+def test_signal_does_not_cut_a_container_kill_short(homes):
+    """A handled signal (here logrotate's SIGUSR1, which the supervisor
+    passes on) while a worker waits for `RUNTIME kill` of a container that
+    timed out: the helper is not taken for timed out and killed, the kill
+    completes."""
+    h = fake_runtime_home(homes, start=True, sandbox={
+        "timeout_seconds": 1, "kill_grace_seconds": 1, "max_attempts": 1})
+    mid = h.drop("hello", agent="cmd")
+    wait_for((h.path / "kill-started").exists, 15,
+             what="the container kill")
+    h.signal(signal.SIGUSR1)
+    rec, _ = h.wait_dead(mid, timeout=20)
+    assert "timed out" in rec["errorMessage"]
+    assert (h.path / "kill-done").exists(), "the kill was cut short"
 
 
 # -- processes that leave the process group ---------------------------------
