@@ -217,7 +217,7 @@ runner_kill_strays(struct runner *r)
 	}
 	if (killed)
 		log_debug("killed what pid %d left behind", (int)r->pid);
-	/* Container runtimes' monitors (conmon) must go to init, not us. */
+	/* Until the next host run: see runner_start(). */
 	prctl(PR_SET_CHILD_SUBREAPER, 0);
 	r->subreaper = 0;
 }
@@ -424,21 +424,22 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 		goto fail;
 	}
 	/*
+	 * A run that leaves processes outside its group (setsid) would leave
+	 * them to init: as a subreaper, they come to us instead, and die at
+	 * its end (runner_kill_strays). Only for the host: a container mode's
+	 * sandbox ends with its container, and Podman's monitor (conmon)
+	 * must outlive `podman run`.
+	 */
+	if (s->reap_strays && prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		log_warnx("cannot be a child subreaper: %s; what leaves the "
+		    "run's process group will outlive it", strerror(errno));
+	/*
 	 * vfork: the child borrows our memory until it execs, so nothing
 	 * is copied (page tables, copy-on-write faults afterwards), which
 	 * is most of the cost of a fork. Every signal stays blocked across
 	 * it, so that no handler of ours runs in the child; the child sets
 	 * them all to their default before it unblocks them.
 	 */
-	/*
-	 * A run that leaves processes outside its group (setsid) would leave
-	 * them to init: as a subreaper, they come to us instead, and die at
-	 * its end. Only for the host: a container mode's sandbox ends with
-	 * its container, and Podman's monitor must outlive `podman run`.
-	 */
-	if (s->reap_strays && prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
-		log_warnx("cannot be a child subreaper: %s; what leaves the "
-		    "run's process group will outlive it", strerror(errno));
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &old);
 	pid = SPAWN_FORK();
