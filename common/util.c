@@ -636,8 +636,9 @@ run_output_env(char *const argv[], char *const envp[], char *out,
 	char		scratch[4096];
 	size_t		off = 0;
 	ssize_t		n;
+	sigset_t	set;
 	pid_t		pid;
-	int		p[2], st, null;
+	int		p[2], st, null, sig, r;
 	int64_t		end = mono_ms() + timeout_s * 1000LL, left;
 
 	if (out != NULL && len > 0)
@@ -651,6 +652,11 @@ run_output_env(char *const argv[], char *const envp[], char *out,
 	}
 	if (pid == 0) {
 		setsid();
+		/* Not our handlers, ignored signals or mask: its own. */
+		for (sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
+		sigemptyset(&set);
+		sigprocmask(SIG_SETMASK, &set, NULL);
 		if ((null = open("/dev/null", O_RDONLY)) != -1)
 			dup2(null, 0);
 		dup2(p[1], 1);
@@ -665,8 +671,12 @@ run_output_env(char *const argv[], char *const envp[], char *out,
 	pfd.fd = p[0];
 	pfd.events = POLLIN;
 	for (;;) {
-		if ((left = end - mono_ms()) <= 0 ||
-		    poll(&pfd, 1, (int)left) <= 0) {
+		if ((left = end - mono_ms()) <= 0)
+			r = 0;
+		/* A handled signal (SIGCHLD, SIGUSR1) is not the timeout. */
+		else if ((r = poll(&pfd, 1, (int)left)) == -1 && errno == EINTR)
+			continue;
+		if (r <= 0) {
 			kill(-pid, SIGKILL);
 			break;
 		}
@@ -674,6 +684,8 @@ run_output_env(char *const argv[], char *const envp[], char *out,
 			n = read(p[0], out + off, len - 1 - off);
 		else
 			n = read(p[0], scratch, sizeof(scratch));
+		if (n == -1 && errno == EINTR)
+			continue;
 		if (n <= 0)
 			break;
 		if (out != NULL && off + 1 < len)

@@ -237,8 +237,9 @@ worker_dead(struct worker *w, const char *why)
 static void
 worker_spawn(struct worker *w)
 {
+	sigset_t set, old;
 	char	 idx[16], *argv[14];
-	int	 sp[2], i = 0;
+	int	 sp[2], i = 0, saved;
 	pid_t	 pid;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
@@ -259,16 +260,34 @@ worker_spawn(struct worker *w)
 	argv[i++] = "--log-level";
 	argv[i++] = (char *)log_level_name();
 	argv[i] = NULL;
+	/*
+	 * The worker gets a process group of its own: a signal to ours (^C
+	 * or a hangup on the terminal of `serve -f`, timeout(1), `kill
+	 * -TERM -PGID`) is an order to the supervisor, which stops or
+	 * reloads and tells the workers what to do; had it reached them too,
+	 * they would have killed their invocations at once. Signals are
+	 * blocked across the fork, so that none is handled in the child
+	 * before it has left our group. It unblocks them before the exec
+	 * but SIGTERM and SIGUSR1, which the worker lets in once it watches
+	 * them: a SIGUSR1 passed on (pool_signal) to a worker still starting
+	 * would kill it, with the default action.
+	 */
+	sigfillset(&set);
+	sigprocmask(SIG_SETMASK, &set, &old);
 	if ((pid = fork()) == -1) {
-		log_error("fork: %s", strerror(errno));
+		saved = errno;
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		log_error("fork: %s", strerror(saved));
 		close(sp[0]);
 		close(sp[1]);
 		goto retry;
 	}
 	if (pid == 0) {
-		sigset_t set;
-
+		if (setpgid(0, 0) == -1)
+			_exit(127);
 		sigemptyset(&set);
+		sigaddset(&set, SIGTERM);
+		sigaddset(&set, SIGUSR1);
 		sigprocmask(SIG_SETMASK, &set, NULL);
 		if (dup2(sp[1], 3) == -1)
 			_exit(127);
@@ -276,6 +295,9 @@ worker_spawn(struct worker *w)
 		execv(sv.self_exe, argv);
 		_exit(127);
 	}
+	/* Both sides, so that it holds whichever runs first. */
+	(void)setpgid(pid, pid);
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sp[1]);
 	fd_nonblock(sp[0]);
 	w->pid = pid;
@@ -546,6 +568,8 @@ pool_kill_container(const char *runtime, uint64_t job_id)
 		return;
 	}
 	if (pid == 0) {
+		/* Out of our process group, as a worker is (worker_spawn). */
+		(void)setpgid(0, 0);
 		sigemptyset(&set);
 		sigprocmask(SIG_SETMASK, &set, NULL);
 		signal(SIGPIPE, SIG_DFL);

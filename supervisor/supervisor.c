@@ -322,6 +322,29 @@ on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 }
 
+/*
+ * The signals the supervisor acts on. They are blocked from the start of
+ * `serve` and watched as soon as the loop exists, but only let in when it
+ * runs: the pid file names this process long before that (the sweep of an
+ * earlier crash's containers can take minutes with a slow engine), and
+ * logrotate's SIGUSR1 or a SIGHUP would otherwise kill it there, with their
+ * default action. Held back, they are acted on in the loop's first
+ * iteration; and a handler cannot interrupt the start-up's helpers
+ * (EINTR). The parent of daemonize() and every child set their own mask.
+ */
+static void
+signals_block(int how, sigset_t *old)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(how, &set, old);
+}
+
 static void
 signals_start(void)
 {
@@ -342,7 +365,7 @@ signals_start(void)
  * end for daemon_ready(), or -1.
  */
 static int
-daemonize(void)
+daemonize(const sigset_t *mask)
 {
 	pid_t	pid;
 	int	null, p[2];
@@ -353,6 +376,8 @@ daemonize(void)
 	if ((pid = fork()) == -1)
 		return -1;
 	if (pid > 0) {
+		/* ^C on a `clawvisor serve` waiting for its daemon: as before. */
+		sigprocmask(SIG_SETMASK, mask, NULL);
 		close(p[1]);
 		if (read(p[0], &c, 1) == 1)
 			_exit(0);
@@ -395,10 +420,12 @@ emit_start(void)
 int
 supervisor_main(const char *argv0, const char *home, int foreground)
 {
+	sigset_t mask;
 	char	 err[512], exe[PATH_MAX], *logpath;
 	ssize_t	 n;
 	int	 ready_fd = -1;
 
+	signals_block(SIG_BLOCK, &mask);
 	memset(&sv, 0, sizeof(sv));
 	sv.home = xstrdup(home);
 	sv.foreground = foreground;
@@ -433,7 +460,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	if (pid_lock() == -1)
 		return 1;
 	warn_world_writable(home);
-	if (!foreground && (ready_fd = daemonize()) == -1) {
+	if (!foreground && (ready_fd = daemonize(&mask)) == -1) {
 		fprintf(stderr, "clawvisor: fork: %s\n", strerror(errno));
 		return 1;
 	}
@@ -445,6 +472,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	setproctitle("supervisor %s", home);
 	signal(SIGPIPE, SIG_IGN);
 	sv.loop = ev_default_loop(EVFLAG_AUTO);
+	signals_start();
 	sv.generation = 1;
 	sv.started_ms = now_ms();
 	/* Unique across restarts: container names derive from it. */
@@ -458,7 +486,6 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	containers_sweep();
 	commit_recover();
 	commit_load_deferred();
-	signals_start();
 	if (control_init() == -1) {
 		pid_remove();
 		return 1;
@@ -471,6 +498,8 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 		(void)!write(ready_fd, "", 1);
 		close(ready_fd);
 	}
+	/* What came during the start-up is handled in the first iteration. */
+	signals_block(SIG_UNBLOCK, NULL);
 	ev_run(sv.loop, 0);
 
 	event_close();

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -23,6 +24,7 @@
 #include "util.h"
 
 #define DRAIN_SECONDS	2.0	/* pipes held open by an escaped process */
+#define STRAYS_MS	2000	/* killing what a run left: at most */
 #define CHUNK		65536
 
 /*
@@ -107,6 +109,118 @@ kill_group(struct runner *r, int sig)
 		kill(-r->pid, sig);
 }
 
+/* SIGKILL every child of this process, found by its ppid in /proc. */
+static void
+children_kill_scan(void)
+{
+	struct dirent	*de;
+	DIR		*d;
+	char		 path[300], buf[512], *p;
+	ssize_t		 n;
+	long		 ppid;
+	pid_t		 self = getpid();
+	int		 fd;
+
+	if ((d = opendir("/proc")) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		/* "pid (comm) state ppid ...": comm may hold a ')' itself. */
+		if ((p = strrchr(buf, ')')) == NULL ||
+		    sscanf(p + 1, " %*c %ld", &ppid) != 1 || ppid != self)
+			continue;
+		kill((pid_t)strtol(de->d_name, NULL, 10), SIGKILL);
+	}
+	closedir(d);
+}
+
+/*
+ * SIGKILL every child of this process: the kernel lists each thread's in
+ * /proc/self/task/TID/children, a read rather than the scan of every
+ * process in /proc that a kernel without CONFIG_PROC_CHILDREN leaves.
+ */
+static void
+children_kill(void)
+{
+	struct dirent	*de;
+	DIR		*d;
+	FILE		*f;
+	char		 path[300];
+	long		 pid;
+	int		 listed = 0;
+
+	if ((d = opendir("/proc/self/task")) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/self/task/%s/"
+			    "children", de->d_name);
+			if ((f = fopen(path, "re")) == NULL)
+				continue;
+			listed = 1;
+			while (fscanf(f, "%ld", &pid) == 1)
+				kill((pid_t)pid, SIGKILL);
+			fclose(f);
+		}
+		closedir(d);
+	}
+	if (!listed)
+		children_kill_scan();
+}
+
+/*
+ * The end of a run for which we are a child subreaper: kill and reap every
+ * child we have until there is none. A process that left the run's group
+ * (setsid, a daemon's double fork) is out of reach of the group kill, but
+ * once its parent is gone it becomes our child, and so do the children of
+ * each one killed here. The worker runs one invocation at a time and its
+ * helpers to completion, and watches no other child: every child it has
+ * now is the run's. Bounded: a process stuck in the kernel is left behind.
+ */
+static void
+runner_kill_strays(struct runner *r)
+{
+	struct timespec	 nap = { 0, 1000 * 1000 };
+	int64_t		 deadline = mono_ms() + STRAYS_MS;
+	pid_t		 pid;
+	int		 killed = 0;
+
+	if (!r->subreaper)
+		return;
+	for (;;) {
+		pid = waitpid(-1, NULL, WNOHANG | __WALL);
+		if (pid > 0)
+			continue;
+		if (pid == -1 && errno == EINTR)
+			continue;
+		if (pid == -1)
+			break;		/* ECHILD: none left */
+		if (mono_ms() >= deadline) {
+			log_warnx("processes left by pid %d did not die in %d "
+			    "ms", (int)r->pid, STRAYS_MS);
+			break;
+		}
+		/* Some left, none dead yet: kill them, new ones too. */
+		children_kill();
+		killed = 1;
+		nanosleep(&nap, NULL);
+	}
+	if (killed)
+		log_debug("killed what pid %d left behind", (int)r->pid);
+	/* Until the next host run: see runner_start(). */
+	prctl(PR_SET_CHILD_SUBREAPER, 0);
+	r->subreaper = 0;
+}
+
 static void
 runner_grace(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -181,8 +295,9 @@ runner_child(struct ev_loop *loop, ev_child *w, int revents)
 	r->duration_ms = mono_ms() - r->started_ms;
 	ev_timer_stop(loop, &r->timeout);
 	ev_timer_stop(loop, &r->grace);
-	/* Whatever the program left running in its group goes with it. */
+	/* Whatever the program left running goes with it. */
 	kill_group(r, SIGKILL);
+	runner_kill_strays(r);
 	do
 		n = read(r->execfd, &rep, sizeof(rep));
 	while (n == -1 && errno == EINTR);
@@ -308,6 +423,16 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 		goto fail;
 	}
 	/*
+	 * A run that leaves processes outside its group (setsid) would leave
+	 * them to init: as a subreaper, they come to us instead, and die at
+	 * its end (runner_kill_strays). Only for the host: a container mode's
+	 * sandbox ends with its container, and Podman's monitor (conmon)
+	 * must outlive `podman run`.
+	 */
+	if (s->reap_strays && prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		log_warnx("cannot be a child subreaper: %s; what leaves the "
+		    "run's process group will outlive it", strerror(errno));
+	/*
 	 * vfork: the child borrows our memory until it execs, so nothing
 	 * is copied (page tables, copy-on-write faults afterwards), which
 	 * is most of the cost of a fork. Every signal stays blocked across
@@ -339,6 +464,7 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 	r->cb = cb;
 	r->arg = arg;
 	r->grace_seconds = s->kill_grace_seconds;
+	(void)prctl(PR_GET_CHILD_SUBREAPER, &r->subreaper);
 	r->on_timeout = s->on_timeout;
 	r->envp = s->envp;
 	r->started_ms = mono_ms();
@@ -357,6 +483,7 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 	capture_init(r, &r->err, pe[0], s->max_output_bytes);
 	return r;
 fail:
+	(void)prctl(PR_SET_CHILD_SUBREAPER, 0);
 	if (po[0] != -1) { close(po[0]); close(po[1]); }
 	if (pe[0] != -1) { close(pe[0]); close(pe[1]); }
 	if (px[0] != -1) { close(px[0]); close(px[1]); }
@@ -388,6 +515,7 @@ runner_free(struct runner *r)
 		kill_group(r, SIGKILL);
 		ev_child_stop(r->loop, &r->child);
 		waitpid(r->pid, NULL, 0);
+		runner_kill_strays(r);
 	}
 	ev_timer_stop(r->loop, &r->timeout);
 	ev_timer_stop(r->loop, &r->grace);

@@ -1,8 +1,9 @@
 /*
  * Running one program for a worker: fork/exec in its own session, capture
  * of stdout and stderr up to a cap, timeout with SIGTERM then SIGKILL to the
- * whole process group, and a close-on-exec pipe that tells "could not exec"
- * from "ran and failed".
+ * whole process group, optionally the end of every process it left outside
+ * that group, and a close-on-exec pipe that tells "could not exec" from
+ * "ran and failed".
  */
 #ifndef CLAWVISOR_RUNNER_H
 #define CLAWVISOR_RUNNER_H
@@ -37,6 +38,11 @@ struct runner_spec {
 	int64_t		  max_output_bytes;
 	/* Run when the timeout fires, before the signals (container kill). */
 	char		**on_timeout;
+	/*
+	 * Be a child subreaper while it runs, and when it ends kill every
+	 * process it left, in its group or not (runner_kill_strays).
+	 */
+	int		  reap_strays;
 };
 
 struct runner {
@@ -58,6 +64,7 @@ struct runner {
 	int64_t		 started_ms;
 	int64_t		 duration_ms;
 	int64_t		 grace_seconds;
+	int		 subreaper;	/* we are one for this run */
 	char		**on_timeout;
 	char		**envp;		/* the spec's, for on_timeout too */
 	runner_cb	 cb;

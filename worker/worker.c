@@ -1,8 +1,9 @@
 /*
  * The worker's loop: a small libev default loop of its own (the worker is a
  * fresh exec of the clawvisor binary), one socketpair to the supervisor, at
- * most one invocation at a time. EOF from the supervisor, or SIGTERM, ends
- * the worker after killing whatever it is running.
+ * most one invocation at a time. Orders come over the socket only: EOF from
+ * the supervisor, or SIGTERM once the supervisor is gone, ends the worker
+ * after killing whatever it is running; other signals do not.
  */
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -36,6 +37,7 @@ static struct {
 	ev_signal		 sigterm;
 	ev_signal		 sigusr1;
 	int			 index;
+	pid_t			 parent;	/* the supervisor */
 	int			 busy;
 	struct job		 job;
 	struct sandbox_run	 sb;
@@ -235,6 +237,7 @@ worker_run(uint64_t id, json_object *o)
 	spec.kill_grace_seconds = w.job.kill_grace_seconds;
 	spec.max_output_bytes = w.job.max_output_bytes;
 	spec.on_timeout = w.sb.on_timeout;
+	spec.reap_strays = w.job.mode == MODE_HOST;
 	w.runner = runner_start(w.loop, &spec, worker_done, NULL, err,
 	    sizeof(err));
 	if (w.runner == NULL) {
@@ -304,14 +307,18 @@ worker_signal(struct ev_loop *loop, ev_signal *s, int revents)
 	(void)revents;
 	if (s->signum == SIGUSR1)
 		log_reopen();	/* the supervisor passes logrotate's on */
+	else if (getppid() != w.parent)
+		worker_quit("supervisor gone (SIGTERM)");
 	else
-		worker_quit("SIGTERM");
+		log_warnx("SIGTERM from outside ignored: stop the supervisor "
+		    "(pid %d) instead", (int)w.parent);
 }
 
 int
 worker_main(int fd, int index, const char *home, int log_stderr)
 {
 	json_object	*hello;
+	sigset_t	 set;
 	char		 tag[32], *logpath;
 
 	w.index = index;
@@ -321,9 +328,26 @@ worker_main(int fd, int index, const char *home, int log_stderr)
 	free(logpath);
 	setproctitle("worker %d", index);
 	signal(SIGPIPE, SIG_IGN);
-	/* If the supervisor vanishes without closing, SIGTERM still comes. */
+	/*
+	 * Orders come from the supervisor, over the socket. A worker has a
+	 * process group of its own (worker_spawn): ^C, a hangup or a group
+	 * kill meant for `serve -f` reach the supervisor alone, which stops
+	 * or reloads and hands what runs back after kill_grace_seconds.
+	 * SIGINT and SIGHUP sent to a worker by pid are ignored as well, and
+	 * SIGTTOU, so that logging to the terminal of `serve -f` from outside
+	 * its foreground group never stops us. The run's child sets every
+	 * signal back to its default.
+	 */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGTTOU, SIG_IGN);
+	/*
+	 * If the supervisor vanishes without closing, SIGTERM still comes;
+	 * by then our parent is another process, which is how worker_signal()
+	 * tells it from a SIGTERM sent by someone else.
+	 */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() == 1)
+	if ((w.parent = getppid()) == 1)
 		worker_quit("supervisor gone");
 	w.loop = ev_default_loop(EVFLAG_AUTO);
 	ipc_init(&w.conn, fd);
@@ -335,6 +359,11 @@ worker_main(int fd, int index, const char *home, int log_stderr)
 	ev_signal_start(w.loop, &w.sigterm);
 	ev_signal_init(&w.sigusr1, worker_signal, SIGUSR1);
 	ev_signal_start(w.loop, &w.sigusr1);
+	/* Blocked since the fork (worker_spawn): now they are watched. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
 	hello = json_object_new_object();
 	json_object_object_add(hello, "pid", json_object_new_int64(getpid()));
 	json_object_object_add(hello, "version",
