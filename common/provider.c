@@ -161,7 +161,7 @@ codex_parse(const char *out, size_t len)
 char *
 provider_reply(const struct job *j, const char *out, size_t len)
 {
-	char *r;
+	char *r, *clean;
 
 	if (j->provider == PROV_OPENAI) {
 		r = codex_parse(out, len);
@@ -171,7 +171,11 @@ provider_reply(const struct job *j, const char *out, size_t len)
 		}
 		return r;
 	}
-	return trimmed(out, len);
+	/* Made UTF-8 first: a NUL would end the C string there, silently. */
+	clean = utf8_clean(out, len);
+	r = trimmed(clean, strlen(clean));
+	free(clean);
+	return r;
 }
 
 static int

@@ -85,6 +85,7 @@ worker_finish(struct job_result *res)
 		free(res->reply);
 		res->reply = clean;
 	}
+	result_bound(res, (size_t)w.job.max_output_bytes);
 	o = result_to_json(res);
 	worker_send(MSG_JOB_DONE, w.job.id, o);
 	json_object_put(o);
