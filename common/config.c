@@ -422,7 +422,7 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 	    &mode) == -1 ||
 	    get_int(c, s, "sandbox", "timeout_seconds", 600, 0, INT32_MAX,
 	    &cf->timeout_seconds) == -1 ||
-	    get_int(c, s, "sandbox", "max_attempts", 3, 1, 1000,
+	    get_int(c, s, "sandbox", "max_attempts", 3, 1, CONFIG_MAX_ATTEMPTS,
 	    &cf->max_attempts) == -1 ||
 	    get_int(c, s, "sandbox", "max_concurrency", 0, 0, INT32_MAX,
 	    &cf->max_concurrency) == -1 ||
@@ -432,9 +432,10 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 	    CONFIG_MAX_OUTPUT, &cf->max_output_bytes) == -1 ||
 	    get_int(c, s, "sandbox", "max_message_bytes", 100000, 0,
 	    MAX_MESSAGE_FILE, &cf->max_message_bytes) == -1 ||
-	    get_int(c, s, "sandbox", "backoff_seconds", 5, 0, 86400,
-	    &cf->backoff_seconds) == -1 ||
-	    get_int(c, s, "sandbox", "backoff_max_seconds", 300, 0, 86400,
+	    get_int(c, s, "sandbox", "backoff_seconds", 5, 0,
+	    CONFIG_MAX_BACKOFF, &cf->backoff_seconds) == -1 ||
+	    get_int(c, s, "sandbox", "backoff_max_seconds", 300, 0,
+	    CONFIG_MAX_BACKOFF,
 	    &cf->backoff_max_seconds) == -1 ||
 	    get_int(c, s, "sandbox", "kill_grace_seconds", 5, 0, 3600,
 	    &cf->kill_grace_seconds) == -1 ||

@@ -21,6 +21,8 @@ enum network_mode { NET_DEFAULT, NET_NONE };
 #define CONFIG_MAX_ARRAY	256	/* command argv, allowlist, team members */
 #define CONFIG_MAX_WORKERS	256
 #define CONFIG_MAX_OUTPUT	(64LL * 1024 * 1024)
+#define CONFIG_MAX_ATTEMPTS	1000
+#define CONFIG_MAX_BACKOFF	86400	/* seconds */
 
 struct agent {
 	char		 *id;

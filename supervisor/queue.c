@@ -368,15 +368,68 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 	return 0;
 }
 
-static int64_t
-obj_int(json_object *o, const char *key, int64_t def)
-{
-	json_object *v;
+/* The range of a JavaScript Date, in ms: TinyClaw's Date.now(). */
+#define DATE_MAX	8640000000000000LL
 
-	if (json_object_object_get_ex(o, key, &v) &&
-	    json_object_is_type(v, json_type_int))
-		return json_object_get_int64(v);
-	return def;
+/*
+ * A number clawvisor keeps in a message it rewrites (attempt, firstSeenAt,
+ * retryAt). A file anyone can edit may hold anything there: a value that
+ * is not an integer in [min, max] is taken as fix, with a warning that
+ * names it, rather than overflow the arithmetic done on it.
+ */
+static int64_t
+msg_int(const char *name, json_object *o, const char *key, int64_t min,
+    int64_t max, int64_t def, int64_t fix)
+{
+	json_object	*v;
+	int64_t		 n;
+
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return def;
+	if (json_object_is_type(v, json_type_int)) {
+		errno = 0;
+		n = json_object_get_int64(v);
+		if (errno == 0 && n >= min && n <= max)
+			return n;
+	}
+	log_warnx("%s: \"%s\": %.40s is not an integer from %lld to %lld: "
+	    "taken as %lld", name, key, json_object_to_json_string_ext(v,
+	    JSON_C_TO_STRING_PLAIN), (long long)min, (long long)max,
+	    (long long)fix);
+	return fix;
+}
+
+/* Attempts made so far: above the largest max_attempts, one last one. */
+int
+queue_msg_attempt(const char *name, json_object *o)
+{
+	json_object	*v;
+	int64_t		 fix = 0;
+
+	if (json_object_object_get_ex(o, "attempt", &v) &&
+	    json_object_is_type(v, json_type_int) &&
+	    json_object_get_int64(v) > CONFIG_MAX_ATTEMPTS)
+		fix = CONFIG_MAX_ATTEMPTS;
+	return (int)msg_int(name, o, "attempt", 0, CONFIG_MAX_ATTEMPTS, 0,
+	    fix);
+}
+
+int64_t
+queue_msg_first_seen(const char *name, json_object *o)
+{
+	int64_t now = now_ms();
+
+	return msg_int(name, o, "firstSeenAt", 0, DATE_MAX, now, now);
+}
+
+/* No later than the longest backoff a configuration allows. */
+int64_t
+queue_msg_retry_at(const char *name, json_object *o)
+{
+	int64_t now = now_ms();
+
+	return msg_int(name, o, "retryAt", 0, now + CONFIG_MAX_BACKOFF * 1000LL,
+	    now, now);
 }
 
 /* A held message from its parsed file: routed, ready for its lane. */
@@ -390,10 +443,8 @@ queue_msg_new(const char *name, enum msg_where where, json_object *obj,
 	m->where = where;
 	m->obj = obj;
 	m->bytes = bytes;
-	m->attempt = (int)obj_int(obj, "attempt", 0);
-	if (m->attempt < 0)
-		m->attempt = 0;
-	m->first_seen = obj_int(obj, "firstSeenAt", now_ms());
+	m->attempt = queue_msg_attempt(name, obj);
+	m->first_seen = queue_msg_first_seen(name, obj);
 	route_message(sv.conf, obj, &m->agent, &m->text, &m->team_routed,
 	    &m->multi);
 	held_add(m);

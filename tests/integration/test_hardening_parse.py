@@ -83,3 +83,126 @@ def test_worst_case_reply_crosses_whole_and_runs_once(homes, byte, char):
     # The same worker goes on working.
     m2 = h.drop("after the big one", agent="alpha")
     assert h.wait_response(m2)["message"].endswith("): after the big one")
+
+
+# -- attempt, firstSeenAt, retryAt out of range (item 6) -------------------
+
+@pytest.mark.parametrize("attempt", [2147483647, 4294967296,
+                                     18446744073709551615])
+def test_huge_attempt_runs_once_then_dead_letter(home, attempt):
+    # 2147483647 + 1 was a signed overflow (UBSan reports it) that made
+    # the count negative, and the message was retried for ever; 2^32 was
+    # cut to 0 by a cast. Above the largest max_attempts it is taken as
+    # that: the message runs once more, then it is a dead letter.
+    h = home
+    text = f"fail transient {attempt}"
+    mid = h.drop(text, agent="alpha", extra={"attempt": attempt})
+    rec, notice = h.wait_dead(mid, timeout=30)
+    assert notice["message"] == NOTICE_TEXT
+    assert rec["errorClass"] == "transient"
+    assert rec["attempt"] == 1001 and rec["maxAttempts"] == 3
+    assert rec["payload"]["attempt"] == 1001
+    assert len(h.calls(text)) == 1
+    assert f'"attempt": {attempt} is not an integer from 0 to 1000: ' \
+        "taken as 1000" in h.log()
+
+
+@pytest.mark.parametrize("first", [9223372036854775807, -1, 1.5, "soon"])
+def test_first_seen_out_of_range_taken_as_now(home, first):
+    h = home
+    text = f"fail transient first {first}"
+    t0 = h.events("processor_start")[-1]["timestamp"]
+    mid = h.drop(text, agent="alpha", extra={"firstSeenAt": first})
+    rec, _ = h.wait_dead(mid, timeout=30)
+    assert len(h.calls(text)) == 3
+    assert t0 <= rec["payload"]["firstSeenAt"] <= rec["failedAt"]
+    assert '"firstSeenAt": ' in h.log() and "taken as" in h.log()
+
+
+@pytest.mark.parametrize("retry_at", [-9223372036854775808,
+                                      9223372036854775807])
+def test_deferred_retry_at_out_of_range_runs(homes, retry_at):
+    # (INT64_MIN - now) overflowed; INT64_MAX made a retry wait for ever.
+    h = homes(start=False)
+    d = h.q / "deferred"
+    d.mkdir(parents=True)
+    msg = {"channel": "discord", "sender": "alice", "message": "parked",
+           "timestamp": 1, "messageId": "parked1", "agent": "alpha",
+           "attempt": 1, "firstSeenAt": 1, "errorClass": "transient",
+           "lastError": "x", "retryAt": retry_at}
+    (d / "discord_parked1.json").write_text(json.dumps(msg))
+    h.start()
+    r = h.wait_response("parked1", timeout=15)
+    assert r["message"].endswith("): parked")
+    assert '"retryAt": ' in h.log()
+
+
+# -- NUL characters in a message ----------------------------------------
+
+@pytest.mark.parametrize("field,value", [
+    ("message", "bad \u0000 rest"),
+    ("channel", "disc\u0000ord"),
+    ("sender", "al\u0000ice"),
+    ("senderId", "id\u0000"),
+    ("messageId", "m\u0000x"),
+    ("agent", "alpha\u0000beta"),
+    ("files", ["/tmp/a\u0000b"]),
+])
+def test_nul_in_a_field_is_refused_not_cut(home, field, value):
+    # argv cannot carry a NUL: the agent got "bad " of "bad \0 rest".
+    h = home
+    obj = {"channel": "discord", "sender": "alice", "message": "nul test",
+           "timestamp": 1, "messageId": f"nul-{field}", "agent": "alpha"}
+    obj[field] = value
+    name = f"nul-{field}.json"
+    h.drop_raw(name, json.dumps(obj))
+    p = h.q / "corrupt" / f"{name}.error"
+    wait_for(p.exists, 10, what=f"corrupt/{name}.error")
+    note = p.read_text()
+    sub = "[0]" if field == "files" else ""
+    assert f'reason: field "{field}"{sub} holds a NUL character ' \
+        "(\\u0000)" in note, note
+    assert (h.q / "corrupt" / name).read_bytes() == json.dumps(obj).encode()
+    assert h.calls() == []
+    assert h.files("outgoing") == []
+
+
+def test_nul_in_an_unknown_field_passes(home):
+    # What clawvisor does not read, it copies as json-c read it: whole.
+    h = home
+    mid = h.drop("other fields", agent="alpha", extra={"x": "a\u0000b"})
+    r = h.wait_response(mid)
+    assert r["message"].endswith("): other fields")
+
+
+# -- a complete JSON value that is not an object --------------------------
+
+@pytest.mark.parametrize("data", [b"null", b"42", b"true", b"false",
+                                  b"-1.5e3", b'"text"', b"[1]"])
+def test_bare_value_is_not_an_object_at_once(home, data):
+    # No newline after it: json-c waits for more digits or letters, so
+    # this was taken for a file still being written, and then refused,
+    # 2 s later, as "unexpected end of file".
+    h = home
+    name = "bare-" + hashlib_name(data) + ".json"
+    h.drop_raw(name, data)
+    p = h.q / "corrupt" / f"{name}.error"
+    wait_for(p.exists, 1.5, interval=0.02, what=f"corrupt/{name}.error")
+    assert "reason: not a JSON object\n" in p.read_text()
+
+
+def hashlib_name(data):
+    return data.hex()
+
+
+def test_cut_object_still_waits(home):
+    # A file cut inside the object is still a writer at work: it waits.
+    h = home
+    name = "cut.json"
+    h.drop_raw(name, b'{"channel": "discord", "message": 12')
+    import time
+    time.sleep(1.0)
+    assert (h.q / "incoming" / name).exists()
+    p = h.q / "corrupt" / f"{name}.error"
+    wait_for(p.exists, 10, what=f"corrupt/{name}.error")
+    assert "unexpected end of file" in p.read_text()
