@@ -246,6 +246,50 @@ queue_held(void)
 static const char *const required[] = {
 	"channel", "sender", "message", "messageId", NULL
 };
+/* Every text of a message clawvisor reads, passes on or names a file by. */
+static const char *const texts[] = {
+	"channel", "sender", "senderId", "message", "messageId", "agent", NULL
+};
+
+/* A "\u0000" in it: a C string (argv, a file name) would end there. */
+static int
+has_nul(json_object *v)
+{
+	return json_object_is_type(v, json_type_string) &&
+	    strlen(json_object_get_string(v)) !=
+	    (size_t)json_object_get_string_len(v);
+}
+
+/*
+ * argv cannot carry a NUL, and the text after one would be lost without a
+ * word: refused. TinyClaw's clients never write one (their text comes from
+ * chat services, which have none).
+ */
+static int
+message_nul(json_object *obj, char *why, size_t len)
+{
+	json_object	*v;
+	size_t		 i, n;
+
+	for (i = 0; texts[i] != NULL; i++)
+		if (json_object_object_get_ex(obj, texts[i], &v) &&
+		    has_nul(v)) {
+			snprintf(why, len, "field \"%s\" holds a NUL character "
+			    "(\\u0000)", texts[i]);
+			return -1;
+		}
+	if (json_object_object_get_ex(obj, "files", &v) &&
+	    json_object_is_type(v, json_type_array)) {
+		n = json_object_array_length(v);
+		for (i = 0; i < n; i++)
+			if (has_nul(json_object_array_get_idx(v, i))) {
+				snprintf(why, len, "field \"files\"[%zu] holds a "
+				    "NUL character (\\u0000)", i);
+				return -1;
+			}
+	}
+	return 0;
+}
 
 /* NULL and *why set if obj is not a message. */
 static int
@@ -270,7 +314,7 @@ message_check(json_object *obj, char *why, size_t len)
 		snprintf(why, len, "empty field \"messageId\"");
 		return -1;
 	}
-	return 0;
+	return message_nul(obj, why, len);
 }
 
 /*
@@ -333,6 +377,23 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	obj = json_tokener_parse_ex(tok, buf, (int)len);
 	e = json_tokener_get_error(tok);
+	if (obj == NULL && e == json_tokener_continue) {
+		/*
+		 * A number or a literal at the very end waits for what ends
+		 * it: with a space after it, "42", "true" or "null" is a whole
+		 * value, not a file still being written. A cut object stays
+		 * cut, and is given time as before.
+		 */
+		obj = json_tokener_parse_ex(tok, " ", 1);
+		if (json_tokener_get_error(tok) == json_tokener_success) {
+			snprintf(why, wlen, "not a JSON object");
+			json_tokener_free(tok);
+			json_object_put(obj);
+			free(clean);
+			return -1;
+		}
+		json_object_put(obj);
+	}
 	if (obj == NULL && e == json_tokener_success) {
 		/* The JSON null. */
 		snprintf(why, wlen, "not a JSON object");
