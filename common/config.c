@@ -302,20 +302,40 @@ memory_valid(const char *s)
 	return *end == '\0';
 }
 
-/* A positive decimal: "1", "1.0", "0.5". */
-static int
-cpus_valid(const char *s, int whole)
+/*
+ * What the engines take for --cpus, written as a decimal: "1", "1.0",
+ * "0.5". Docker reads a rational number in nano-CPUs (at most nine
+ * decimals, at least 0.01); strtod would also take "0x10", "1e3", "inf"
+ * and " 1", which the engine refuses or reads otherwise. whole: Apple's
+ * container takes an integer ("1.0" is 1).
+ */
+int
+config_cpus_valid(const char *s, int whole)
 {
-	char	*end;
-	double	 d;
+	const char	*p = s, *dot = NULL;
+	long		 n = 0;
+	int		 frac = 0, nonzero = 0;
 
-	if (*s < '0' || *s > '9')
+	for (; *p >= '0' && *p <= '9'; p++)
+		if ((n = n * 10 + (*p - '0')) > 4096)
+			return 0;
+	if (p == s)
 		return 0;
-	errno = 0;
-	d = strtod(s, &end);
-	if (errno != 0 || *end != '\0' || !(d > 0) || d > 4096)
+	if (*p == '.') {
+		dot = p++;
+		for (; *p >= '0' && *p <= '9'; p++, frac++)
+			if (*p != '0')
+				nonzero = 1;
+		if (p == dot + 1 || frac > 9)
+			return 0;
+	}
+	if (*p != '\0' || (n == 4096 && nonzero))
 		return 0;
-	return !whole || d == (double)(long)d;
+	if (whole)
+		return !nonzero && n >= 1;
+	/* At least 0.01, docker's smallest: a first or second decimal. */
+	return n >= 1 || (dot != NULL && (dot[1] > '0' ||
+	    (frac >= 2 && dot[2] > '0')));
 }
 
 static int
@@ -362,9 +382,10 @@ parse_cpus(struct ctx *c, json_object *o, const char *path, const char *def,
 		*out = xstrdup(buf);
 	} else if (get_str(c, o, path, "cpus", def, out) == -1)
 		return -1;
-	if (!cpus_valid(*out, 0))
+	if (!config_cpus_valid(*out, 0))
 		return fail_str(c, path, "cpus", *out,
-		    "expected a positive number of CPUs such as \"1.0\"");
+		    "expected a decimal number of CPUs from 0.01 to 4096 such "
+		    "as \"1.0\"");
 	return 0;
 }
 
@@ -656,7 +677,7 @@ check_apple_cpus(struct ctx *c, struct config *cf)
 	for (i = 0; i < cf->nagents; i++)
 		if (cf->agents[i].mode == MODE_APPLE)
 			used = 1;
-	if (used && !cpus_valid(cf->apple.cpus, 1)) {
+	if (used && !config_cpus_valid(cf->apple.cpus, 1)) {
 		snprintf(c->err, c->errlen, "sandbox.apple.cpus: expected a "
 		    "whole number of CPUs (Apple's container takes an "
 		    "integer), got \"%.40s\"", cf->apple.cpus);

@@ -95,6 +95,8 @@ const struct team  *config_team(const struct config *, const char *id);
 enum sandbox_mode config_agent_mode(const struct config *,
 		    const struct agent *);
 const char	*config_mode_name(enum sandbox_mode);
+/* A --cpus value the engines take, as a decimal (whole: Apple's). */
+int		 config_cpus_valid(const char *, int whole);
 const char	*config_provider_name(enum provider);
 /* The effective settings as JSON (sandbox show, status); no secrets. */
 json_object	*config_sandbox_json(const struct config *);
