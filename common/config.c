@@ -26,8 +26,10 @@
 #define SETTINGS_MAX_VALUES	65536
 
 struct ctx {
-	char	*err;
-	size_t	 errlen;
+	char		*err;
+	size_t		 errlen;
+	const char	*text;		/* the file, for int_written() */
+	size_t		 len;
 };
 
 static const char *const mode_names[] = { "host", "docker", "apple" };
@@ -104,12 +106,75 @@ get_object(struct ctx *c, json_object *o, const char *path, const char *key,
 	return 0;
 }
 
+/*
+ * json-c 0.16 keeps no text for an integer, and one past 64 bits becomes
+ * the nearest bound: "99999999999999999999" reads as 18446744073709551615,
+ * a number the user never wrote. For such a value the file is searched
+ * for "key": followed by an integer that overflows the same way; if there
+ * is one such text (a key can appear in several sections), that is what
+ * was written. 0 if not found or not clamped.
+ */
+static int
+int_written(struct ctx *c, const char *key, json_object *v, char *buf,
+    size_t buflen)
+{
+	const char	*p, *q, *end = c->text + c->len, *found = NULL;
+	char		*pat, tok[64];
+	size_t		 plen, n, flen = 0;
+	int		 neg;
+
+	if (c->text == NULL || !((json_object_get_int64(v) == INT64_MIN) ||
+	    json_object_get_uint64(v) == UINT64_MAX))
+		return 0;
+	plen = xasprintf(&pat, "\"%s\"", key);
+	for (p = c->text; (p = memmem(p, end - p, pat, plen)) != NULL;
+	    p += plen) {
+		for (q = p + plen; q < end && strchr(" \t\r\n", *q); q++)
+			;
+		if (q == end || *q++ != ':')
+			continue;
+		for (; q < end && strchr(" \t\r\n", *q); q++)
+			;
+		neg = q < end && *q == '-';
+		for (n = neg; q + n < end && q[n] >= '0' && q[n] <= '9'; n++)
+			;
+		if (n == (size_t)neg || (q + n < end && strchr(".eE", q[n])))
+			continue;
+		/* Past 64 bits the way json-c clamped it: over 20 digits, or
+		 * 20 (19 negative) that strto[u]ll refuses. */
+		if (n < sizeof(tok)) {
+			snprintf(tok, sizeof(tok), "%.*s", (int)n, q);
+			errno = 0;
+			if (neg)
+				(void)strtoll(tok, NULL, 10);
+			else
+				(void)strtoull(tok, NULL, 10);
+			if (errno != ERANGE)
+				continue;
+		}
+		if (found != NULL && (flen != n || memcmp(found, q, n) != 0)) {
+			found = NULL;	/* two different texts: say neither */
+			break;
+		}
+		found = q;
+		flen = n;
+	}
+	free(pat);
+	if (found == NULL)
+		return 0;
+	if (flen > 40)
+		snprintf(buf, buflen, "%.37s...", found);
+	else
+		snprintf(buf, buflen, "%.*s", (int)flen, found);
+	return 1;
+}
+
 static int
 get_int(struct ctx *c, json_object *o, const char *path, const char *key,
     int64_t def, int64_t min, int64_t max, int64_t *out)
 {
 	json_object	*v;
-	char		 what[96];
+	char		 what[96], text[48];
 	int64_t		 n = min;
 	int		 isint;
 
@@ -131,6 +196,11 @@ get_int(struct ctx *c, json_object *o, const char *path, const char *key,
 	else
 		snprintf(what, sizeof(what), "expected an integer between "
 		    "%lld and %lld", (long long)min, (long long)max);
+	if (isint && int_written(c, key, v, text, sizeof(text))) {
+		snprintf(c->err, c->errlen, "%s%s%s: %s, got %s", path,
+		    *path != '\0' && *key != '\0' ? "." : "", key, what, text);
+		return -1;
+	}
 	return fail(c, path, key, v, what);
 }
 
@@ -690,7 +760,7 @@ struct config *
 config_parse(const char *text, size_t len, const char *home, char *err,
     size_t errlen)
 {
-	struct ctx		 c = { err, errlen };
+	struct ctx		 c = { err, errlen, text, len };
 	struct config		*cf;
 	struct json_tokener	*tok;
 	enum json_tokener_error	 jerr;

@@ -416,6 +416,44 @@ test_int_bounds(void **state)
 	}
 }
 
+/*
+ * Past 64 bits json-c reads the nearest bound; the error still shows the
+ * number as the user wrote it, not 18446744073709551615.
+ */
+static void
+test_int_overflow_as_written(void **state)
+{
+	static const char *const vals[] = { "99999999999999999999",
+	    "18446744073709551616", "-9223372036854775809",
+	    "-99999999999999999999999999999999999999999999999999" };
+	char	want[256];
+	size_t	i, k;
+
+	(void)state;
+	for (i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
+		for (k = 0; k < NINT; k++) {
+			int_want(&int_keys[k], vals[i][0] != '-', vals[i],
+			    want, sizeof(want));
+			if (strlen(vals[i]) > 40) {
+				/* Cut as every value in an error is. */
+				char *p = strstr(want, ", got ");
+				snprintf(p, want + sizeof(want) - p,
+				    ", got %.37s...", vals[i]);
+			}
+			assert_nested_refused(int_keys[k].path, vals[i], want,
+			    __FILE__, __LINE__);
+		}
+	/* Two different texts for one key: neither is guessed. */
+	assert_refused("{\"sandbox\":{\"docker\":{\"pids_limit\":"
+	    "99999999999999999999},\"apple\":{\"pids_limit\":"
+	    "88888888888888888888}}}", "sandbox.docker.pids_limit: expected "
+	    "an integer between 0 and 2147483647, got 18446744073709551615");
+	/* Written exactly, the bound is shown as it is. */
+	assert_refused("{\"sandbox\":{\"max_attempts\":"
+	    "18446744073709551615}}", "sandbox.max_attempts: expected an "
+	    "integer between 1 and 1000, got 18446744073709551615");
+}
+
 static void
 test_max_attempts(void **state)
 {
@@ -1399,6 +1437,7 @@ main(void)
 		cmocka_unit_test(test_int_wrong_type),
 		cmocka_unit_test(test_int_negative),
 		cmocka_unit_test(test_int_bounds),
+		cmocka_unit_test(test_int_overflow_as_written),
 		cmocka_unit_test(test_max_attempts),
 		cmocka_unit_test(test_string_wrong_type),
 		cmocka_unit_test(test_string_nul),
