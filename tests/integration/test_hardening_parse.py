@@ -203,3 +203,41 @@ def test_cut_object_still_waits(home):
     p = h.q / "corrupt" / f"{name}.error"
     wait_for(p.exists, 10, what=f"corrupt/{name}.error")
     assert "unexpected end of file" in p.read_text()
+
+
+# -- the other direction: a job's message -------------------------------
+
+def test_huge_hand_off_message_fails_for_its_own_reason(homes):
+    # A teammate's message comes from a reply: 15 MB of control
+    # characters (under max_message_bytes at its 16 MiB maximum) make a
+    # 90 MB job frame as a JSON string, over the old cap, as the reply
+    # that holds them was. In base64 both fit; what stops the step is
+    # execve's own limit on one argument, once, as terminal.
+    n = 15 * 1000 * 1000
+    h = homes(start=False)
+    runs = h.path / "runs.log"
+    lead = {"name": "Lead", "provider": "command", "command": [
+        "sh", "-c", f"echo lead >> '{runs}'; printf '[@counter: '; "
+        f"head -c {n} /dev/zero | tr '\\000' '\\001'; printf ']'"]}
+    counter = {"name": "Counter", "provider": "command", "command": [
+        "sh", "-c", f"echo counter >> '{runs}'; echo counted",
+        "{message}"]}
+    h.write_settings({**h.settings,
+                      "agents": {**h.settings["agents"], "lead": lead,
+                                 "counter": counter},
+                      "teams": {"dev": {"name": "Dev",
+                                        "agents": ["lead", "counter"],
+                                        "leader_agent": "lead"}},
+                      "sandbox": {**h.settings["sandbox"],
+                                  "max_output_bytes": MAX_OUTPUT,
+                                  "max_message_bytes": 16 * 1024 * 1024}})
+    h.start()
+    mid = h.drop("@dev go")
+    h.wait_outcome(mid, timeout=120)
+    errors = h.wait_events("sandbox_invocation_error")
+    assert len(errors) == 1, errors
+    assert errors[0]["agentId"] == "counter"
+    assert errors[0]["errorClass"] == "terminal"
+    assert "Argument list too long" in errors[0]["error"]
+    assert runs.read_text() == "lead\n"       # counter never started
+    assert "died" not in h.log() and "protocol error" not in h.log()
