@@ -241,3 +241,46 @@ def test_huge_hand_off_message_fails_for_its_own_reason(homes):
     assert "Argument list too long" in errors[0]["error"]
     assert runs.read_text() == "lead\n"       # counter never started
     assert "died" not in h.log() and "protocol error" not in h.log()
+
+
+# -- what the daemon writes and reads back, and what it can answer -------
+
+def cli(h, *args):
+    import subprocess
+    from conftest import BIN
+    r = subprocess.run([BIN, "--home", str(h.path), *args, "--json"],
+                       capture_output=True, text=True, timeout=120,
+                       env=h.env(), stdin=subprocess.DEVNULL)
+    lines = r.stdout.splitlines()
+    return r.returncode, json.loads(lines[0]) if lines else None, r.stderr
+
+
+def test_dead_letter_too_big_to_show_or_requeue(home):
+    # A dead letter may hold more than a control reply (16 MiB) and than
+    # incoming/ reads (16 MiB): its message's invalid bytes are U+FFFD,
+    # three bytes each. dead.show dropped the client as "not reading its
+    # replies"; dead.requeue wrote a file that went straight to corrupt/.
+    h = home
+    rec = {"failedAt": 1, "errorClass": "terminal", "errorMessage": "x",
+           "attempt": 1, "maxAttempts": 3,
+           "payload": {"channel": "discord", "sender": "alice",
+                       "message": "\ufffd" * (6 * 1000 * 1000),
+                       "timestamp": 1, "messageId": "big1"}}
+    (h.q / "dead-letter").mkdir(parents=True, exist_ok=True)
+    (h.q / "dead-letter" / "big.json").write_text(
+        json.dumps(rec, ensure_ascii=False))
+    rc, rep, err = cli(h, "dead", "show", "big")
+    assert rc == 1, (rc, rep, err)
+    assert rep["ok"] is False
+    assert "over the 16777216 a control reply may hold" in rep["error"]
+    rc, rep, err = cli(h, "dead", "requeue", "big")
+    assert rc == 1, (rc, rep, err)
+    assert "cannot requeue big.json: its message is" in rep["error"]
+    assert "over the 16777216 of an incoming message" in rep["error"]
+    assert (h.q / "dead-letter" / "big.json").exists()
+    assert h.files("incoming") == [] and h.files("corrupt") == []
+    rc, rep, err = cli(h, "dead", "list")
+    assert rc == 0 and [d["id"] for d in rep["dead"]] == ["big"]
+    # The daemon still answers.
+    rc, rep, err = cli(h, "status")
+    assert rc == 0 and rep["ok"] is True
