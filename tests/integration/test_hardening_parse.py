@@ -284,3 +284,16 @@ def test_dead_letter_too_big_to_show_or_requeue(home):
     # The daemon still answers.
     rc, rep, err = cli(h, "status")
     assert rc == 0 and rep["ok"] is True
+
+
+def test_nul_in_a_reply_is_not_the_end_of_it(homes):
+    # The reply became a C string at the first NUL: "bad \0 rest" was
+    # answered "bad". A NUL is U+FFFD, as an invalid byte is.
+    h = homes(start=False)
+    agent = {"name": "Nul", "provider": "command",
+             "command": ["sh", "-c", "printf 'bad \\000 rest'"]}
+    h.write_settings({**h.settings,
+                      "agents": {**h.settings["agents"], "nul": agent}})
+    h.start()
+    mid = h.drop("go", agent="nul")
+    assert h.wait_response(mid)["message"] == "bad \ufffd rest"
