@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import NOTICE_TEXT, wait_for
+from conftest import NOTICE_TEXT, WRAP, wait_for
 
 # config.h's CONFIG_MAX_OUTPUT: max_output_bytes at its maximum.
 MAX_OUTPUT = 64 * 1024 * 1024
@@ -56,8 +56,9 @@ WORST_BYTES = [
 def test_worst_case_reply_crosses_whole_and_runs_once(homes, byte, char):
     # 17 MB of control characters are 102 MB as a JSON string: past the
     # old 80 MiB frame cap, which killed the worker, retried a run that
-    # had succeeded and made a dead letter of it after three.
-    size = 17 * 1000 * 1000
+    # had succeeded and made a dead letter of it after three. Under
+    # valgrind 1 MB goes the same way, in a minute less.
+    size = (1 if WRAP else 17) * 1000 * 1000
     h = homes(start=False)
     agent, runs = printer_agent(h, byte, size)
     h.write_settings({**h.settings,
@@ -79,8 +80,11 @@ def test_worst_case_reply_crosses_whole_and_runs_once(homes, byte, char):
     hwm = h.vm_hwm_kb()
     print(f"supervisor VmHWM {base_kb} kB before, {hwm} kB after")
     carried = len(char.encode()) * size
-    assert hwm - base_kb < RSS_FACTOR * carried // 1024 + RSS_EXTRA_KB, \
-        (base_kb, hwm)
+    # Under valgrind VmHWM is the tool's own and shadow memory: the rest of
+    # the test still holds there.
+    if not WRAP:
+        assert hwm - base_kb < RSS_FACTOR * carried // 1024 + RSS_EXTRA_KB, \
+            (base_kb, hwm)
     # The same worker goes on working.
     m2 = h.drop("after the big one", agent="alpha")
     assert h.wait_response(m2)["message"].endswith("): after the big one")
@@ -213,7 +217,10 @@ def test_huge_hand_off_message_fails_for_its_own_reason(homes):
     # 90 MB job frame as a JSON string, over the old cap, as the reply
     # that holds them was. In base64 both fit; what stops the step is
     # execve's own limit on one argument, once, as terminal.
-    n = 15 * 1000 * 1000
+    # Under valgrind a program given an argument that big does not even
+    # get to execve's refusal (valgrind's launcher fails first): there the
+    # hand-off is 100 kB, which crosses and runs.
+    n = 100 * 1000 if WRAP else 15 * 1000 * 1000
     h = homes(start=False)
     runs = h.path / "runs.log"
     lead = {"name": "Lead", "provider": "command", "command": [
@@ -234,13 +241,17 @@ def test_huge_hand_off_message_fails_for_its_own_reason(homes):
     h.start()
     mid = h.drop("@dev go")
     h.wait_outcome(mid, timeout=120)
+    assert "died" not in h.log() and "protocol error" not in h.log()
+    if WRAP:
+        assert runs.read_text() == "lead\ncounter\n"
+        assert not h.events("sandbox_invocation_error")
+        return
     errors = h.wait_events("sandbox_invocation_error")
     assert len(errors) == 1, errors
     assert errors[0]["agentId"] == "counter"
     assert errors[0]["errorClass"] == "terminal"
     assert "Argument list too long" in errors[0]["error"]
     assert runs.read_text() == "lead\n"       # counter never started
-    assert "died" not in h.log() and "protocol error" not in h.log()
 
 
 # -- what the daemon writes and reads back, and what it can answer -------
