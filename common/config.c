@@ -26,8 +26,10 @@
 #define SETTINGS_MAX_VALUES	65536
 
 struct ctx {
-	char	*err;
-	size_t	 errlen;
+	char		*err;
+	size_t		 errlen;
+	const char	*text;		/* the file, for int_written() */
+	size_t		 len;
 };
 
 static const char *const mode_names[] = { "host", "docker", "apple" };
@@ -104,12 +106,75 @@ get_object(struct ctx *c, json_object *o, const char *path, const char *key,
 	return 0;
 }
 
+/*
+ * json-c 0.16 keeps no text for an integer, and one past 64 bits becomes
+ * the nearest bound: "99999999999999999999" reads as 18446744073709551615,
+ * a number the user never wrote. For such a value the file is searched
+ * for "key": followed by an integer that overflows the same way; if there
+ * is one such text (a key can appear in several sections), that is what
+ * was written. 0 if not found or not clamped.
+ */
+static int
+int_written(struct ctx *c, const char *key, json_object *v, char *buf,
+    size_t buflen)
+{
+	const char	*p, *q, *end = c->text + c->len, *found = NULL;
+	char		*pat, tok[64];
+	size_t		 plen, n, flen = 0;
+	int		 neg;
+
+	if (c->text == NULL || !((json_object_get_int64(v) == INT64_MIN) ||
+	    json_object_get_uint64(v) == UINT64_MAX))
+		return 0;
+	plen = xasprintf(&pat, "\"%s\"", key);
+	for (p = c->text; (p = memmem(p, end - p, pat, plen)) != NULL;
+	    p += plen) {
+		for (q = p + plen; q < end && strchr(" \t\r\n", *q); q++)
+			;
+		if (q == end || *q++ != ':')
+			continue;
+		for (; q < end && strchr(" \t\r\n", *q); q++)
+			;
+		neg = q < end && *q == '-';
+		for (n = neg; q + n < end && q[n] >= '0' && q[n] <= '9'; n++)
+			;
+		if (n == (size_t)neg || (q + n < end && strchr(".eE", q[n])))
+			continue;
+		/* Past 64 bits the way json-c clamped it: over 20 digits, or
+		 * 20 (19 negative) that strto[u]ll refuses. */
+		if (n < sizeof(tok)) {
+			snprintf(tok, sizeof(tok), "%.*s", (int)n, q);
+			errno = 0;
+			if (neg)
+				(void)strtoll(tok, NULL, 10);
+			else
+				(void)strtoull(tok, NULL, 10);
+			if (errno != ERANGE)
+				continue;
+		}
+		if (found != NULL && (flen != n || memcmp(found, q, n) != 0)) {
+			found = NULL;	/* two different texts: say neither */
+			break;
+		}
+		found = q;
+		flen = n;
+	}
+	free(pat);
+	if (found == NULL)
+		return 0;
+	if (flen > 40)
+		snprintf(buf, buflen, "%.37s...", found);
+	else
+		snprintf(buf, buflen, "%.*s", (int)flen, found);
+	return 1;
+}
+
 static int
 get_int(struct ctx *c, json_object *o, const char *path, const char *key,
     int64_t def, int64_t min, int64_t max, int64_t *out)
 {
 	json_object	*v;
-	char		 what[96];
+	char		 what[96], text[48];
 	int64_t		 n = min;
 	int		 isint;
 
@@ -131,6 +196,11 @@ get_int(struct ctx *c, json_object *o, const char *path, const char *key,
 	else
 		snprintf(what, sizeof(what), "expected an integer between "
 		    "%lld and %lld", (long long)min, (long long)max);
+	if (isint && int_written(c, key, v, text, sizeof(text))) {
+		snprintf(c->err, c->errlen, "%s%s%s: %s, got %s", path,
+		    *path != '\0' && *key != '\0' ? "." : "", key, what, text);
+		return -1;
+	}
 	return fail(c, path, key, v, what);
 }
 
@@ -302,20 +372,40 @@ memory_valid(const char *s)
 	return *end == '\0';
 }
 
-/* A positive decimal: "1", "1.0", "0.5". */
-static int
-cpus_valid(const char *s, int whole)
+/*
+ * What the engines take for --cpus, written as a decimal: "1", "1.0",
+ * "0.5". Docker reads a rational number in nano-CPUs (at most nine
+ * decimals, at least 0.01); strtod would also take "0x10", "1e3", "inf"
+ * and " 1", which the engine refuses or reads otherwise. whole: Apple's
+ * container takes an integer ("1.0" is 1).
+ */
+int
+config_cpus_valid(const char *s, int whole)
 {
-	char	*end;
-	double	 d;
+	const char	*p = s, *dot = NULL;
+	long		 n = 0;
+	int		 frac = 0, nonzero = 0;
 
-	if (*s < '0' || *s > '9')
+	for (; *p >= '0' && *p <= '9'; p++)
+		if ((n = n * 10 + (*p - '0')) > 4096)
+			return 0;
+	if (p == s)
 		return 0;
-	errno = 0;
-	d = strtod(s, &end);
-	if (errno != 0 || *end != '\0' || !(d > 0) || d > 4096)
+	if (*p == '.') {
+		dot = p++;
+		for (; *p >= '0' && *p <= '9'; p++, frac++)
+			if (*p != '0')
+				nonzero = 1;
+		if (p == dot + 1 || frac > 9)
+			return 0;
+	}
+	if (*p != '\0' || (n == 4096 && nonzero))
 		return 0;
-	return !whole || d == (double)(long)d;
+	if (whole)
+		return !nonzero && n >= 1;
+	/* At least 0.01, docker's smallest: a first or second decimal. */
+	return n >= 1 || (dot != NULL && (dot[1] > '0' ||
+	    (frac >= 2 && dot[2] > '0')));
 }
 
 static int
@@ -362,9 +452,10 @@ parse_cpus(struct ctx *c, json_object *o, const char *path, const char *def,
 		*out = xstrdup(buf);
 	} else if (get_str(c, o, path, "cpus", def, out) == -1)
 		return -1;
-	if (!cpus_valid(*out, 0))
+	if (!config_cpus_valid(*out, 0))
 		return fail_str(c, path, "cpus", *out,
-		    "expected a positive number of CPUs such as \"1.0\"");
+		    "expected a decimal number of CPUs from 0.01 to 4096 such "
+		    "as \"1.0\"");
 	return 0;
 }
 
@@ -464,7 +555,7 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 	    &mode) == -1 ||
 	    get_int(c, s, "sandbox", "timeout_seconds", 600, 0, INT32_MAX,
 	    &cf->timeout_seconds) == -1 ||
-	    get_int(c, s, "sandbox", "max_attempts", 3, 1, 1000,
+	    get_int(c, s, "sandbox", "max_attempts", 3, 1, CONFIG_MAX_ATTEMPTS,
 	    &cf->max_attempts) == -1 ||
 	    get_int(c, s, "sandbox", "max_concurrency", 0, 0, INT32_MAX,
 	    &cf->max_concurrency) == -1 ||
@@ -474,9 +565,10 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 	    CONFIG_MAX_OUTPUT, &cf->max_output_bytes) == -1 ||
 	    get_int(c, s, "sandbox", "max_message_bytes", 100000, 0,
 	    MAX_MESSAGE_FILE, &cf->max_message_bytes) == -1 ||
-	    get_int(c, s, "sandbox", "backoff_seconds", 5, 0, 86400,
-	    &cf->backoff_seconds) == -1 ||
-	    get_int(c, s, "sandbox", "backoff_max_seconds", 300, 0, 86400,
+	    get_int(c, s, "sandbox", "backoff_seconds", 5, 0,
+	    CONFIG_MAX_BACKOFF, &cf->backoff_seconds) == -1 ||
+	    get_int(c, s, "sandbox", "backoff_max_seconds", 300, 0,
+	    CONFIG_MAX_BACKOFF,
 	    &cf->backoff_max_seconds) == -1 ||
 	    get_int(c, s, "sandbox", "kill_grace_seconds", 5, 0, 3600,
 	    &cf->kill_grace_seconds) == -1 ||
@@ -698,7 +790,7 @@ check_apple_cpus(struct ctx *c, struct config *cf)
 	for (i = 0; i < cf->nagents; i++)
 		if (cf->agents[i].mode == MODE_APPLE)
 			used = 1;
-	if (used && !cpus_valid(cf->apple.cpus, 1)) {
+	if (used && !config_cpus_valid(cf->apple.cpus, 1)) {
 		snprintf(c->err, c->errlen, "sandbox.apple.cpus: expected a "
 		    "whole number of CPUs (Apple's container takes an "
 		    "integer), got \"%.40s\"", cf->apple.cpus);
@@ -711,7 +803,7 @@ struct config *
 config_parse(const char *text, size_t len, const char *home, char *err,
     size_t errlen)
 {
-	struct ctx		 c = { err, errlen };
+	struct ctx		 c = { err, errlen, text, len };
 	struct config		*cf;
 	struct json_tokener	*tok;
 	enum json_tokener_error	 jerr;

@@ -21,6 +21,8 @@ enum network_mode { NET_DEFAULT, NET_NONE };
 #define CONFIG_MAX_ARRAY	256	/* command argv, allowlist, team members */
 #define CONFIG_MAX_WORKERS	256
 #define CONFIG_MAX_OUTPUT	(64LL * 1024 * 1024)
+#define CONFIG_MAX_ATTEMPTS	1000
+#define CONFIG_MAX_BACKOFF	86400	/* seconds */
 
 struct agent {
 	char		 *id;
@@ -95,6 +97,8 @@ const struct team  *config_team(const struct config *, const char *id);
 enum sandbox_mode config_agent_mode(const struct config *,
 		    const struct agent *);
 const char	*config_mode_name(enum sandbox_mode);
+/* A --cpus value the engines take, as a decimal (whole: Apple's). */
+int		 config_cpus_valid(const char *, int whole);
 const char	*config_provider_name(enum provider);
 /* The effective settings as JSON (sandbox show, status); no secrets. */
 json_object	*config_sandbox_json(const struct config *);

@@ -13,9 +13,11 @@
 
 #include <json-c/json.h>
 
-#define IPC_VERSION		1
+#define IPC_VERSION		2	/* 2: message and reply in base64 */
 #define IPC_HDR_LEN		16
-#define IPC_MAX_PAYLOAD		(80u * 1024 * 1024)
+/* A result with a reply of CONFIG_MAX_OUTPUT bytes in base64 (4/3 of it)
+ * and the rest; job.c checks that at compile time. */
+#define IPC_MAX_PAYLOAD		(88u * 1024 * 1024)
 
 enum ipc_type {
 	MSG_HELLO = 1,		/* worker -> supervisor: {pid, version} */

@@ -1,6 +1,10 @@
 /*
  * Job and result (de)serialisation. Decoding goes through the checked
- * getters of ipc.c: a missing or mistyped field is a protocol error.
+ * getters of ipc.c: a missing or mistyped field is a protocol error. The
+ * two texts of any size and any bytes, the job's message and the result's
+ * reply, cross as base64: a JSON string of control characters takes six
+ * bytes for one, so only a form of known size lets the frame cap agree
+ * with max_message_bytes and max_output_bytes whatever the text holds.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +13,16 @@
 #include "ipc.h"
 #include "job.h"
 #include "util.h"
+
+/* What a result holds besides its reply: the error (RESULT_ERROR_MAX
+ * bytes, six times that escaped), the numbers, the keys. */
+#define RESULT_OVERHEAD	(64 * 1024)
+
+_Static_assert(B64_LEN(CONFIG_MAX_OUTPUT) + RESULT_OVERHEAD <= IPC_MAX_PAYLOAD,
+    "a reply of max_output_bytes must fit in a frame");
+_Static_assert(B64_LEN(MAX_MESSAGE_FILE) + 6 * 4 * 1024 * 1024 <=
+    IPC_MAX_PAYLOAD, "a job's message (max_message_bytes) and its settings "
+    "(4 MiB at most) must fit in a frame");
 
 static const char *const outcome_names[] = { "ok", "transient", "terminal" };
 
@@ -85,6 +99,52 @@ strv_free(char **v, size_t n)
 	free(v);
 }
 
+static void
+add_b64(json_object *o, const char *key, const char *s, size_t len)
+{
+	char *b = b64_encode(s, len);
+
+	json_object_object_add(o, key, json_object_new_string_len(b,
+	    (int)B64_LEN(len)));
+	free(b);
+}
+
+/*
+ * A base64 field of at most max bytes once decoded. The text is a C
+ * string: a NUL in it is refused rather than cut at.
+ */
+static int
+get_b64(json_object *o, const char *key, size_t max, char **out, char *err,
+    size_t errlen)
+{
+	json_object	*v;
+	size_t		 n;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		snprintf(err, errlen, "field \"%s\": expected a string", key);
+		return -1;
+	}
+	if ((size_t)json_object_get_string_len(v) > B64_LEN(max)) {
+		snprintf(err, errlen, "field \"%s\": over %zu bytes", key,
+		    max);
+		return -1;
+	}
+	if ((*out = b64_decode(json_object_get_string(v),
+	    json_object_get_string_len(v), &n)) == NULL) {
+		snprintf(err, errlen, "field \"%s\": not base64", key);
+		return -1;
+	}
+	if (strlen(*out) != n) {
+		snprintf(err, errlen, "field \"%s\": holds a NUL byte", key);
+		free(*out);
+		*out = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 #define ADD_STR(o, k, v)	json_object_object_add(o, k, \
 				    json_object_new_string(v))
 #define ADD_INT(o, k, v)	json_object_object_add(o, k, \
@@ -98,7 +158,7 @@ job_to_json(const struct job *j)
 	ADD_STR(o, "agent", j->agent_id);
 	ADD_INT(o, "provider", j->provider);
 	ADD_STR(o, "model", j->model != NULL ? j->model : "");
-	ADD_STR(o, "message", j->message);
+	add_b64(o, "message64", j->message, strlen(j->message));
 	ADD_INT(o, "reset", j->reset);
 	json_object_object_add(o, "command", strv_json(j->command,
 	    j->ncommand));
@@ -148,7 +208,8 @@ job_from_json(json_object *o, struct job *j, char *err, size_t len)
 		return -1;
 	j->provider = n;
 	if (get_dup(o, "model", &j->model, err, len) == -1 ||
-	    get_dup(o, "message", &j->message, err, len) == -1 ||
+	    get_b64(o, "message64", MAX_MESSAGE_FILE, &j->message, err,
+	    len) == -1 ||
 	    ipc_get_int(o, "reset", 0, 1, &n, err, len) == -1)
 		return -1;
 	j->reset = n;
@@ -220,7 +281,8 @@ result_to_json(const struct job_result *r)
 	json_object *o = json_object_new_object();
 
 	ADD_STR(o, "outcome", outcome_name(r->outcome));
-	ADD_STR(o, "reply", r->reply != NULL ? r->reply : "");
+	add_b64(o, "reply64", r->reply != NULL ? r->reply : "",
+	    r->reply != NULL ? strlen(r->reply) : 0);
 	ADD_STR(o, "error", r->error != NULL ? r->error : "");
 	ADD_INT(o, "exit", r->exit_code);
 	ADD_INT(o, "signal", r->signal);
@@ -244,7 +306,8 @@ result_from_json(json_object *o, struct job_result *r, char *err, size_t len)
 		snprintf(err, len, "field \"outcome\": unknown value");
 		return -1;
 	}
-	if (get_dup(o, "reply", &r->reply, err, len) == -1 ||
+	if (get_b64(o, "reply64", CONFIG_MAX_OUTPUT, &r->reply, err,
+	    len) == -1 ||
 	    get_dup(o, "error", &r->error, err, len) == -1 ||
 	    ipc_get_int(o, "exit", -1, 255, &n, err, len) == -1)
 		return -1;
@@ -263,6 +326,27 @@ result_from_json(json_object *o, struct job_result *r, char *err, size_t len)
 	    strv_get(o, "files", &r->files, &r->nfiles, err, len) == -1)
 		return -1;
 	return 0;
+}
+
+/*
+ * What a worker may send, whatever the program printed: a reply of at most
+ * max bytes (the UTF-8 cleaning and the redaction can make more of
+ * max_output_bytes; the rest is dropped and the result marked truncated,
+ * as output past the cap is), and an error of at most RESULT_ERROR_MAX.
+ */
+void
+result_bound(struct job_result *r, size_t max)
+{
+	size_t n;
+
+	if (max > CONFIG_MAX_OUTPUT)
+		max = CONFIG_MAX_OUTPUT;
+	if (r->reply != NULL && (n = strlen(r->reply)) > max) {
+		r->reply[utf8_prefix(r->reply, n, max)] = '\0';
+		r->truncated = 1;
+	}
+	if (r->error != NULL && (n = strlen(r->error)) > RESULT_ERROR_MAX)
+		r->error[utf8_prefix(r->error, n, RESULT_ERROR_MAX)] = '\0';
 }
 
 void

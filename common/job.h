@@ -58,6 +58,10 @@ json_object	*job_to_json(const struct job *);
 int		 job_from_json(json_object *, struct job *, char *, size_t);
 void		 job_free(struct job *);
 
+/* The longest error a result carries, in bytes. */
+#define RESULT_ERROR_MAX	4096
+
+void		 result_bound(struct job_result *, size_t max_reply);
 json_object	*result_to_json(const struct job_result *);
 int		 result_from_json(json_object *, struct job_result *, char *,
 		    size_t);

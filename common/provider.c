@@ -109,7 +109,7 @@ codex_parse(const char *out, size_t len)
 {
 	json_object	*ev, *item, *v;
 	const char	*line, *nl, *text;
-	char		*reply = NULL, *tmp, *s;
+	char		*reply = NULL, *tmp, *s, *clean;
 	size_t		 llen, rlen = 0, rcap = 0, sep, tlen;
 
 	for (line = out; line < out + len; line = nl + 1) {
@@ -138,7 +138,13 @@ codex_parse(const char *out, size_t len)
 			/* In place: a copy of the reply for each message
 			 * would be quadratic in the size of the output. */
 			text = json_object_get_string(v);
-			tlen = strlen(text);
+			tlen = (size_t)json_object_get_string_len(v);
+			clean = NULL;
+			if (memchr(text, '\0', tlen) != NULL) {
+				/* "\u0000" would end the reply there. */
+				text = clean = utf8_clean(text, tlen);
+				tlen = strlen(clean);
+			}
 			sep = reply != NULL ? 2 : 0;
 			if (rlen + sep + tlen + 1 > rcap) {
 				while (rlen + sep + tlen + 1 > rcap)
@@ -146,8 +152,10 @@ codex_parse(const char *out, size_t len)
 				reply = xreallocarray(reply, rcap, 1);
 			}
 			memcpy(reply + rlen, "\n\n", sep);
-			memcpy(reply + rlen + sep, text, tlen + 1);
+			memcpy(reply + rlen + sep, text, tlen);
+			reply[rlen + sep + tlen] = '\0';
 			rlen += sep + tlen;
+			free(clean);
 		}
 		json_object_put(ev);
 	}
@@ -161,7 +169,7 @@ codex_parse(const char *out, size_t len)
 char *
 provider_reply(const struct job *j, const char *out, size_t len)
 {
-	char *r;
+	char *r, *clean;
 
 	if (j->provider == PROV_OPENAI) {
 		r = codex_parse(out, len);
@@ -171,7 +179,11 @@ provider_reply(const struct job *j, const char *out, size_t len)
 		}
 		return r;
 	}
-	return trimmed(out, len);
+	/* Made UTF-8 first: a NUL would end the C string there, silently. */
+	clean = utf8_clean(out, len);
+	r = trimmed(clean, strlen(clean));
+	free(clean);
+	return r;
 }
 
 static int

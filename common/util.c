@@ -699,3 +699,112 @@ run_output_env(char *const argv[], char *const envp[], char *out,
 			return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+size_t
+utf8_prefix(const char *s, size_t len, size_t max)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 i = 0, n;
+	unsigned		 cp;
+
+	if (len <= max)
+		return len;
+	while (i < max) {
+		if ((n = utf8_seq(p + i, len - i, &cp)) == 0)
+			n = 1;
+		if (i + n > max)
+			break;
+		i += n;
+	}
+	return i;
+}
+
+static const char b64_digits[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *
+b64_encode(const void *src, size_t len)
+{
+	const unsigned char	*p = src;
+	char			*out, *o;
+	uint32_t		 v;
+	size_t			 i;
+
+	o = out = xmalloc(B64_LEN(len) + 1);
+	for (i = 0; i + 3 <= len; i += 3) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		*o++ = b64_digits[v >> 18];
+		*o++ = b64_digits[(v >> 12) & 63];
+		*o++ = b64_digits[(v >> 6) & 63];
+		*o++ = b64_digits[v & 63];
+	}
+	if (i < len) {
+		v = (uint32_t)p[i] << 16;
+		if (i + 1 < len)
+			v |= (uint32_t)p[i + 1] << 8;
+		*o++ = b64_digits[v >> 18];
+		*o++ = b64_digits[(v >> 12) & 63];
+		*o++ = i + 1 < len ? b64_digits[(v >> 6) & 63] : '=';
+		*o++ = '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+static int
+b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+char *
+b64_decode(const char *s, size_t len, size_t *outlen)
+{
+	char		*out;
+	uint32_t	 v;
+	size_t		 i, j, n = 0, pad = 0;
+	int		 d;
+
+	if (len % 4 != 0)
+		return NULL;
+	if (len > 0 && s[len - 1] == '=')
+		pad = len > 1 && s[len - 2] == '=' ? 2 : 1;
+	out = xmalloc(len / 4 * 3 + 1);
+	for (i = 0; i < len; i += 4) {
+		v = 0;
+		for (j = 0; j < 4; j++) {
+			if (i + j >= len - pad) {
+				v <<= 6;
+				continue;
+			}
+			if ((d = b64_value((unsigned char)s[i + j])) == -1)
+				goto fail;
+			v = v << 6 | (uint32_t)d;
+		}
+		out[n++] = (char)(v >> 16);
+		if (i + 4 < len || pad < 2)
+			out[n++] = (char)(v >> 8);
+		if (i + 4 < len || pad < 1)
+			out[n++] = (char)v;
+		/* Bits below the last byte must be 0: one text per bytes. */
+		if (i + 4 == len && ((pad == 1 && (v & 0xff) != 0) ||
+		    (pad == 2 && (v & 0xffff) != 0)))
+			goto fail;
+	}
+	out[n] = '\0';
+	*outlen = n;
+	return out;
+fail:
+	free(out);
+	return NULL;
+}

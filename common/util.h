@@ -77,6 +77,19 @@ struct json_object *json_parse_deep(const char *);
 size_t	 utf8_seq(const unsigned char *p, size_t left, unsigned *cp);
 /* A copy in which each invalid byte (and NUL) is U+FFFD. */
 char	*utf8_clean(const char *, size_t);
+/* Bytes of the longest prefix of at most max bytes that ends on a whole
+ * UTF-8 sequence (an invalid byte counts as one). */
+size_t	 utf8_prefix(const char *, size_t len, size_t max);
+
+/*
+ * Base64 (RFC 4648, padded): a form of any bytes whose size is known in
+ * advance, B64_LEN(n), where a JSON string of them may take six bytes for
+ * one. The decoder is strict and NUL-terminates what it returns; NULL if
+ * the text is not base64.
+ */
+#define B64_LEN(n)	(((n) + 2) / 3 * 4)
+char	*b64_encode(const void *, size_t);
+char	*b64_decode(const char *, size_t, size_t *);
 
 /* 1 if valid UTF-8 without a NUL; s itself, or a cleaned copy in *buf. */
 int	 utf8_valid(const char *, size_t);

@@ -560,6 +560,21 @@ dead_requeue_one(const char *name, json_object **err)
 	json_object_object_del(payload, "retryAt");
 	s = json_object_to_json_string_ext(payload, JSON_C_TO_STRING_PRETTY |
 	    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (strlen(s) >= MAX_MESSAGE_FILE)	/* the spaces are a luxury */
+		s = json_object_to_json_string_ext(payload,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (strlen(s) >= MAX_MESSAGE_FILE) {
+		/*
+		 * incoming/ reads no more (SPEC §2): written there, it would
+		 * only go to corrupt/. A dead letter can hold more: its
+		 * invalid UTF-8 bytes became U+FFFD, three bytes each.
+		 */
+		*err = err_reply("cannot requeue %s: its message is %zu bytes "
+		    "as a file, over the %d of an incoming message", name,
+		    strlen(s) + 1, MAX_MESSAGE_FILE);
+		json_object_put(rec);
+		return -1;
+	}
 	xasprintf(&buf, "%s\n", s);
 	r = file_write_atomic(sv.dir_incoming, name, buf, strlen(buf), 1);
 	free(buf);

@@ -713,11 +713,8 @@ recover_inflight(const char *name)
 		queue_corrupt(sv.dir_processing, name, why);
 		return;
 	}
-	attempt = json_object_get_int(json_object_object_get(obj, "attempt"));
-	attempt = (attempt < 0 ? 0 : attempt) + 1;
-	first = json_object_object_get_ex(obj, "firstSeenAt", NULL) ?
-	    json_object_get_int64(json_object_object_get(obj, "firstSeenAt")) :
-	    now_ms();
+	attempt = queue_msg_attempt(name, obj) + 1;
+	first = queue_msg_first_seen(name, obj);
 	mark_failure(obj, attempt, first, "transient", INTERRUPTED);
 	if (attempt >= sv.conf->max_attempts) {
 		log_warnx("%s was running when clawvisor stopped, attempt %d "
@@ -813,7 +810,7 @@ void
 commit_load_deferred(void)
 {
 	struct dmsg	 *d;
-	json_object	 *obj, *v;
+	json_object	 *obj;
 	char		**names, *text, why[256];
 	size_t		  n, i, nd = 0, len;
 	int		  incomplete;
@@ -841,8 +838,7 @@ commit_load_deferred(void)
 		d[nd].m = queue_msg_new(names[i], AT_DEFERRED, obj, len);
 		d[nd].m->deferred = 1;
 		d[nd].first = d[nd].m->first_seen;
-		d[nd].m->retry_at = json_object_object_get_ex(obj, "retryAt",
-		    &v) ? json_object_get_int64(v) : now_ms();
+		d[nd].m->retry_at = queue_msg_retry_at(names[i], obj);
 		nd++;
 	}
 	if (nd > 1)

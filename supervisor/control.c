@@ -102,14 +102,34 @@ static int
 client_reply(struct client *c, json_object *o)
 {
 	const char	*s;
-	char		*fixed;
+	char		*fixed, big[160];
 	size_t		 n, cap;
+	int		 r;
 
 	/* Names and records read from disk may hold bytes that are not
 	 * UTF-8; the reply is UTF-8 whatever they hold. */
 	s = utf8_ensure(json_object_to_json_string_ext(o,
 	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), &fixed);
 	n = strlen(s);
+	if (n + 1 > OUT_MAX) {
+		/*
+		 * One reply that can never fit (dead.show of a dead letter
+		 * with a message of many MiB; a dead letter may be up to
+		 * MAX_OWN_FILE): say so rather than drop the client as if
+		 * it did not read.
+		 */
+		snprintf(big, sizeof(big), "the reply is %zu bytes, over the "
+		    "%u a control reply may hold; read the file itself", n,
+		    OUT_MAX);
+		log_warnx("control: %s", big);
+		free(fixed);
+		o = json_object_new_object();
+		json_object_object_add(o, "ok", json_object_new_boolean(0));
+		json_object_object_add(o, "error", json_object_new_string(big));
+		r = client_reply(c, o);
+		json_object_put(o);
+		return r;
+	}
 	if (c->outlen - c->outoff + n + 1 > OUT_MAX) {
 		log_warnx("control: client not reading its replies: dropped");
 		free(fixed);

@@ -304,6 +304,50 @@ queue_held(void)
 static const char *const required[] = {
 	"channel", "sender", "message", "messageId", NULL
 };
+/* Every text of a message clawvisor reads, passes on or names a file by. */
+static const char *const texts[] = {
+	"channel", "sender", "senderId", "message", "messageId", "agent", NULL
+};
+
+/* A "\u0000" in it: a C string (argv, a file name) would end there. */
+static int
+has_nul(json_object *v)
+{
+	return json_object_is_type(v, json_type_string) &&
+	    strlen(json_object_get_string(v)) !=
+	    (size_t)json_object_get_string_len(v);
+}
+
+/*
+ * argv cannot carry a NUL, and the text after one would be lost without a
+ * word: refused. TinyClaw's clients never write one (their text comes from
+ * chat services, which have none).
+ */
+static int
+message_nul(json_object *obj, char *why, size_t len)
+{
+	json_object	*v;
+	size_t		 i, n;
+
+	for (i = 0; texts[i] != NULL; i++)
+		if (json_object_object_get_ex(obj, texts[i], &v) &&
+		    has_nul(v)) {
+			snprintf(why, len, "field \"%s\" holds a NUL character "
+			    "(\\u0000)", texts[i]);
+			return -1;
+		}
+	if (json_object_object_get_ex(obj, "files", &v) &&
+	    json_object_is_type(v, json_type_array)) {
+		n = json_object_array_length(v);
+		for (i = 0; i < n; i++)
+			if (has_nul(json_object_array_get_idx(v, i))) {
+				snprintf(why, len, "field \"files\"[%zu] holds a "
+				    "NUL character (\\u0000)", i);
+				return -1;
+			}
+	}
+	return 0;
+}
 
 /* NULL and *why set if obj is not a message. */
 static int
@@ -328,7 +372,7 @@ message_check(json_object *obj, char *why, size_t len)
 		snprintf(why, len, "empty field \"messageId\"");
 		return -1;
 	}
-	return 0;
+	return message_nul(obj, why, len);
 }
 
 /*
@@ -391,6 +435,23 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	obj = json_tokener_parse_ex(tok, buf, (int)len);
 	e = json_tokener_get_error(tok);
+	if (obj == NULL && e == json_tokener_continue) {
+		/*
+		 * A number or a literal at the very end waits for what ends
+		 * it: with a space after it, "42", "true" or "null" is a whole
+		 * value, not a file still being written. A cut object stays
+		 * cut, and is given time as before.
+		 */
+		obj = json_tokener_parse_ex(tok, " ", 1);
+		if (json_tokener_get_error(tok) == json_tokener_success) {
+			snprintf(why, wlen, "not a JSON object");
+			json_tokener_free(tok);
+			json_object_put(obj);
+			free(clean);
+			return -1;
+		}
+		json_object_put(obj);
+	}
 	if (obj == NULL && e == json_tokener_success) {
 		/* The JSON null. */
 		snprintf(why, wlen, "not a JSON object");
@@ -426,15 +487,68 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 	return 0;
 }
 
-static int64_t
-obj_int(json_object *o, const char *key, int64_t def)
-{
-	json_object *v;
+/* The range of a JavaScript Date, in ms: TinyClaw's Date.now(). */
+#define DATE_MAX	8640000000000000LL
 
-	if (json_object_object_get_ex(o, key, &v) &&
-	    json_object_is_type(v, json_type_int))
-		return json_object_get_int64(v);
-	return def;
+/*
+ * A number clawvisor keeps in a message it rewrites (attempt, firstSeenAt,
+ * retryAt). A file anyone can edit may hold anything there: a value that
+ * is not an integer in [min, max] is taken as fix, with a warning that
+ * names it, rather than overflow the arithmetic done on it.
+ */
+static int64_t
+msg_int(const char *name, json_object *o, const char *key, int64_t min,
+    int64_t max, int64_t def, int64_t fix)
+{
+	json_object	*v;
+	int64_t		 n;
+
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return def;
+	if (json_object_is_type(v, json_type_int)) {
+		errno = 0;
+		n = json_object_get_int64(v);
+		if (errno == 0 && n >= min && n <= max)
+			return n;
+	}
+	log_warnx("%s: \"%s\": %.40s is not an integer from %lld to %lld: "
+	    "taken as %lld", name, key, json_object_to_json_string_ext(v,
+	    JSON_C_TO_STRING_PLAIN), (long long)min, (long long)max,
+	    (long long)fix);
+	return fix;
+}
+
+/* Attempts made so far: above the largest max_attempts, one last one. */
+int
+queue_msg_attempt(const char *name, json_object *o)
+{
+	json_object	*v;
+	int64_t		 fix = 0;
+
+	if (json_object_object_get_ex(o, "attempt", &v) &&
+	    json_object_is_type(v, json_type_int) &&
+	    json_object_get_int64(v) > CONFIG_MAX_ATTEMPTS)
+		fix = CONFIG_MAX_ATTEMPTS;
+	return (int)msg_int(name, o, "attempt", 0, CONFIG_MAX_ATTEMPTS, 0,
+	    fix);
+}
+
+int64_t
+queue_msg_first_seen(const char *name, json_object *o)
+{
+	int64_t now = now_ms();
+
+	return msg_int(name, o, "firstSeenAt", 0, DATE_MAX, now, now);
+}
+
+/* No later than the longest backoff a configuration allows. */
+int64_t
+queue_msg_retry_at(const char *name, json_object *o)
+{
+	int64_t now = now_ms();
+
+	return msg_int(name, o, "retryAt", 0, now + CONFIG_MAX_BACKOFF * 1000LL,
+	    now, now);
 }
 
 /* A held message from its parsed file: routed, ready for its lane. */
@@ -448,10 +562,8 @@ queue_msg_new(const char *name, enum msg_where where, json_object *obj,
 	m->where = where;
 	m->obj = obj;
 	m->bytes = bytes;
-	m->attempt = (int)obj_int(obj, "attempt", 0);
-	if (m->attempt < 0)
-		m->attempt = 0;
-	m->first_seen = obj_int(obj, "firstSeenAt", now_ms());
+	m->attempt = queue_msg_attempt(name, obj);
+	m->first_seen = queue_msg_first_seen(name, obj);
 	route_message(sv.conf, obj, &m->agent, &m->text, &m->team_routed,
 	    &m->multi);
 	held_add(m);

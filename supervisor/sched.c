@@ -417,7 +417,7 @@ sched_backoff_ms(int attempt)
 
 	max = sv.conf->backoff_max_seconds * 1000;
 	d = base;
-	for (i = 1; i < attempt && d < max; i++)
+	for (i = 1; i < attempt && d > 0 && d < max; i++)
 		d *= 2;
 	if (d > max)
 		d = max;

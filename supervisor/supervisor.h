@@ -141,6 +141,9 @@ void		 queue_scan_stop(void);
 void		 queue_pull(void);
 int		 queue_parse(const char *, size_t, json_object **,
 		    int *incomplete, char *why, size_t);
+int		 queue_msg_attempt(const char *name, json_object *);
+int64_t		 queue_msg_first_seen(const char *name, json_object *);
+int64_t		 queue_msg_retry_at(const char *name, json_object *);
 struct msg	*queue_msg_new(const char *name, enum msg_where,
 		    json_object *, size_t bytes);
 void		 queue_forget(struct msg *);

@@ -254,10 +254,9 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
     size_t errlen)
 {
 	struct argv_b	  a = { NULL, 0, 0 };
-	char		**cli, uidgid[64], cpus[32], *w, *p;
+	char		**cli, uidgid[64], cpus[32], *w;
 	size_t		  i;
 	int		  apple = j->mode == MODE_APPLE;
-	double		  d;
 
 	if (!in_path(j->rt.runtime_command)) {
 		snprintf(err, errlen, "container runtime \"%s\" not found in "
@@ -280,14 +279,15 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	}
 	snprintf(cpus, sizeof(cpus), "%s", j->rt.cpus);
 	if (apple) {
-		d = strtod(j->rt.cpus, &p);
-		if (*p != '\0' || d != (double)(long)d || d < 1) {
+		if (!config_cpus_valid(j->rt.cpus, 1)) {
 			snprintf(err, errlen, "sandbox.apple.cpus: Apple's "
 			    "container takes a whole number of CPUs, got "
 			    "\"%s\"", j->rt.cpus);
 			return -1;
 		}
-		snprintf(cpus, sizeof(cpus), "%ld", (long)d);
+		/* "2.00" is 2: the digits before the point. */
+		snprintf(cpus, sizeof(cpus), "%ld", strtol(j->rt.cpus, NULL,
+		    10));
 		/*
 		 * Apple splits a --mount directive and a --label at every '='
 		 * (split(separator: "=", maxSplits: 2) in Parser.mount and

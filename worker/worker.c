@@ -85,6 +85,8 @@ worker_finish(struct job_result *res)
 	    w.job.env_allowlist, w.job.nallow);
 	free(res->error);
 	res->error = clean;
+	/* Cleaned to UTF-8 it may have grown: the frame has a bound. */
+	result_bound(res, (size_t)w.job.max_output_bytes);
 	o = result_to_json(res);
 	worker_send(MSG_JOB_DONE, w.job.id, o);
 	json_object_put(o);

@@ -65,9 +65,9 @@ route(json_object *obj)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	json_object	*obj;
+	json_object	*obj, *v;
 	char		 why[256];
-	int		 incomplete;
+	int		 incomplete, n;
 
 	why[0] = '\0';
 	if (queue_parse((const char *)data, size, &obj, &incomplete, why,
@@ -78,6 +78,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (obj == NULL || incomplete ||
 	    !json_object_is_type(obj, json_type_object))
+		abort();
+	/* What is accepted has no NUL in its text, and numbers in range. */
+	v = json_object_object_get(obj, "message");
+	if (strlen(json_object_get_string(v)) !=
+	    (size_t)json_object_get_string_len(v))
+		abort();
+	n = queue_msg_attempt("fuzz", obj);
+	if (n < 0 || n > CONFIG_MAX_ATTEMPTS)
+		abort();
+	if (queue_msg_first_seen("fuzz", obj) < 0 ||
+	    queue_msg_retry_at("fuzz", obj) < 0)
 		abort();
 	route(obj);
 	json_object_put(obj);

@@ -416,6 +416,44 @@ test_int_bounds(void **state)
 	}
 }
 
+/*
+ * Past 64 bits json-c reads the nearest bound; the error still shows the
+ * number as the user wrote it, not 18446744073709551615.
+ */
+static void
+test_int_overflow_as_written(void **state)
+{
+	static const char *const vals[] = { "99999999999999999999",
+	    "18446744073709551616", "-9223372036854775809",
+	    "-99999999999999999999999999999999999999999999999999" };
+	char	want[256];
+	size_t	i, k;
+
+	(void)state;
+	for (i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
+		for (k = 0; k < NINT; k++) {
+			int_want(&int_keys[k], vals[i][0] != '-', vals[i],
+			    want, sizeof(want));
+			if (strlen(vals[i]) > 40) {
+				/* Cut as every value in an error is. */
+				char *p = strstr(want, ", got ");
+				snprintf(p, want + sizeof(want) - p,
+				    ", got %.37s...", vals[i]);
+			}
+			assert_nested_refused(int_keys[k].path, vals[i], want,
+			    __FILE__, __LINE__);
+		}
+	/* Two different texts for one key: neither is guessed. */
+	assert_refused("{\"sandbox\":{\"docker\":{\"pids_limit\":"
+	    "99999999999999999999},\"apple\":{\"pids_limit\":"
+	    "88888888888888888888}}}", "sandbox.docker.pids_limit: expected "
+	    "an integer between 0 and 2147483647, got 18446744073709551615");
+	/* Written exactly, the bound is shown as it is. */
+	assert_refused("{\"sandbox\":{\"max_attempts\":"
+	    "18446744073709551615}}", "sandbox.max_attempts: expected an "
+	    "integer between 1 and 1000, got 18446744073709551615");
+}
+
 static void
 test_max_attempts(void **state)
 {
@@ -627,20 +665,68 @@ test_runtime_values(void **state)
 		  "sandbox.docker.user: expected \"auto\" or \"UID:GID\", "
 		  "got \"1000:10x\"" },
 		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"abc\"}}}",
-		  "sandbox.docker.cpus: expected a positive number of CPUs "
-		  "such as \"1.0\", got \"abc\"" },
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"abc\"" },
 		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"0\"}}}",
-		  "sandbox.docker.cpus: expected a positive number of CPUs "
-		  "such as \"1.0\", got \"0\"" },
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"0\"" },
 		{ "{\"sandbox\":{\"docker\":{\"cpus\":-1}}}",
-		  "sandbox.docker.cpus: expected a positive number of CPUs "
-		  "such as \"1.0\", got \"-1\"" },
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"-1\"" },
 		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"1.5x\"}}}",
-		  "sandbox.docker.cpus: expected a positive number of CPUs "
-		  "such as \"1.0\", got \"1.5x\"" },
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"1.5x\"" },
 		{ "{\"sandbox\":{\"apple\":{\"cpus\":\"\"}}}",
-		  "sandbox.apple.cpus: expected a positive number of CPUs "
-		  "such as \"1.0\", got \"\"" },
+		  "sandbox.apple.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"\"" },		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"0x10\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"0x10\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"1e3\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"1e3\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"inf\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"inf\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"nan\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"nan\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\" 1\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \" 1\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"1 \"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"1 \"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"+1\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"+1\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\".5\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \".5\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"1.\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"1.\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"0.001\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"0.001\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"0.0050\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"0.0050\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"1.0000000001\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"1.0000000001\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"4096.5\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"4096.5\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"4097\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"4097\"" },
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":\"00000000000000000004097\"}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"00000000000000000004097\"" },
+		/* A JSON number keeps its text: 1e3 is refused too. */
+		{ "{\"sandbox\":{\"docker\":{\"cpus\":1e3}}}",
+		  "sandbox.docker.cpus: expected a decimal number of CPUs "
+		  "from 0.01 to 4096 such as \"1.0\", got \"1e3\"" },
 	};
 	size_t i;
 
@@ -672,6 +758,13 @@ test_runtime_accepted(void **state)
 	    "\"cpus\":\"0.25\"}}}");
 	assert_string_equal(cf->docker.memory, "2GB");
 	assert_string_equal(cf->docker.cpus, "0.25");
+	config_free(cf);	/* The edges docker takes: 0.01, nine decimals, 4096. */
+	cf = assert_accepted("{\"sandbox\":{\"docker\":{\"cpus\":\"0.01\"},"
+	    "\"apple\":{\"cpus\":\"4096.000000000\"}}}");
+	assert_string_equal(cf->docker.cpus, "0.01");
+	config_free(cf);
+	cf = assert_accepted("{\"sandbox\":{\"docker\":{\"cpus\":"
+	    "\"0.123456789\"},\"apple\":{\"cpus\":\"4096\"}}}");
 	config_free(cf);
 }
 
@@ -706,6 +799,13 @@ test_apple_cpus(void **state)
 	    "{\"cpus\":4}}}");
 	assert_string_equal(cf->apple.cpus, "4");
 	config_free(cf);
+	/* strtod's forms are not decimals: "0x10" was 16, "1e1" 10. */
+	assert_refused("{\"sandbox\":{\"mode\":\"apple\",\"apple\":{\"cpus\":"
+	    "\"0x10\"}}}", "sandbox.apple.cpus: expected a decimal number of "
+	    "CPUs from 0.01 to 4096 such as \"1.0\", got \"0x10\"");
+	assert_refused("{\"sandbox\":{\"mode\":\"apple\",\"apple\":{\"cpus\":"
+	    "\"0.5\"}}}", "sandbox.apple.cpus: expected a whole number "
+	    "of CPUs (Apple's container takes an integer), got \"0.5\"");
 	/* The docker cpus are never held to it. */
 	cf = assert_accepted("{\"sandbox\":{\"mode\":\"apple\",\"docker\":"
 	    "{\"cpus\":\"1.5\"}}}");
@@ -1337,6 +1437,7 @@ main(void)
 		cmocka_unit_test(test_int_wrong_type),
 		cmocka_unit_test(test_int_negative),
 		cmocka_unit_test(test_int_bounds),
+		cmocka_unit_test(test_int_overflow_as_written),
 		cmocka_unit_test(test_max_attempts),
 		cmocka_unit_test(test_string_wrong_type),
 		cmocka_unit_test(test_string_nul),

@@ -91,7 +91,7 @@ static void
 test_hdr_roundtrip(void **state)
 {
 	static const unsigned char want[IPC_HDR_LEN] = {
-		0x01, 0x00, 0x04, 0x00, 0x04, 0x03, 0x02, 0x01,
+		IPC_VERSION, 0x00, 0x04, 0x00, 0x04, 0x03, 0x02, 0x01,
 		0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,
 	};
 	struct ipc_hdr	h = { IPC_VERSION, MSG_JOB_DONE, 0x01020304,
@@ -145,24 +145,25 @@ static void
 test_hdr_bad_version(void **state)
 {
 	unsigned char	buf[IPC_HDR_LEN];
-	struct ipc_hdr	h = { 2, MSG_HELLO, 0, 0 }, g;
+	struct ipc_hdr	h = { 1, MSG_HELLO, 0, 0 }, g;
 	char		err[128];
 
 	(void)state;
 	ipc_hdr_pack(&h, buf);
 	assert_int_equal(ipc_hdr_unpack(buf, sizeof(buf), &g, err,
 	    sizeof(err)), -1);
-	assert_string_equal(err, "protocol version 2, expected 1");
+	/* Version 1 sent the message and the reply as JSON strings. */
+	assert_string_equal(err, "protocol version 1, expected 2");
 	h.version = 0;
 	ipc_hdr_pack(&h, buf);
 	assert_int_equal(ipc_hdr_unpack(buf, sizeof(buf), &g, err,
 	    sizeof(err)), -1);
-	assert_string_equal(err, "protocol version 0, expected 1");
+	assert_string_equal(err, "protocol version 0, expected 2");
 	h.version = 0x0101;	/* byte order mixed up */
 	ipc_hdr_pack(&h, buf);
 	assert_int_equal(ipc_hdr_unpack(buf, sizeof(buf), &g, err,
 	    sizeof(err)), -1);
-	assert_string_equal(err, "protocol version 257, expected 1");
+	assert_string_equal(err, "protocol version 257, expected 2");
 }
 
 static void
@@ -498,7 +499,7 @@ test_next_bad_frames(void **state)
 		size_t		 len;
 		const char	*err;
 	} bad[] = {
-		{ 9, MSG_HELLO, "{}", 2, "protocol version 9, expected 1" },
+		{ 9, MSG_HELLO, "{}", 2, "protocol version 9, expected 2" },
 		{ IPC_VERSION, 77, "{}", 2, "unknown message type 77" },
 		{ IPC_VERSION, MSG_HELLO, "{} x", 4, "1 bytes left over after "
 		  "the payload" },

@@ -229,8 +229,17 @@ test_job_bad_fields(void **state)
 		{ "provider", "3", "field \"provider\": 3 out of range" },
 		{ "provider", "-1", "field \"provider\": -1 out of range" },
 		{ "model", NULL, "field \"model\": expected a string" },
-		{ "message", "null", "field \"message\": expected a string" },
-		{ "message", NULL, "field \"message\": expected a string" },
+		{ "message64", "null",
+		  "field \"message64\": expected a string" },
+		{ "message64", NULL,
+		  "field \"message64\": expected a string" },
+		{ "message64", "\"aGk\"", "field \"message64\": not base64" },
+		{ "message64", "\"aG=k\"", "field \"message64\": not base64" },
+		{ "message64", "\"aGl=\"", "field \"message64\": not base64" },
+		{ "message64", "\"a\\nGk=\"",
+		  "field \"message64\": not base64" },
+		{ "message64", "\"YQBi\"",
+		  "field \"message64\": holds a NUL byte" },
 		{ "reset", "2", "field \"reset\": 2 out of range" },
 		{ "reset", "true", "field \"reset\": expected an integer" },
 		{ "command", NULL, "field \"command\": expected an array" },
@@ -366,7 +375,11 @@ test_result_bad_fields(void **state)
 		{ "outcome", "null", "field \"outcome\": expected a string" },
 		{ "outcome", "\"maybe\"", "field \"outcome\": unknown value" },
 		{ "outcome", "\"OK\"", "field \"outcome\": unknown value" },
-		{ "reply", NULL, "field \"reply\": expected a string" },
+		{ "reply64", NULL, "field \"reply64\": expected a string" },
+		{ "reply64", "\"cGFydGlhbCByZXBseQ\"",
+		  "field \"reply64\": not base64" },
+		{ "reply64", "\"AA==\"",
+		  "field \"reply64\": holds a NUL byte" },
 		{ "error", "{}", "field \"error\": expected a string" },
 		{ "exit", "256", "field \"exit\": 256 out of range" },
 		{ "exit", "-2", "field \"exit\": -2 out of range" },
@@ -411,6 +424,125 @@ test_outcome_names(void **state)
 	assert_int_equal(o, OUT_OK);
 }
 
+/* Every length of every byte value, and the padding, both ways. */
+static void
+test_b64(void **state)
+{
+	unsigned char	 in[300];
+	char		*e, *d;
+	size_t		 n, i, dl;
+
+	(void)state;
+	for (i = 0; i < sizeof(in); i++)
+		in[i] = (unsigned char)(255 - i);
+	for (n = 0; n < sizeof(in); n++) {
+		e = b64_encode(in, n);
+		assert_int_equal(strlen(e), B64_LEN(n));
+		d = b64_decode(e, strlen(e), &dl);
+		assert_non_null(d);
+		assert_int_equal(dl, n);
+		assert_memory_equal(d, in, n);
+		assert_int_equal(d[n], '\0');
+		free(e);
+		free(d);
+	}
+	e = b64_encode("foobar", 6);
+	assert_string_equal(e, "Zm9vYmFy");
+	free(e);
+	e = b64_encode("fo", 2);
+	assert_string_equal(e, "Zm8=");
+	free(e);
+	assert_null(b64_decode("Zm9", 3, &dl));
+	assert_null(b64_decode("Zm9=Zm8=", 8, &dl));
+	assert_null(b64_decode("Z===", 4, &dl));
+	assert_null(b64_decode("Zm9*", 4, &dl));
+	assert_null(b64_decode("Zm9=", 4, &dl));	/* bits left over */
+}
+
+/*
+ * The frame a result makes for the worst bytes a reply can hold: control
+ * characters (six bytes each as a JSON string), quotes and backslashes
+ * (two), U+FFFD (three bytes already). Its size is that of the reply in
+ * base64 and a few fields, whatever the bytes: the _Static_assert in job.c
+ * then says that CONFIG_MAX_OUTPUT fits the frame cap. Each comes back
+ * whole.
+ */
+static void
+worst_case_frame(const char *fill, size_t n)
+{
+	struct job_result	 in, out;
+	struct ipc_conn		 c;
+	struct ipc_hdr		 h;
+	json_object		*o, *back;
+	char			 err[128], *reply;
+	size_t			 k, fl = strlen(fill);
+
+	reply = xmalloc(n + 1);
+	for (k = 0; k + fl <= n; k += fl)
+		memcpy(reply + k, fill, fl);
+	memset(reply + k, 'x', n - k);
+	reply[n] = '\0';
+	memset(&in, 0, sizeof(in));
+	in.outcome = OUT_OK;
+	in.reply = reply;
+	in.error = "";
+	ipc_init(&c, -1);
+	o = result_to_json(&in);
+	assert_int_equal(ipc_queue(&c, MSG_JOB_DONE, 1, o), 0);
+	json_object_put(o);
+	assert_int_equal(ipc_hdr_unpack((unsigned char *)c.out.data,
+	    c.out.len, &h, err, sizeof(err)), 0);
+	assert_true(h.len <= B64_LEN(n) + 1024);
+	assert_int_equal(ipc_payload_parse(c.out.data + IPC_HDR_LEN, h.len,
+	    &back, err, sizeof(err)), 0);
+	assert_int_equal(result_from_json(back, &out, err, sizeof(err)), 0);
+	json_object_put(back);
+	assert_int_equal(strlen(out.reply), n);
+	assert_memory_equal(out.reply, reply, n);
+	result_free(&out);
+	ipc_free(&c);
+	free(reply);
+}
+
+static void
+test_result_worst_case_fits(void **state)
+{
+	static const char *const fill[] = { "\x01", "\x1f", "\"", "\\",
+	    "\xef\xbf\xbd" };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(fill) / sizeof(fill[0]); i++)
+		worst_case_frame(fill[i], 1024 * 1024);
+}
+
+/* What the worker sends is cut to the cap on a character boundary. */
+static void
+test_result_bound(void **state)
+{
+	struct job_result	r;
+	char			long_error[RESULT_ERROR_MAX + 10];
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	r.reply = xstrdup("ab\xef\xbf\xbd");	/* "ab" and U+FFFD */
+	r.error = xstrdup("");
+	result_bound(&r, 4);
+	assert_string_equal(r.reply, "ab");
+	assert_int_equal(r.truncated, 1);
+	r.truncated = 0;
+	result_bound(&r, 2);
+	assert_string_equal(r.reply, "ab");
+	assert_int_equal(r.truncated, 0);
+	memset(long_error, 'e', sizeof(long_error) - 1);
+	long_error[sizeof(long_error) - 1] = '\0';
+	free(r.error);
+	r.error = xstrdup(long_error);
+	result_bound(&r, 2);
+	assert_int_equal(strlen(r.error), RESULT_ERROR_MAX);
+	result_free(&r);
+}
+
 int
 main(void)
 {
@@ -422,6 +554,9 @@ main(void)
 		cmocka_unit_test(test_result_roundtrip),
 		cmocka_unit_test(test_result_bad_fields),
 		cmocka_unit_test(test_outcome_names),
+		cmocka_unit_test(test_b64),
+		cmocka_unit_test(test_result_worst_case_fits),
+		cmocka_unit_test(test_result_bound),
 	};
 
 	return cmocka_run_group_tests_name("job", tests, NULL, NULL);

@@ -268,6 +268,9 @@ test_provider_reply(void **state)
 	static const char codex[] =
 	    "{\"type\":\"item.completed\",\"item\":{\"type\":\"agent_message\","
 	    "\"text\":\"from codex\"}}\n";
+	static const char nul[] =
+	    "{\"type\":\"item.completed\",\"item\":{\"type\":\"agent_message\","
+	    "\"text\":\"bad \\u0000 rest\"}}\n";
 	static const char blank[] =
 	    "{\"type\":\"item.completed\",\"item\":{\"type\":\"agent_message\","
 	    "\"text\":\"  \"}}\n";
@@ -286,6 +289,10 @@ test_provider_reply(void **state)
 	r = provider_reply(&j, "", 0);
 	assert_string_equal(r, "");
 	free(r);
+	/* A NUL or an invalid byte is U+FFFD, not the end of the reply. */
+	r = provider_reply(&j, "bad \0 rest\xff", 11);
+	assert_string_equal(r, "bad \xef\xbf\xbd rest\xef\xbf\xbd");
+	free(r);
 
 	job_init(&j, PROV_COMMAND, NULL, 0);
 	r = provider_reply(&j, "plain stdout\n", 13);
@@ -295,6 +302,9 @@ test_provider_reply(void **state)
 	job_init(&j, PROV_OPENAI, NULL, 0);
 	r = provider_reply(&j, codex, sizeof(codex) - 1);
 	assert_string_equal(r, "from codex");
+	free(r);
+	r = provider_reply(&j, nul, sizeof(nul) - 1);
+	assert_string_equal(r, "bad \xef\xbf\xbd rest");
 	free(r);
 	/* No message at all, or only an empty one: the TinyClaw fallback. */
 	r = provider_reply(&j, "garbage\n", 8);

@@ -285,7 +285,8 @@ test_apple_argv(void **state)
 static void
 test_apple_cpus_fail(void **state)
 {
-	static const char *const bad[] = { "1.5", "0", "0.0", "abc", "2x" };
+	static const char *const bad[] = { "1.5", "0", "0.0", "abc", "2x",
+	    "0x10", "1e1", " 2", "inf" };
 	struct sandbox_run	 sb;
 	struct job		 j;
 	char			 err[256], want[256];
