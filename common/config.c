@@ -448,10 +448,14 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 		    &cf->env_allowlist, &cf->nallow) == -1)
 			return -1;
 	} else {
-		cf->env_allowlist = xcalloc(3, sizeof(char *));
-		cf->env_allowlist[0] = xstrdup("ANTHROPIC_API_KEY");
-		cf->env_allowlist[1] = xstrdup("OPENAI_API_KEY");
-		cf->nallow = 2;
+		static const char *const def[] = { "ANTHROPIC_API_KEY",
+		    "CLAUDE_CODE_OAUTH_TOKEN", "OPENAI_API_KEY",
+		    "CODEX_API_KEY" };
+
+		cf->nallow = sizeof(def) / sizeof(def[0]);
+		cf->env_allowlist = xcalloc(cf->nallow + 1, sizeof(char *));
+		for (i = 0; i < cf->nallow; i++)
+			cf->env_allowlist[i] = xstrdup(def[i]);
 	}
 	for (i = 0; i < cf->nallow; i++)
 		if (!env_name_valid(cf->env_allowlist[i])) {

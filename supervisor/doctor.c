@@ -24,6 +24,7 @@
 
 #include "client.h"
 #include "config.h"
+#include "provider.h"
 #include "util.h"
 
 #ifndef CLAWVISOR_DATADIR
@@ -190,28 +191,46 @@ allowlisted(const struct config *cf, const char *k)
 	return 0;
 }
 
+static int
+doctor_key_set(json_object *denv, const char *key)
+{
+	const char *v;
+
+	if (denv != NULL)
+		return json_object_get_boolean(json_object_object_get(
+		    json_object_object_get(denv, "set"), key));
+	return (v = getenv(key)) != NULL && *v != '\0';
+}
+
+/* One of the provider's key variables is allowlisted, and set. */
 static void
 doctor_key(struct doctor *d, const struct config *cf, json_object *denv,
-    const char *key)
+    enum provider p)
 {
-	const char	*v;
-	char		 fix[256];
-	int		 set;
+	const char *const	*k, *listed = NULL, *set = NULL;
+	char			 names[128], fix[256];
 
-	snprintf(fix, sizeof(fix), "add \"%s\" to sandbox.env_allowlist", key);
-	check(d, allowlisted(cf, key), "allowlist", fix, allowlisted(cf, key) ?
-	    "%s is allowlisted" : "%s is not in sandbox.env_allowlist", key);
-	if (denv != NULL)
-		set = json_object_get_boolean(json_object_object_get(
-		    json_object_object_get(denv, "set"), key));
-	else
-		set = (v = getenv(key)) != NULL && *v != '\0';
+	for (k = provider_keys(p); *k != NULL; k++) {
+		if (!allowlisted(cf, *k))
+			continue;
+		if (listed == NULL)
+			listed = *k;
+		if (set == NULL && doctor_key_set(denv, *k))
+			set = *k;
+	}
+	provider_keys_text(p, names, sizeof(names));
+	snprintf(fix, sizeof(fix), "add \"%s\" to sandbox.env_allowlist",
+	    provider_keys(p)[0]);
+	check(d, listed != NULL, "allowlist", fix, listed != NULL ?
+	    "%s is allowlisted" : "%s is not in sandbox.env_allowlist",
+	    listed != NULL ? listed : names);
 	snprintf(fix, sizeof(fix), "set %s in the environment the daemon "
 	    "starts with (e.g. the systemd unit's EnvironmentFile), then "
-	    "restart it", key);
-	check(d, set, "keys", fix, "%s is %sset %s", key, set ? "" : "not ",
-	    denv != NULL ? "in the daemon's environment" : "in this shell "
-	    "(no daemon running)");
+	    "restart it", provider_keys(p)[0]);
+	check(d, set != NULL, "keys", fix, "%s is %sset %s", set != NULL ?
+	    set : names, set != NULL ? "" : "not ", denv != NULL ?
+	    "in the daemon's environment" : "in this shell (no daemon "
+	    "running)");
 }
 
 static void
@@ -374,9 +393,9 @@ doctor_main(const char *home, int json)
 			continue;
 		doctor_runtime(&d, cf, m == MODE_APPLE, claude[m], codex[m]);
 		if (claude[m])
-			doctor_key(&d, cf, denv, "ANTHROPIC_API_KEY");
+			doctor_key(&d, cf, denv, PROV_ANTHROPIC);
 		if (codex[m])
-			doctor_key(&d, cf, denv, "OPENAI_API_KEY");
+			doctor_key(&d, cf, denv, PROV_OPENAI);
 		doctor_network(&d, cf, m == MODE_APPLE, claude[m] ||
 		    codex[m]);
 		doctor_uid(&d, cf, denv, m == MODE_APPLE, claude[m]);

@@ -225,9 +225,11 @@ test_defaults(void **state)
 	assert_string_equal(cf->workspace, TEST_HOME "/tinyclaw-workspace");
 	assert_int_equal(cf->mode, MODE_HOST);
 	assert_int_equal(cf->path_mapping, MAP_MAPPED);
-	assert_int_equal(cf->nallow, 2);
+	assert_int_equal(cf->nallow, 4);
 	assert_string_equal(cf->env_allowlist[0], "ANTHROPIC_API_KEY");
-	assert_string_equal(cf->env_allowlist[1], "OPENAI_API_KEY");
+	assert_string_equal(cf->env_allowlist[1], "CLAUDE_CODE_OAUTH_TOKEN");
+	assert_string_equal(cf->env_allowlist[2], "OPENAI_API_KEY");
+	assert_string_equal(cf->env_allowlist[3], "CODEX_API_KEY");
 	assert_string_equal(cf->docker.runtime_command, "docker");
 	assert_string_equal(cf->docker.image, "tinyclaw/agent-runner:latest");
 	assert_int_equal(cf->docker.network, NET_DEFAULT);
@@ -1179,7 +1181,7 @@ test_sandbox_json(void **state)
 	assert_true(json_object_object_get_ex(o, "max_waiters", &v));
 	assert_int_equal(json_object_get_int64(v), 1000);
 	assert_true(json_object_object_get_ex(o, "env_allowlist", &v));
-	assert_int_equal(json_object_array_length(v), 2);
+	assert_int_equal(json_object_array_length(v), 4);
 	assert_true(json_object_object_get_ex(o, "path_mapping_mode", &v));
 	assert_string_equal(json_object_get_string(v), "mapped");
 	assert_true(json_object_object_get_ex(o, "docker", &d));
