@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -594,13 +595,58 @@ parse_agents(struct ctx *c, json_object *root, struct config *cf)
 	return 0;
 }
 
+static void
+team_free(struct team *t)
+{
+	free(t->id);
+	free(t->name);
+	strv_free(t->agents, t->nagents);
+	free(t->leader);
+	memset(t, 0, sizeof(*t));
+}
+
+/*
+ * TinyClaw's `agent remove` leaves the agent in its teams, and TinyClaw's
+ * processor ignores such members: drop them with a warning rather than
+ * refuse the whole file. A leader that is not a remaining member gives way
+ * to the first one that is.
+ */
+static void
+team_drop_missing(struct config *cf, struct team *t, const char *path)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < t->nagents; i++) {
+		if (config_agent(cf, t->agents[i]) == NULL) {
+			config_warn(cf, "%s.agents: no agent \"%.128s\", "
+			    "dropped from the team", path, t->agents[i]);
+			free(t->agents[i]);
+			continue;
+		}
+		t->agents[n++] = t->agents[i];
+	}
+	t->nagents = n;
+	if (n == 0)
+		return;
+	if (t->leader != NULL) {
+		for (i = 0; i < n; i++)
+			if (strcmp(t->agents[i], t->leader) == 0)
+				return;
+		config_warn(cf, "%s.leader_agent: \"%.128s\" is not one of "
+		    "the team's agents; \"%.128s\" leads instead", path,
+		    t->leader, t->agents[0]);
+		free(t->leader);
+	}
+	t->leader = xstrdup(t->agents[0]);
+}
+
 static int
 parse_teams(struct ctx *c, json_object *root, struct config *cf)
 {
 	json_object	*teams;
 	struct team	*t;
 	char		 path[192];
-	size_t		 i, n;
+	size_t		 n;
 
 	if (get_object(c, root, "", "teams", &teams) == -1 || teams == NULL)
 		return teams == NULL && *c->err == '\0' ? 0 : -1;
@@ -628,23 +674,12 @@ parse_teams(struct ctx *c, json_object *root, struct config *cf)
 		    get_str(c, val, path, "leader_agent", NULL, &t->leader)
 		    == -1)
 			return -1;
-		for (i = 0; i < t->nagents; i++)
-			if (config_agent(cf, t->agents[i]) == NULL) {
-				snprintf(c->err, c->errlen, "%s.agents[%zu]: "
-				    "no agent \"%.128s\"", path, i,
-				    t->agents[i]);
-				return -1;
-			}
-		if (t->leader == NULL)
-			t->leader = xstrdup(t->agents[0]);
-		for (i = 0; i < t->nagents; i++)
-			if (strcmp(t->agents[i], t->leader) == 0)
-				break;
-		if (i == t->nagents) {
-			snprintf(c->err, c->errlen, "%s.leader_agent: \"%.128s\""
-			    " is not one of the team's agents", path,
-			    t->leader);
-			return -1;
+		team_drop_missing(cf, t, path);
+		if (t->nagents == 0) {
+			config_warn(cf, "%s: no agent of the team exists, the "
+			    "team is ignored", path);
+			team_free(t);
+			cf->nteams--;
 		}
 	}
 	return 0;
@@ -740,7 +775,7 @@ config_parse(const char *text, size_t len, const char *home, char *err,
 	    check_apple_cpus(&c, cf) == -1)
 		goto fail;
 	if (cf->docker.network_restricted || cf->apple.network_restricted)
-		snprintf(cf->warning, sizeof(cf->warning), "network "
+		config_warn(cf, "network "
 		    "\"restricted\" is treated as \"default\": clawvisor has no "
 		    "restricted network; use \"none\" to cut it off");
 	json_object_put(root);
@@ -766,7 +801,7 @@ config_load(const char *home, char *err, size_t errlen)
 		/* TinyClaw runs on defaults without a settings file. */
 		cf = config_parse("{}", 2, home, err, errlen);
 		if (cf != NULL)
-			snprintf(cf->warning, sizeof(cf->warning), "%s: no such"
+			config_warn(cf, "%s: no such"
 			    " file, running on defaults", path);
 		free(path);
 		return cf;
@@ -782,11 +817,28 @@ config_load(const char *home, char *err, size_t errlen)
 	cf = config_parse(text, len, home, err, errlen);
 	free(text);
 	if (cf != NULL && stat(path, &st) == 0 && (st.st_mode & S_IWOTH))
-		snprintf(cf->warning, sizeof(cf->warning), "%s is world-"
+		config_warn(cf, "%s is world-"
 		    "writable: any local user can change what runs; chmod o-w "
 		    "it", path);
 	free(path);
 	return cf;
+}
+
+void
+config_warn(struct config *cf, const char *fmt, ...)
+{
+	va_list	ap;
+	size_t	len = strlen(cf->warning);
+
+	if (len > 0 && len + 2 < sizeof(cf->warning)) {
+		strlcat(cf->warning, "; ", sizeof(cf->warning));
+		len += 2;
+	}
+	if (len + 1 >= sizeof(cf->warning))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(cf->warning + len, sizeof(cf->warning) - len, fmt, ap);
+	va_end(ap);
 }
 
 void
@@ -804,12 +856,8 @@ config_free(struct config *cf)
 		strv_free(cf->agents[i].command, cf->agents[i].ncommand);
 	}
 	free(cf->agents);
-	for (i = 0; i < cf->nteams; i++) {
-		free(cf->teams[i].id);
-		free(cf->teams[i].name);
-		strv_free(cf->teams[i].agents, cf->teams[i].nagents);
-		free(cf->teams[i].leader);
-	}
+	for (i = 0; i < cf->nteams; i++)
+		team_free(&cf->teams[i]);
 	free(cf->teams);
 	strv_free(cf->env_allowlist, cf->nallow);
 	runtime_free(&cf->docker);

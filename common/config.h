@@ -81,13 +81,16 @@ struct config {
 	int64_t		 scan_interval_ms;
 	int64_t		 max_chain_steps;
 
-	char		 warning[256];		/* non-fatal note, or "" */
+	char		 warning[1024];	/* non-fatal notes joined by "; ", or "" */
 };
 
 struct config	*config_load(const char *home, char *err, size_t errlen);
 struct config	*config_parse(const char *text, size_t len, const char *home,
 		    char *err, size_t errlen);
 void		 config_free(struct config *);
+/* Add a non-fatal note to cf->warning (cut when it is full). */
+void		 config_warn(struct config *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
 const struct agent *config_agent(const struct config *, const char *id);
 const struct team  *config_team(const struct config *, const char *id);
 enum sandbox_mode config_agent_mode(const struct config *,

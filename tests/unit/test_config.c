@@ -960,6 +960,46 @@ test_teams(void **state)
 	config_free(cf);
 }
 
+/* What TinyClaw's `agent remove` leaves behind: warnings, never an error. */
+static void
+test_team_missing_agents(void **state)
+{
+	struct config		*cf;
+	const struct team	*t;
+
+	(void)state;
+	cf = assert_accepted("{\"agents\":{\"a\":{},\"c\":{}},"
+	    "\"teams\":{\"dev\":{\"agents\":[\"a\",\"ghost\",\"c\"],"
+	    "\"leader_agent\":\"ghost\"},\"gone\":{\"agents\":[\"x\"],"
+	    "\"leader_agent\":\"x\"},\"ok\":{\"agents\":[\"c\"],"
+	    "\"leader_agent\":\"a\"}}}");
+	assert_int_equal(cf->nteams, 2);
+	t = config_team(cf, "dev");
+	assert_non_null(t);
+	assert_int_equal(t->nagents, 2);
+	assert_string_equal(t->agents[0], "a");
+	assert_string_equal(t->agents[1], "c");
+	assert_string_equal(t->leader, "a");
+	assert_null(config_team(cf, "gone"));
+	t = config_team(cf, "ok");
+	assert_non_null(t);
+	assert_string_equal(t->leader, "c");
+	assert_string_equal(cf->warning,
+	    "teams.dev.agents: no agent \"ghost\", dropped from the team; "
+	    "teams.dev.leader_agent: \"ghost\" is not one of the team's "
+	    "agents; \"a\" leads instead; "
+	    "teams.gone.agents: no agent \"x\", dropped from the team; "
+	    "teams.gone: no agent of the team exists, the team is ignored; "
+	    "teams.ok.leader_agent: \"a\" is not one of the team's agents; "
+	    "\"c\" leads instead");
+	config_free(cf);
+	/* Legacy mode: the only agent is "default". */
+	cf = assert_accepted("{\"teams\":{\"t\":{\"agents\":[\"coder\"]}}}");
+	assert_int_equal(cf->nteams, 0);
+	assert_non_null(strstr(cf->warning, "no agent \"coder\""));
+	config_free(cf);
+}
+
 static void
 test_team_errors(void **state)
 {
@@ -982,20 +1022,6 @@ test_team_errors(void **state)
 		{ "{\"agents\":{\"a\":{}},\"teams\":{\"t\":{\"agents\":"
 		  "[\"a\",{}]}}}",
 		  "teams.t.agents[1]: expected a string, got {}" },
-		{ "{\"agents\":{\"a\":{}},\"teams\":{\"t\":{\"agents\":"
-		  "[\"a\",\"ghost\"]}}}",
-		  "teams.t.agents[1]: no agent \"ghost\"" },
-		{ "{\"agents\":{\"a\":{},\"b\":{}},\"teams\":{\"t\":"
-		  "{\"agents\":[\"a\"],\"leader_agent\":\"b\"}}}",
-		  "teams.t.leader_agent: \"b\" is not one of the team's "
-		  "agents" },
-		{ "{\"agents\":{\"a\":{}},\"teams\":{\"t\":"
-		  "{\"agents\":[\"a\"],\"leader_agent\":\"nobody\"}}}",
-		  "teams.t.leader_agent: \"nobody\" is not one of the team's "
-		  "agents" },
-		/* Legacy mode: the only agent is "default". */
-		{ "{\"teams\":{\"t\":{\"agents\":[\"coder\"]}}}",
-		  "teams.t.agents[0]: no agent \"coder\"" },
 	};
 	struct config	*cf;
 	char		*teams, *json;
@@ -1355,6 +1381,7 @@ main(void)
 		cmocka_unit_test(test_agent_errors),
 		cmocka_unit_test(test_agent_limit),
 		cmocka_unit_test(test_teams),
+		cmocka_unit_test(test_team_missing_agents),
 		cmocka_unit_test(test_team_errors),
 		cmocka_unit_test(test_legacy),
 		cmocka_unit_test(test_json_errors),
