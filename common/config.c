@@ -47,6 +47,45 @@ config_provider_name(enum provider p)
 	return provider_names[p];
 }
 
+const char *
+config_agent_provider(const struct agent *a)
+{
+	return a->provider_text != NULL ? a->provider_text :
+	    provider_names[a->provider];
+}
+
+/*
+ * TinyClaw's own providers that clawvisor does not run (0.0.5's wizard
+ * offers opencode): that agent alone is refused, every other one works.
+ */
+static const char *const foreign_providers[] = { "opencode", "custom" };
+
+static int
+foreign_provider(struct config *cf, json_object *o, const char *path,
+    struct agent *a)
+{
+	json_object	*v;
+	size_t		 i;
+
+	if (!json_object_object_get_ex(o, "provider", &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return 0;
+	for (i = 0; i < sizeof(foreign_providers) /
+	    sizeof(foreign_providers[0]); i++)
+		if (strcmp(json_object_get_string(v), foreign_providers[i])
+		    == 0)
+			break;
+	if (i == sizeof(foreign_providers) / sizeof(foreign_providers[0]))
+		return 0;
+	a->provider = PROV_COMMAND;	/* never run: see a->refused */
+	a->provider_text = xstrdup(foreign_providers[i]);
+	xasprintf(&a->refused, "%s.provider: \"%s\" is not run by clawvisor "
+	    "(it runs \"anthropic\", \"openai\" and \"command\"); this "
+	    "agent's messages are refused", path, a->provider_text);
+	config_warn(cf, "%s", a->refused);
+	return 1;
+}
+
 static void
 got(json_object *v, char *buf, size_t len)
 {
@@ -498,9 +537,12 @@ parse_agent(struct ctx *c, const char *id, json_object *o, struct config *cf,
 	}
 	if (!json_object_is_type(o, json_type_object))
 		return fail(c, "agents", id, o, "expected an object");
+	if (foreign_provider(cf, o, path, a))
+		prov = PROV_COMMAND;
+	else if (get_enum(c, o, path, "provider", provider_names, 3,
+	    PROV_ANTHROPIC, &prov) == -1)
+		goto fail;
 	if (get_str(c, o, path, "name", id, &a->name) == -1 ||
-	    get_enum(c, o, path, "provider", provider_names, 3, PROV_ANTHROPIC,
-	    &prov) == -1 ||
 	    get_str(c, o, path, "model", NULL, &a->model) == -1 ||
 	    get_str(c, o, path, "working_directory", NULL, &wd) == -1 ||
 	    get_enum(c, o, path, "sandbox_mode", modes, 3, MODE_INHERIT,
@@ -512,8 +554,8 @@ parse_agent(struct ctx *c, const char *id, json_object *o, struct config *cf,
 		free(a->model);
 		a->model = NULL;
 	}
-	if (a->provider == PROV_COMMAND && get_strv(c, o, path, "command", 1,
-	    &a->command, &a->ncommand) == -1)
+	if (a->provider == PROV_COMMAND && a->refused == NULL &&
+	    get_strv(c, o, path, "command", 1, &a->command, &a->ncommand) == -1)
 		goto fail;
 	if (wd != NULL && *wd != '\0') {
 		a->workdir = expand_home(wd);
@@ -854,6 +896,8 @@ config_free(struct config *cf)
 		free(cf->agents[i].model);
 		free(cf->agents[i].workdir);
 		strv_free(cf->agents[i].command, cf->agents[i].ncommand);
+		free(cf->agents[i].refused);
+		free(cf->agents[i].provider_text);
 	}
 	free(cf->agents);
 	for (i = 0; i < cf->nteams; i++)

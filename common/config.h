@@ -31,6 +31,10 @@ struct agent {
 	enum sandbox_mode mode;			/* MODE_INHERIT: sandbox.mode */
 	char		**command;		/* PROV_COMMAND argv */
 	size_t		  ncommand;
+	/* A provider TinyClaw has and clawvisor does not run: the agent's
+	 * messages fail as terminal with this reason; NULL: it runs. */
+	char		 *refused;
+	char		 *provider_text;	/* the provider as written */
 };
 
 struct team {
@@ -97,6 +101,7 @@ enum sandbox_mode config_agent_mode(const struct config *,
 		    const struct agent *);
 const char	*config_mode_name(enum sandbox_mode);
 const char	*config_provider_name(enum provider);
+const char	*config_agent_provider(const struct agent *);
 /* The effective settings as JSON (sandbox show, status); no secrets. */
 json_object	*config_sandbox_json(const struct config *);
 

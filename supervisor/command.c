@@ -186,7 +186,10 @@ sandbox_json(const struct config *cf)
 	for (i = 0; i < cf->nagents; i++) {
 		a = json_object_new_object();
 		json_object_object_add(a, "provider", json_object_new_string(
-		    config_provider_name(cf->agents[i].provider)));
+		    config_agent_provider(&cf->agents[i])));
+		if (cf->agents[i].refused != NULL)
+			json_object_object_add(a, "refused",
+			    json_object_new_string(cf->agents[i].refused));
 		json_object_object_add(a, "model", cf->agents[i].model ?
 		    json_object_new_string(cf->agents[i].model) : NULL);
 		json_object_object_add(a, "sandbox_mode", json_object_new_string(

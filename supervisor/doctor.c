@@ -369,6 +369,12 @@ doctor_main(const char *home, int json)
 	check(&d, 1, "settings", NULL, "%s is valid%s%s", cf->path,
 	    *cf->warning ? "; warning: " : "", cf->warning);
 	for (i = 0; i < cf->nagents; i++) {
+		if (cf->agents[i].refused != NULL) {
+			check(&d, 0, "agent", "set the agent's provider to "
+			    "\"anthropic\", \"openai\" or \"command\", or "
+			    "remove it", "%s", cf->agents[i].refused);
+			continue;
+		}
 		m = config_agent_mode(cf, &cf->agents[i]);
 		used[m] = 1;
 		claude[m] |= cf->agents[i].provider == PROV_ANTHROPIC;

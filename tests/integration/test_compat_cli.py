@@ -128,3 +128,87 @@ def test_doctor_accepts_oauth_token(homes, tmp_path):
     assert checks.get(("keys", "CLAUDE_CODE_OAUTH_TOKEN is set in this "
                        "shell (no daemon running)")), rep
     assert "sk-ant-oat01-doctor" not in p.stdout + p.stderr
+
+
+# -- settings TinyClaw's own scripts write ------------------------------------
+
+def removed_member_settings(ws):
+    """lib/teams.sh team_add writes .teams[$id] = {name, agents,
+    leader_agent}; lib/agents.sh agent_remove then runs
+    `jq 'del(.agents[$id])'`, leaving the team as it was."""
+    return {
+        "workspace": {"path": str(ws), "name": "tinyclaw-workspace"},
+        "channels": {"enabled": ["discord"]},
+        "agents": {"coder": {"name": "Coder", "provider": "anthropic",
+                             "model": "sonnet",
+                             "working_directory": str(ws / "coder")}},
+        "teams": {"dev": {"name": "Dev Team",
+                          "agents": ["coder", "reviewer"],
+                          "leader_agent": "reviewer"}},
+        "monitoring": {"heartbeat_interval": 3600},
+    }
+
+
+def cli(h, *args):
+    return subprocess.run([BIN, "--home", str(h.path), *args],
+                          env=h.env(), capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_removed_team_member_is_dropped_at_start(homes):
+    h = homes(start=False)
+    s = removed_member_settings(h.workspace)
+    s["sandbox"] = h.settings["sandbox"]
+    h.write_settings(s)
+    h.start()
+    log = h.log()
+    assert 'teams.dev.agents: no agent "reviewer", dropped from the team' \
+        in log
+    assert 'teams.dev.leader_agent: "reviewer" is not one of the team\'s ' \
+        'agents; "coder" leads instead' in log
+    # @dev reaches the remaining member, who leads now.
+    r = h.wait_response(h.drop("@dev review this"))
+    assert r["agent"] == "coder"
+    (call,) = h.calls("review this")
+    assert call["prog"] == "claude"
+    # The doctor shows the warning and does not fail on it.
+    p = cli(h, "sandbox", "doctor", "--json")
+    rep = json.loads(p.stdout)
+    (st,) = [c for c in rep["checks"] if c["name"] == "settings"]
+    assert st["ok"] and "dropped from the team" in st["detail"]
+
+
+def test_removed_team_member_on_reload(home):
+    s = removed_member_settings(home.workspace)
+    s["sandbox"] = home.settings["sandbox"]
+    home.write_settings(s)
+    p = cli(home, "reload")
+    assert p.returncode == 0, p.stdout + p.stderr
+    r = home.wait_response(home.drop("@dev after reload"))
+    assert r["agent"] == "coder"
+
+
+def test_opencode_agent_refused_alone(homes):
+    # 0.0.5's setup wizard offers provider "opencode".
+    h = homes({"agents": {"oc": {"name": "Open", "provider": "opencode",
+                                 "model": "opencode/claude-sonnet-4-5"}}},
+              start=False)
+    h.start()
+    assert 'agents.oc.provider: "opencode" is not run by clawvisor' in h.log()
+    bad = h.drop("hello opencode", agent="oc")
+    good = h.drop("hello claude", agent="alpha")
+    assert h.wait_response(good)["agent"] == "alpha"
+    dead, notice = h.wait_dead(bad)
+    assert dead["errorClass"] == "terminal"
+    assert 'agents.oc.provider: "opencode" is not run by clawvisor' in \
+        dead["errorMessage"]
+    assert notice is not None
+    assert h.calls("hello opencode") == []
+    p = cli(h, "sandbox", "doctor", "--json")
+    rep = json.loads(p.stdout)
+    (ag,) = [c for c in rep["checks"] if c["name"] == "agent"]
+    assert not ag["ok"] and "opencode" in ag["detail"]
+    assert p.returncode != 0
+    p = cli(h, "sandbox", "show", "--json")
+    shown = json.loads(p.stdout)["agents"]["oc"]
+    assert shown["provider"] == "opencode" and "refused" in shown
