@@ -12,6 +12,8 @@ TinyClaw compatibility, second pass (issue 13): what the real `claude`
   carries the sha256 of each variable they see, never a value.
 """
 import hashlib
+import os
+import time
 import json
 import subprocess
 
@@ -212,3 +214,47 @@ def test_opencode_agent_refused_alone(homes):
     p = cli(h, "sandbox", "show", "--json")
     shown = json.loads(p.stdout)["agents"]["oc"]
     assert shown["provider"] == "opencode" and "refused" in shown
+
+
+# -- settings.json edited on disk, no reload sent ------------------------------
+
+def generation(h):
+    p = cli(h, "status", "--json")
+    return json.loads(p.stdout)["generation"]
+
+
+def test_settings_change_on_disk_is_reloaded(home):
+    from conftest import wait_for
+    g0 = generation(home)
+    # lib/agents.sh agent_add: jq ... > settings.json.tmp && mv.
+    s = json.loads((home.path / "settings.json").read_text())
+    s["agents"]["gamma"] = {"name": "Gamma", "provider": "anthropic"}
+    tmp = home.path / "settings.json.tmp"
+    tmp.write_text(json.dumps(s))
+    os.rename(tmp, home.path / "settings.json")
+    wait_for(lambda: generation(home) == g0 + 1, 10, what="a reload")
+    r = home.wait_response(home.drop("@gamma are you there"))
+    assert r["agent"] == "gamma"
+    assert "changed on disk: reloading" in home.log()
+    # Once: no second reload for the same file.
+    time.sleep(1)
+    assert generation(home) == g0 + 1
+
+    # Written in place, invalid: refused, the running configuration stays.
+    with open(home.path / "settings.json", "w") as f:
+        f.write('{"agents": {"gamma": ')
+    wait_for(lambda: "reload refused" in home.log(), 10,
+             what="the refusal")
+    assert generation(home) == g0 + 1
+    assert home.wait_response(home.drop("@gamma still here"))["agent"] == \
+        "gamma"
+    # Removed: a warning, never the defaults.
+    os.unlink(home.path / "settings.json")
+    wait_for(lambda: "was removed; the running configuration stays" in
+             home.log(), 10, what="the warning")
+    assert generation(home) == g0 + 1
+    # Back and valid: in force again.
+    s["agents"]["delta"] = {"name": "Delta", "provider": "openai"}
+    (home.path / "settings.json").write_text(json.dumps(s))
+    wait_for(lambda: generation(home) == g0 + 2, 10, what="a reload")
+    assert home.wait_response(home.drop("@delta hi"))["agent"] == "delta"
