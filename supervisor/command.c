@@ -76,6 +76,18 @@ add_int(json_object *o, const char *k, int64_t v)
 	json_object_object_add(o, k, json_object_new_int64(v));
 }
 
+/* What an operator must know before the numbers mean anything. */
+static json_object *
+status_warnings(void)
+{
+	json_object	*w = json_object_new_array();
+	char		 what[1024];
+
+	if (rival_find(sv.home, what, sizeof(what)))
+		json_object_array_add(w, json_object_new_string(what));
+	return w;
+}
+
 static json_object *
 cmd_status(json_object *req, int *stop)
 {
@@ -117,6 +129,7 @@ cmd_status(json_object *req, int *stop)
 	add_int(c, "corrupt", (int64_t)sv.count.corrupt);
 	json_object_object_add(o, "counters", c);
 	json_object_object_add(o, "lanes", sched_status());
+	json_object_object_add(o, "warnings", status_warnings());
 	return o;
 }
 

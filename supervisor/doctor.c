@@ -25,6 +25,7 @@
 #include "client.h"
 #include "config.h"
 #include "provider.h"
+#include "supervisor.h"
 #include "util.h"
 
 #ifndef CLAWVISOR_DATADIR
@@ -380,6 +381,13 @@ doctor_main(const char *home, int json)
 		claude[m] |= cf->agents[i].provider == PROV_ANTHROPIC;
 		codex[m] |= cf->agents[i].provider == PROV_OPENAI;
 	}
+	if (rival_find(home, err, sizeof(err)))
+		check(&d, 0, "processor", "stop TinyClaw's queue processor and "
+		    "keep `tinyclaw start` from starting it "
+		    "(docs/MIGRATION.md)", "%s", err);
+	else
+		check(&d, 1, "processor", NULL, "no TinyClaw queue processor "
+		    "runs on %s", home);
 	denv = daemon_env(home);
 	if (used[MODE_HOST])
 		for (i = 0; i < 2; i++) {

@@ -126,6 +126,9 @@ void		 supervisor_stop(const char *why);
 int		 supervisor_reload(char *err, size_t errlen);
 void		 supervisor_check_exit(void);
 
+/* rival.c */
+int		 rival_find(const char *home, char *what, size_t len);
+
 /* watch.c */
 void		 watch_start(void);
 void		 watch_stop(void);

@@ -258,3 +258,67 @@ def test_settings_change_on_disk_is_reloaded(home):
     (home.path / "settings.json").write_text(json.dumps(s))
     wait_for(lambda: generation(home) == g0 + 2, 10, what="a reload")
     assert home.wait_response(home.drop("@delta hi"))["agent"] == "delta"
+
+
+# -- TinyClaw's own queue processor on the same home ---------------------------
+
+# What src/queue-processor.ts of v0.0.5 does when it starts
+# (recoverOrphanedFiles, lines 69-80, called at line 584): every *.json in
+# processing/ is renamed back into incoming/. TINYCLAW_HOME comes from
+# src/lib/config.ts line 8. Then it idles, as its 1 s poll would.
+NODE_PROCESSOR = r"""
+const fs = require('fs'), path = require('path');
+const home = process.env.TINYCLAW_HOME;
+const inc = path.join(home, 'queue/incoming');
+const proc = path.join(home, 'queue/processing');
+for (const f of fs.readdirSync(proc).filter(f => f.endsWith('.json'))) {
+    try { fs.renameSync(path.join(proc, f), path.join(inc, f)); }
+    catch (e) {}
+}
+fs.writeFileSync(path.join(home, 'node-started'), '');
+setInterval(() => {}, 1000);
+"""
+
+
+@pytest.fixture
+def node_processor(tmp_path):
+    """start(home) -> the Popen of `node dist/queue-processor.js` on it."""
+    import shutil
+    if shutil.which("node") is None:
+        pytest.fail("node is not installed (.ci/run installs nodejs)")
+    procs = []
+
+    def start(h):
+        d = tmp_path / "tinyclaw" / "dist"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "queue-processor.js").write_text(NODE_PROCESSOR)
+        p = subprocess.Popen(["node", "dist/queue-processor.js"],
+                             cwd=str(d.parent),
+                             env=h.env({"TINYCLAW_HOME": str(h.path)}))
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_node_processor_is_reported(home, node_processor):
+    from conftest import wait_for
+    p = node_processor(home)
+    wait_for(lambda: (home.path / "node-started").exists(), 10,
+             what="node")
+    st = json.loads(cli(home, "status", "--json").stdout)
+    assert any(f"pid {p.pid}" in w for w in st["warnings"]), st["warnings"]
+    out = cli(home, "status").stdout
+    assert "warning: TinyClaw's queue processor runs on this home" in out
+    d = cli(home, "sandbox", "doctor", "--json")
+    rep = json.loads(d.stdout)
+    (c,) = [c for c in rep["checks"] if c["name"] == "processor"]
+    assert not c["ok"] and f"pid {p.pid}" in c["detail"]
+    assert d.returncode != 0
+    p.kill()
+    p.wait()
+    st = json.loads(cli(home, "status", "--json").stdout)
+    assert st["warnings"] == []
