@@ -175,6 +175,21 @@ get_int(struct ctx *c, json_object *o, const char *path, const char *key,
 }
 
 static int
+get_bool(struct ctx *c, json_object *o, const char *path, const char *key,
+    int def, int *out)
+{
+	json_object *v;
+
+	*out = def;
+	if (!member(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean))
+		return fail(c, path, key, v, "expected true or false");
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
+static int
 get_str(struct ctx *c, json_object *o, const char *path, const char *key,
     const char *def, char **out)
 {
@@ -514,7 +529,9 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 	    get_int(c, sup, "supervisor", "scan_interval_ms", 1000, 0,
 	    86400000, &cf->scan_interval_ms) == -1 ||
 	    get_int(c, sup, "supervisor", "max_chain_steps", 10, 1, 1000,
-	    &cf->max_chain_steps) == -1)
+	    &cf->max_chain_steps) == -1 ||
+	    get_bool(c, sup, "supervisor", "watch_settings", 1,
+	    &cf->watch_settings) == -1)
 		return -1;
 	return 0;
 }

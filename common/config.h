@@ -84,6 +84,7 @@ struct config {
 	int64_t		 workers;
 	int64_t		 scan_interval_ms;
 	int64_t		 max_chain_steps;
+	int		 watch_settings;	/* reload on a change on disk */
 
 	char		 warning[1024];	/* non-fatal notes joined by "; ", or "" */
 };

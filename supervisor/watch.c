@@ -62,7 +62,7 @@ watch_settled(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)loop;
 	(void)t;
 	(void)revents;
-	if (sv.stopping)
+	if (sv.stopping || !sv.conf->watch_settings)
 		return;
 	if (watch_stat(&st) == -1) {
 		/* Being replaced, or removed: never fall back to defaults. */

@@ -223,8 +223,9 @@ def generation(h):
     return json.loads(p.stdout)["generation"]
 
 
-def test_settings_change_on_disk_is_reloaded(home):
+def test_settings_change_on_disk_is_reloaded(homes):
     from conftest import wait_for
+    home = homes({"supervisor": {"watch_settings": True}})
     g0 = generation(home)
     # lib/agents.sh agent_add: jq ... > settings.json.tmp && mv.
     s = json.loads((home.path / "settings.json").read_text())
@@ -322,3 +323,14 @@ def test_node_processor_is_reported(home, node_processor):
     p.wait()
     st = json.loads(cli(home, "status", "--json").stdout)
     assert st["warnings"] == []
+
+
+def test_settings_watch_off(homes):
+    h = homes({"supervisor": {"watch_settings": False}})
+    s = json.loads((h.path / "settings.json").read_text())
+    s["agents"]["gamma"] = {"name": "Gamma", "provider": "anthropic"}
+    (h.path / "settings.json").write_text(json.dumps(s))
+    time.sleep(1.5)
+    assert generation(h) == 1
+    assert cli(h, "reload").returncode == 0
+    assert generation(h) == 2
