@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,45 @@ const char *
 config_provider_name(enum provider p)
 {
 	return provider_names[p];
+}
+
+const char *
+config_agent_provider(const struct agent *a)
+{
+	return a->provider_text != NULL ? a->provider_text :
+	    provider_names[a->provider];
+}
+
+/*
+ * TinyClaw's own providers that clawvisor does not run (0.0.5's wizard
+ * offers opencode): that agent alone is refused, every other one works.
+ */
+static const char *const foreign_providers[] = { "opencode", "custom" };
+
+static int
+foreign_provider(struct config *cf, json_object *o, const char *path,
+    struct agent *a)
+{
+	json_object	*v;
+	size_t		 i;
+
+	if (!json_object_object_get_ex(o, "provider", &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return 0;
+	for (i = 0; i < sizeof(foreign_providers) /
+	    sizeof(foreign_providers[0]); i++)
+		if (strcmp(json_object_get_string(v), foreign_providers[i])
+		    == 0)
+			break;
+	if (i == sizeof(foreign_providers) / sizeof(foreign_providers[0]))
+		return 0;
+	a->provider = PROV_COMMAND;	/* never run: see a->refused */
+	a->provider_text = xstrdup(foreign_providers[i]);
+	xasprintf(&a->refused, "%s.provider: \"%s\" is not run by clawvisor "
+	    "(it runs \"anthropic\", \"openai\" and \"command\"); this "
+	    "agent's messages are refused", path, a->provider_text);
+	config_warn(cf, "%s", a->refused);
+	return 1;
 }
 
 static void
@@ -202,6 +242,21 @@ get_int(struct ctx *c, json_object *o, const char *path, const char *key,
 		return -1;
 	}
 	return fail(c, path, key, v, what);
+}
+
+static int
+get_bool(struct ctx *c, json_object *o, const char *path, const char *key,
+    int def, int *out)
+{
+	json_object *v;
+
+	*out = def;
+	if (!member(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean))
+		return fail(c, path, key, v, "expected true or false");
+	*out = json_object_get_boolean(v);
+	return 0;
 }
 
 static int
@@ -582,10 +637,14 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 		    &cf->env_allowlist, &cf->nallow) == -1)
 			return -1;
 	} else {
-		cf->env_allowlist = xcalloc(3, sizeof(char *));
-		cf->env_allowlist[0] = xstrdup("ANTHROPIC_API_KEY");
-		cf->env_allowlist[1] = xstrdup("OPENAI_API_KEY");
-		cf->nallow = 2;
+		static const char *const def[] = { "ANTHROPIC_API_KEY",
+		    "CLAUDE_CODE_OAUTH_TOKEN", "OPENAI_API_KEY",
+		    "CODEX_API_KEY" };
+
+		cf->nallow = sizeof(def) / sizeof(def[0]);
+		cf->env_allowlist = xcalloc(cf->nallow + 1, sizeof(char *));
+		for (i = 0; i < cf->nallow; i++)
+			cf->env_allowlist[i] = xstrdup(def[i]);
 	}
 	for (i = 0; i < cf->nallow; i++)
 		if (!env_name_valid(cf->env_allowlist[i])) {
@@ -605,7 +664,9 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 	    get_int(c, sup, "supervisor", "scan_interval_ms", 1000, 0,
 	    86400000, &cf->scan_interval_ms) == -1 ||
 	    get_int(c, sup, "supervisor", "max_chain_steps", 10, 1, 1000,
-	    &cf->max_chain_steps) == -1)
+	    &cf->max_chain_steps) == -1 ||
+	    get_bool(c, sup, "supervisor", "watch_settings", 1,
+	    &cf->watch_settings) == -1)
 		return -1;
 	return 0;
 }
@@ -628,9 +689,12 @@ parse_agent(struct ctx *c, const char *id, json_object *o, struct config *cf,
 	}
 	if (!json_object_is_type(o, json_type_object))
 		return fail(c, "agents", id, o, "expected an object");
+	if (foreign_provider(cf, o, path, a))
+		prov = PROV_COMMAND;
+	else if (get_enum(c, o, path, "provider", provider_names, 3,
+	    PROV_ANTHROPIC, &prov) == -1)
+		goto fail;
 	if (get_str(c, o, path, "name", id, &a->name) == -1 ||
-	    get_enum(c, o, path, "provider", provider_names, 3, PROV_ANTHROPIC,
-	    &prov) == -1 ||
 	    get_str(c, o, path, "model", NULL, &a->model) == -1 ||
 	    get_str(c, o, path, "working_directory", NULL, &wd) == -1 ||
 	    get_enum(c, o, path, "sandbox_mode", modes, 3, MODE_INHERIT,
@@ -642,8 +706,8 @@ parse_agent(struct ctx *c, const char *id, json_object *o, struct config *cf,
 		free(a->model);
 		a->model = NULL;
 	}
-	if (a->provider == PROV_COMMAND && get_strv(c, o, path, "command", 1,
-	    &a->command, &a->ncommand) == -1)
+	if (a->provider == PROV_COMMAND && a->refused == NULL &&
+	    get_strv(c, o, path, "command", 1, &a->command, &a->ncommand) == -1)
 		goto fail;
 	if (wd != NULL && *wd != '\0') {
 		a->workdir = expand_home(wd);
@@ -725,13 +789,58 @@ parse_agents(struct ctx *c, json_object *root, struct config *cf)
 	return 0;
 }
 
+static void
+team_free(struct team *t)
+{
+	free(t->id);
+	free(t->name);
+	strv_free(t->agents, t->nagents);
+	free(t->leader);
+	memset(t, 0, sizeof(*t));
+}
+
+/*
+ * TinyClaw's `agent remove` leaves the agent in its teams, and TinyClaw's
+ * processor ignores such members: drop them with a warning rather than
+ * refuse the whole file. A leader that is not a remaining member gives way
+ * to the first one that is.
+ */
+static void
+team_drop_missing(struct config *cf, struct team *t, const char *path)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < t->nagents; i++) {
+		if (config_agent(cf, t->agents[i]) == NULL) {
+			config_warn(cf, "%s.agents: no agent \"%.128s\", "
+			    "dropped from the team", path, t->agents[i]);
+			free(t->agents[i]);
+			continue;
+		}
+		t->agents[n++] = t->agents[i];
+	}
+	t->nagents = n;
+	if (n == 0)
+		return;
+	if (t->leader != NULL) {
+		for (i = 0; i < n; i++)
+			if (strcmp(t->agents[i], t->leader) == 0)
+				return;
+		config_warn(cf, "%s.leader_agent: \"%.128s\" is not one of "
+		    "the team's agents; \"%.128s\" leads instead", path,
+		    t->leader, t->agents[0]);
+		free(t->leader);
+	}
+	t->leader = xstrdup(t->agents[0]);
+}
+
 static int
 parse_teams(struct ctx *c, json_object *root, struct config *cf)
 {
 	json_object	*teams;
 	struct team	*t;
 	char		 path[192];
-	size_t		 i, n;
+	size_t		 n;
 
 	if (get_object(c, root, "", "teams", &teams) == -1 || teams == NULL)
 		return teams == NULL && *c->err == '\0' ? 0 : -1;
@@ -759,23 +868,12 @@ parse_teams(struct ctx *c, json_object *root, struct config *cf)
 		    get_str(c, val, path, "leader_agent", NULL, &t->leader)
 		    == -1)
 			return -1;
-		for (i = 0; i < t->nagents; i++)
-			if (config_agent(cf, t->agents[i]) == NULL) {
-				snprintf(c->err, c->errlen, "%s.agents[%zu]: "
-				    "no agent \"%.128s\"", path, i,
-				    t->agents[i]);
-				return -1;
-			}
-		if (t->leader == NULL)
-			t->leader = xstrdup(t->agents[0]);
-		for (i = 0; i < t->nagents; i++)
-			if (strcmp(t->agents[i], t->leader) == 0)
-				break;
-		if (i == t->nagents) {
-			snprintf(c->err, c->errlen, "%s.leader_agent: \"%.128s\""
-			    " is not one of the team's agents", path,
-			    t->leader);
-			return -1;
+		team_drop_missing(cf, t, path);
+		if (t->nagents == 0) {
+			config_warn(cf, "%s: no agent of the team exists, the "
+			    "team is ignored", path);
+			team_free(t);
+			cf->nteams--;
 		}
 	}
 	return 0;
@@ -871,7 +969,7 @@ config_parse(const char *text, size_t len, const char *home, char *err,
 	    check_apple_cpus(&c, cf) == -1)
 		goto fail;
 	if (cf->docker.network_restricted || cf->apple.network_restricted)
-		snprintf(cf->warning, sizeof(cf->warning), "network "
+		config_warn(cf, "network "
 		    "\"restricted\" is treated as \"default\": clawvisor has no "
 		    "restricted network; use \"none\" to cut it off");
 	json_object_put(root);
@@ -897,7 +995,7 @@ config_load(const char *home, char *err, size_t errlen)
 		/* TinyClaw runs on defaults without a settings file. */
 		cf = config_parse("{}", 2, home, err, errlen);
 		if (cf != NULL)
-			snprintf(cf->warning, sizeof(cf->warning), "%s: no such"
+			config_warn(cf, "%s: no such"
 			    " file, running on defaults", path);
 		free(path);
 		return cf;
@@ -913,11 +1011,28 @@ config_load(const char *home, char *err, size_t errlen)
 	cf = config_parse(text, len, home, err, errlen);
 	free(text);
 	if (cf != NULL && stat(path, &st) == 0 && (st.st_mode & S_IWOTH))
-		snprintf(cf->warning, sizeof(cf->warning), "%s is world-"
+		config_warn(cf, "%s is world-"
 		    "writable: any local user can change what runs; chmod o-w "
 		    "it", path);
 	free(path);
 	return cf;
+}
+
+void
+config_warn(struct config *cf, const char *fmt, ...)
+{
+	va_list	ap;
+	size_t	len = strlen(cf->warning);
+
+	if (len > 0 && len + 2 < sizeof(cf->warning)) {
+		strlcat(cf->warning, "; ", sizeof(cf->warning));
+		len += 2;
+	}
+	if (len + 1 >= sizeof(cf->warning))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(cf->warning + len, sizeof(cf->warning) - len, fmt, ap);
+	va_end(ap);
 }
 
 void
@@ -933,14 +1048,12 @@ config_free(struct config *cf)
 		free(cf->agents[i].model);
 		free(cf->agents[i].workdir);
 		strv_free(cf->agents[i].command, cf->agents[i].ncommand);
+		free(cf->agents[i].refused);
+		free(cf->agents[i].provider_text);
 	}
 	free(cf->agents);
-	for (i = 0; i < cf->nteams; i++) {
-		free(cf->teams[i].id);
-		free(cf->teams[i].name);
-		strv_free(cf->teams[i].agents, cf->teams[i].nagents);
-		free(cf->teams[i].leader);
-	}
+	for (i = 0; i < cf->nteams; i++)
+		team_free(&cf->teams[i]);
 	free(cf->teams);
 	strv_free(cf->env_allowlist, cf->nallow);
 	strv_free(cf->runtime_pass_env, cf->npass);

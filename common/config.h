@@ -33,6 +33,10 @@ struct agent {
 	enum sandbox_mode mode;			/* MODE_INHERIT: sandbox.mode */
 	char		**command;		/* PROV_COMMAND argv */
 	size_t		  ncommand;
+	/* A provider TinyClaw has and clawvisor does not run: the agent's
+	 * messages fail as terminal with this reason; NULL: it runs. */
+	char		 *refused;
+	char		 *provider_text;	/* the provider as written */
 };
 
 struct team {
@@ -84,14 +88,18 @@ struct config {
 	int64_t		 workers;
 	int64_t		 scan_interval_ms;
 	int64_t		 max_chain_steps;
+	int		 watch_settings;	/* reload on a change on disk */
 
-	char		 warning[256];		/* non-fatal note, or "" */
+	char		 warning[1024];	/* non-fatal notes joined by "; ", or "" */
 };
 
 struct config	*config_load(const char *home, char *err, size_t errlen);
 struct config	*config_parse(const char *text, size_t len, const char *home,
 		    char *err, size_t errlen);
 void		 config_free(struct config *);
+/* Add a non-fatal note to cf->warning (cut when it is full). */
+void		 config_warn(struct config *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
 const struct agent *config_agent(const struct config *, const char *id);
 const struct team  *config_team(const struct config *, const char *id);
 enum sandbox_mode config_agent_mode(const struct config *,
@@ -100,6 +108,7 @@ const char	*config_mode_name(enum sandbox_mode);
 /* A --cpus value the engines take, as a decimal (whole: Apple's). */
 int		 config_cpus_valid(const char *, int whole);
 const char	*config_provider_name(enum provider);
+const char	*config_agent_provider(const struct agent *);
 /* The effective settings as JSON (sandbox show, status); no secrets. */
 json_object	*config_sandbox_json(const struct config *);
 

@@ -28,6 +28,43 @@ provider_model_id(const char *model)
 	return model;
 }
 
+/*
+ * claude takes ANTHROPIC_API_KEY, or the subscription token `claude
+ * setup-token` prints; current `codex exec` reads only CODEX_API_KEY, but
+ * TinyClaw installs set OPENAI_API_KEY, which the sandbox gets as
+ * CODEX_API_KEY too (sandbox.c).
+ */
+static const char *const anthropic_keys[] = {
+	"ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", NULL
+};
+static const char *const openai_keys[] = {
+	"CODEX_API_KEY", "OPENAI_API_KEY", NULL
+};
+
+const char *const *
+provider_keys(enum provider p)
+{
+	switch (p) {
+	case PROV_ANTHROPIC:
+		return anthropic_keys;
+	case PROV_OPENAI:
+		return openai_keys;
+	default:
+		return NULL;
+	}
+}
+
+void
+provider_keys_text(enum provider p, char *buf, size_t len)
+{
+	const char *const *k = provider_keys(p);
+
+	if (k == NULL)
+		snprintf(buf, len, "no key");
+	else
+		snprintf(buf, len, "%s or %s", k[0], k[1]);
+}
+
 char **
 provider_argv(const struct job *j, size_t *argcp)
 {
@@ -46,6 +83,8 @@ provider_argv(const struct job *j, size_t *argcp)
 		if (!j->reset)
 			v[n++] = xstrdup("-c");
 		v[n++] = xstrdup("-p");
+		/* A message that starts with '-' is text, never an option. */
+		v[n++] = xstrdup("--");
 		v[n++] = xstrdup(j->message);
 		break;
 	case PROV_OPENAI:
@@ -62,6 +101,7 @@ provider_argv(const struct job *j, size_t *argcp)
 		v[n++] = xstrdup("--skip-git-repo-check");
 		v[n++] = xstrdup("--dangerously-bypass-approvals-and-sandbox");
 		v[n++] = xstrdup("--json");
+		v[n++] = xstrdup("--");
 		v[n++] = xstrdup(j->message);
 		break;
 	case PROV_COMMAND:

@@ -15,6 +15,11 @@
 char		**provider_argv(const struct job *, size_t *argc);
 void		  argv_free(char **);
 const char	 *provider_model_id(const char *model);
+/* The variables the provider's CLI can take its credential from, in order
+ * of preference, NULL-terminated; NULL for the command provider. */
+const char *const *provider_keys(enum provider);
+/* "A or B", for messages. */
+void		  provider_keys_text(enum provider, char *, size_t);
 /* The reply text from the program's stdout (codex: its JSONL). */
 char		 *provider_reply(const struct job *, const char *, size_t);
 char		 *codex_parse(const char *, size_t);

@@ -175,6 +175,10 @@ print_status(json_object *r)
 	if (num(q, "commitsWaiting") > 0)
 		printf("commits waiting to be tried again (disk full?): %lld; "
 		    "see the log\n", (long long)num(q, "commitsWaiting"));
+	ws = json_object_object_get(r, "warnings");
+	for (i = 0; ws != NULL && i < json_object_array_length(ws); i++)
+		printf("warning: %s\n", json_object_get_string(
+		    json_object_array_get_idx(ws, i)));
 	c = json_object_object_get(r, "counters");
 	printf("counters: ok %lld, transient %lld, terminal %lld, retried "
 	    "%lld, dead %lld, corrupt %lld\n", (long long)num(c, "ok"),

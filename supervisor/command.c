@@ -100,6 +100,18 @@ add_int(json_object *o, const char *k, int64_t v)
 	json_object_object_add(o, k, json_object_new_int64(v));
 }
 
+/* What an operator must know before the numbers mean anything. */
+static json_object *
+status_warnings(void)
+{
+	json_object	*w = json_object_new_array();
+	char		 what[1024];
+
+	if (rival_find(sv.home, what, sizeof(what)))
+		json_object_array_add(w, json_object_new_string(what));
+	return w;
+}
+
 static json_object *
 cmd_status(json_object *req, int *stop)
 {
@@ -142,6 +154,7 @@ cmd_status(json_object *req, int *stop)
 	add_int(c, "corrupt", (int64_t)sv.count.corrupt);
 	json_object_object_add(o, "counters", c);
 	json_object_object_add(o, "lanes", sched_status());
+	json_object_object_add(o, "warnings", status_warnings());
 	return o;
 }
 
@@ -206,12 +219,17 @@ sandbox_json(const struct config *cf)
 	add_int(sup, "workers", cf->workers);
 	add_int(sup, "scan_interval_ms", cf->scan_interval_ms);
 	add_int(sup, "max_chain_steps", cf->max_chain_steps);
+	json_object_object_add(sup, "watch_settings",
+	    json_object_new_boolean(cf->watch_settings));
 	json_object_object_add(o, "supervisor", sup);
 	ags = json_object_new_object();
 	for (i = 0; i < cf->nagents; i++) {
 		a = json_object_new_object();
 		json_object_object_add(a, "provider", json_object_new_string(
-		    config_provider_name(cf->agents[i].provider)));
+		    config_agent_provider(&cf->agents[i])));
+		if (cf->agents[i].refused != NULL)
+			json_object_object_add(a, "refused",
+			    json_object_new_string(cf->agents[i].refused));
 		json_object_object_add(a, "model", cf->agents[i].model ?
 		    json_object_new_string(cf->agents[i].model) : NULL);
 		json_object_object_add(a, "sandbox_mode", json_object_new_string(

@@ -24,6 +24,8 @@
 
 #include "client.h"
 #include "config.h"
+#include "provider.h"
+#include "supervisor.h"
 #include "util.h"
 
 #ifndef CLAWVISOR_DATADIR
@@ -190,28 +192,46 @@ allowlisted(const struct config *cf, const char *k)
 	return 0;
 }
 
+static int
+doctor_key_set(json_object *denv, const char *key)
+{
+	const char *v;
+
+	if (denv != NULL)
+		return json_object_get_boolean(json_object_object_get(
+		    json_object_object_get(denv, "set"), key));
+	return (v = getenv(key)) != NULL && *v != '\0';
+}
+
+/* One of the provider's key variables is allowlisted, and set. */
 static void
 doctor_key(struct doctor *d, const struct config *cf, json_object *denv,
-    const char *key)
+    enum provider p)
 {
-	const char	*v;
-	char		 fix[256];
-	int		 set;
+	const char *const	*k, *listed = NULL, *set = NULL;
+	char			 names[128], fix[256];
 
-	snprintf(fix, sizeof(fix), "add \"%s\" to sandbox.env_allowlist", key);
-	check(d, allowlisted(cf, key), "allowlist", fix, allowlisted(cf, key) ?
-	    "%s is allowlisted" : "%s is not in sandbox.env_allowlist", key);
-	if (denv != NULL)
-		set = json_object_get_boolean(json_object_object_get(
-		    json_object_object_get(denv, "set"), key));
-	else
-		set = (v = getenv(key)) != NULL && *v != '\0';
+	for (k = provider_keys(p); *k != NULL; k++) {
+		if (!allowlisted(cf, *k))
+			continue;
+		if (listed == NULL)
+			listed = *k;
+		if (set == NULL && doctor_key_set(denv, *k))
+			set = *k;
+	}
+	provider_keys_text(p, names, sizeof(names));
+	snprintf(fix, sizeof(fix), "add \"%s\" to sandbox.env_allowlist",
+	    provider_keys(p)[0]);
+	check(d, listed != NULL, "allowlist", fix, listed != NULL ?
+	    "%s is allowlisted" : "%s is not in sandbox.env_allowlist",
+	    listed != NULL ? listed : names);
 	snprintf(fix, sizeof(fix), "set %s in the environment the daemon "
 	    "starts with (e.g. the systemd unit's EnvironmentFile), then "
-	    "restart it", key);
-	check(d, set, "keys", fix, "%s is %sset %s", key, set ? "" : "not ",
-	    denv != NULL ? "in the daemon's environment" : "in this shell "
-	    "(no daemon running)");
+	    "restart it", provider_keys(p)[0]);
+	check(d, set != NULL, "keys", fix, "%s is %sset %s", set != NULL ?
+	    set : names, set != NULL ? "" : "not ", denv != NULL ?
+	    "in the daemon's environment" : "in this shell (no daemon "
+	    "running)");
 }
 
 static void
@@ -350,11 +370,24 @@ doctor_main(const char *home, int json)
 	check(&d, 1, "settings", NULL, "%s is valid%s%s", cf->path,
 	    *cf->warning ? "; warning: " : "", cf->warning);
 	for (i = 0; i < cf->nagents; i++) {
+		if (cf->agents[i].refused != NULL) {
+			check(&d, 0, "agent", "set the agent's provider to "
+			    "\"anthropic\", \"openai\" or \"command\", or "
+			    "remove it", "%s", cf->agents[i].refused);
+			continue;
+		}
 		m = config_agent_mode(cf, &cf->agents[i]);
 		used[m] = 1;
 		claude[m] |= cf->agents[i].provider == PROV_ANTHROPIC;
 		codex[m] |= cf->agents[i].provider == PROV_OPENAI;
 	}
+	if (rival_find(home, err, sizeof(err)))
+		check(&d, 0, "processor", "stop TinyClaw's queue processor and "
+		    "keep `tinyclaw start` from starting it "
+		    "(docs/MIGRATION.md)", "%s", err);
+	else
+		check(&d, 1, "processor", NULL, "no TinyClaw queue processor "
+		    "runs on %s", home);
 	denv = daemon_env(home);
 	if (used[MODE_HOST])
 		for (i = 0; i < 2; i++) {
@@ -374,9 +407,9 @@ doctor_main(const char *home, int json)
 			continue;
 		doctor_runtime(&d, cf, m == MODE_APPLE, claude[m], codex[m]);
 		if (claude[m])
-			doctor_key(&d, cf, denv, "ANTHROPIC_API_KEY");
+			doctor_key(&d, cf, denv, PROV_ANTHROPIC);
 		if (codex[m])
-			doctor_key(&d, cf, denv, "OPENAI_API_KEY");
+			doctor_key(&d, cf, denv, PROV_OPENAI);
 		doctor_network(&d, cf, m == MODE_APPLE, claude[m] ||
 		    codex[m]);
 		doctor_uid(&d, cf, denv, m == MODE_APPLE, claude[m]);

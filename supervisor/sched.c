@@ -236,7 +236,7 @@ announce(struct msg *m, const struct agent *a)
 	json_object_object_add(o, "agentName", json_object_new_string(
 	    a != NULL ? a->name : m->agent));
 	json_object_object_add(o, "provider", json_object_new_string(
-	    a != NULL ? config_provider_name(a->provider) : ""));
+	    a != NULL ? config_agent_provider(a) : ""));
 	json_object_object_add(o, "model", json_object_new_string(
 	    a != NULL && a->model != NULL ? a->model : ""));
 	json_object_object_add(o, "isTeamRouted",
@@ -362,6 +362,10 @@ dispatch(struct msg *m, struct worker *w)
 		snprintf(why, sizeof(why), "agent \"%s\" is no longer "
 		    "configured", m->agent);
 		sched_fail(m, OUT_TERMINAL, why);
+		return -1;
+	}
+	if (a->refused != NULL) {
+		sched_fail(m, OUT_TERMINAL, a->refused);
 		return -1;
 	}
 	len = strlen(m->text);

@@ -250,6 +250,7 @@ supervisor_stop(const char *why)
 	log_info("stopping (%s): %zu invocation(s) in flight", why,
 	    sched_running());
 	queue_scan_stop();
+	watch_stop();
 	if (sched_running() == 0) {
 		finish();
 		return;
@@ -266,6 +267,7 @@ supervisor_reload(char *err, size_t errlen)
 	json_object	*ev;
 
 	notify_reloading();
+	watch_note_loaded();	/* before: a change while loading is seen */
 	if ((cf = config_load(sv.home, err, errlen)) == NULL) {
 		notify_send("READY=1\nSTATUS=reload refused: old "
 		    "configuration in force");
@@ -493,6 +495,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	pool_init();
 	emit_start();
 	queue_scan_start();
+	watch_start();
 	notify_ready();
 	if (ready_fd != -1) {
 		(void)!write(ready_fd, "", 1);

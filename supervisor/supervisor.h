@@ -133,6 +133,14 @@ void		 supervisor_stop(const char *why);
 int		 supervisor_reload(char *err, size_t errlen);
 void		 supervisor_check_exit(void);
 
+/* rival.c */
+int		 rival_find(const char *home, char *what, size_t len);
+
+/* watch.c */
+void		 watch_start(void);
+void		 watch_stop(void);
+void		 watch_note_loaded(void);
+
 /* queue.c */
 int		 queue_open_dirs(const char *home);
 void		 queue_scan_start(void);

@@ -82,28 +82,73 @@ allowlisted(const struct job *j, const char *name)
 	return 0;
 }
 
+static const char *
+env_set(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* Fail closed: one of the provider's key variables must reach the CLI. */
 static int
 check_key(const struct job *j, char *err, size_t errlen)
 {
-	const char *key, *v;
+	const char *const	*k;
+	char			 names[128];
+	int			 listed = 0;
 
-	if (j->provider == PROV_COMMAND)
+	if ((k = provider_keys(j->provider)) == NULL)
 		return 0;
-	key = j->provider == PROV_ANTHROPIC ? "ANTHROPIC_API_KEY" :
-	    "OPENAI_API_KEY";
-	if (!allowlisted(j, key)) {
-		snprintf(err, errlen, "%s is required by the %s provider but "
-		    "is not in sandbox.env_allowlist", key,
-		    config_provider_name(j->provider));
-		return -1;
+	for (; *k != NULL; k++) {
+		if (!allowlisted(j, *k))
+			continue;
+		listed = 1;
+		if (env_set(*k) != NULL)
+			return 0;
 	}
-	if ((v = getenv(key)) == NULL || *v == '\0') {
-		snprintf(err, errlen, "%s is required by the %s provider but "
-		    "is not set in the daemon's environment", key,
-		    config_provider_name(j->provider));
-		return -1;
-	}
-	return 0;
+	provider_keys_text(j->provider, names, sizeof(names));
+	snprintf(err, errlen, "%s is required by the %s provider but %s",
+	    names, config_provider_name(j->provider), listed ?
+	    "is not set in the daemon's environment" :
+	    "is not in sandbox.env_allowlist");
+	return -1;
+}
+
+/*
+ * OPENAI_API_KEY's value, when the sandbox gets it but no CODEX_API_KEY:
+ * current `codex exec` reads only the latter, TinyClaw sets the former.
+ * host: whether the allowlist applies (it does not on the host).
+ */
+static const char *
+codex_handover(const struct job *j, int host)
+{
+	if ((host || allowlisted(j, "CODEX_API_KEY")) &&
+	    env_set("CODEX_API_KEY") != NULL)
+		return NULL;
+	if (!host && !allowlisted(j, "OPENAI_API_KEY"))
+		return NULL;
+	return env_set("OPENAI_API_KEY");
+}
+
+/* The daemon's environment, plus CODEX_API_KEY when handed over. */
+static char **
+host_envp(const struct job *j)
+{
+	extern char	**environ;
+	const char	 *v;
+	char		**e;
+	size_t		  n, i;
+
+	if ((v = codex_handover(j, 1)) == NULL)
+		return NULL;	/* inherit */
+	for (n = 0; environ[n] != NULL; n++)
+		;
+	e = xcalloc(n + 2, sizeof(char *));
+	for (i = 0; i < n; i++)
+		e[i] = xstrdup(environ[i]);
+	xasprintf(&e[n], "CODEX_API_KEY=%s", v);
+	return e;
 }
 
 /* run/secrets/<id>.env: O_EXCL, 0600, in a 0700 directory. */
@@ -151,6 +196,12 @@ write_env_file(const struct job *j, const char *w, struct sandbox_run *sb,
 			return -1;
 		}
 		xasprintf(&line, "%s=%s\n", j->env_allowlist[i], v);
+		fputs(line, f);
+		explicit_bzero(line, strlen(line));
+		free(line);
+	}
+	if ((v = codex_handover(j, 0)) != NULL) {
+		xasprintf(&line, "CODEX_API_KEY=%s\n", v);
 		fputs(line, f);
 		explicit_bzero(line, strlen(line));
 		free(line);
@@ -382,6 +433,7 @@ sandbox_prepare(const struct job *j, struct sandbox_run *sb, char *err,
 	memset(sb, 0, sizeof(*sb));
 	if (j->mode == MODE_HOST) {
 		sb->argv = provider_argv(j, NULL);
+		sb->envp = host_envp(j);
 		return 0;
 	}
 	if (container_argv(j, sb, err, errlen) == -1) {

@@ -502,7 +502,11 @@ BASE_SETTINGS = {
         "backoff_seconds": 0,
         "kill_grace_seconds": 1,
     },
-    "supervisor": {"workers": 4, "scan_interval_ms": 200},
+    # The tests write settings.json and then reload, counting generations;
+    # the watcher would race them (a reload of its own 0.25 s after the
+    # write). test_compat_cli.py turns it on where it is the subject.
+    "supervisor": {"workers": 4, "scan_interval_ms": 200,
+                   "watch_settings": False},
 }
 
 

@@ -158,7 +158,7 @@ def test_apple_argv_mapped(ahomes):
     call, name = the_run(h, "hello apple")
     wd = str(h.workdir("alpha"))
     cli = ["claude", "--dangerously-skip-permissions", "--model",
-           "claude-sonnet-4-5", "-c", "-p", "hello apple"]
+           "claude-sonnet-4-5", "-c", "-p", "--", "hello apple"]
     assert call["argv"] == expected_argv(h, name, wd, "/workspace", cli)
     # Nothing the fake refused, and the container ran and ended well.
     assert clog(h, "refused") == []
@@ -237,7 +237,7 @@ def test_apple_per_agent_override(ahomes):
     assert call["argv"] == expected_argv(
         h, name, wd, "/workspace",
         ["claude", "--dangerously-skip-permissions", "-c", "-p",
-         "in the box"])
+         "--", "in the box"])
 
 
 # -- configuration errors at start ------------------------------------------------

@@ -68,14 +68,14 @@ def canned(ids):
 def claude_argv(msg, model=None, cont=True):
     return (["claude", "--dangerously-skip-permissions"]
             + (["--model", model] if model else [])
-            + (["-c"] if cont else []) + ["-p", msg])
+            + (["-c"] if cont else []) + ["-p", "--", msg])
 
 
 def codex_argv(msg, model=None, resume=True):
     return (["codex", "exec"] + (["resume", "--last"] if resume else [])
             + (["--model", model] if model else [])
             + ["--skip-git-repo-check",
-               "--dangerously-bypass-approvals-and-sandbox", "--json", msg])
+               "--dangerously-bypass-approvals-and-sandbox", "--json", "--", msg])
 
 
 def claude_reply(msg, model="default", cont=True):

@@ -1140,7 +1140,8 @@ def test_sandbox_show_zero_values_and_no_secrets(homes):
         assert sb["max_message_bytes"] == 100000
         assert sb["mode"] == "host"
         assert sb["env_allowlist"] == ["ANTHROPIC_API_KEY",
-                                       "OPENAI_API_KEY"]
+                                       "CLAUDE_CODE_OAUTH_TOKEN",
+                                       "OPENAI_API_KEY", "CODEX_API_KEY"]
         assert sb["docker"]["image"] == "tinyclaw/agent-runner:latest"
         assert sb["apple"]["runtime_command"] == "container"
         assert rep["supervisor"]["workers"] == 4
@@ -1156,7 +1157,9 @@ def test_sandbox_show_zero_values_and_no_secrets(homes):
     with Ctl(h) as c:
         env = c.request({"cmd": "sandbox.env"})
     assert env["ok"] is True
-    assert env["set"] == {"ANTHROPIC_API_KEY": True, "OPENAI_API_KEY": True}
+    assert env["set"] == {"ANTHROPIC_API_KEY": True, "OPENAI_API_KEY": True,
+                          "CLAUDE_CODE_OAUTH_TOKEN": False,
+                          "CODEX_API_KEY": False}
     assert env["uid"] == os.getuid()
     assert_no_secret(json.dumps(env))
 

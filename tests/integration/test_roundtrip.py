@@ -34,7 +34,7 @@ def test_round_trip_claude(home):
     (call,) = home.calls("hello there")
     assert call["argv"] == ["claude", "--dangerously-skip-permissions",
                             "--model", "claude-sonnet-4-5", "-c", "-p",
-                            "hello there"]
+                            "--", "hello there"]
     assert call["cwd"] == str(home.workdir("alpha"))
     # The claimed message is gone from every queue directory.
     for sub in ("incoming", "processing", "deferred", "dead-letter",
@@ -63,7 +63,7 @@ def test_round_trip_codex_jsonl(home):
     assert call["argv"] == ["codex", "exec", "resume", "--last", "--model",
                             "gpt-5", "--skip-git-repo-check",
                             "--dangerously-bypass-approvals-and-sandbox",
-                            "--json", "multi parts please"]
+                            "--json", "--", "multi parts please"]
 
 
 def test_reset_flag_drops_continue(home):

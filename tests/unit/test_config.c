@@ -225,9 +225,11 @@ test_defaults(void **state)
 	assert_string_equal(cf->workspace, TEST_HOME "/tinyclaw-workspace");
 	assert_int_equal(cf->mode, MODE_HOST);
 	assert_int_equal(cf->path_mapping, MAP_MAPPED);
-	assert_int_equal(cf->nallow, 2);
+	assert_int_equal(cf->nallow, 4);
 	assert_string_equal(cf->env_allowlist[0], "ANTHROPIC_API_KEY");
-	assert_string_equal(cf->env_allowlist[1], "OPENAI_API_KEY");
+	assert_string_equal(cf->env_allowlist[1], "CLAUDE_CODE_OAUTH_TOKEN");
+	assert_string_equal(cf->env_allowlist[2], "OPENAI_API_KEY");
+	assert_string_equal(cf->env_allowlist[3], "CODEX_API_KEY");
 	assert_string_equal(cf->docker.runtime_command, "docker");
 	assert_string_equal(cf->docker.image, "tinyclaw/agent-runner:latest");
 	assert_int_equal(cf->docker.network, NET_DEFAULT);
@@ -1058,6 +1060,46 @@ test_teams(void **state)
 	config_free(cf);
 }
 
+/* What TinyClaw's `agent remove` leaves behind: warnings, never an error. */
+static void
+test_team_missing_agents(void **state)
+{
+	struct config		*cf;
+	const struct team	*t;
+
+	(void)state;
+	cf = assert_accepted("{\"agents\":{\"a\":{},\"c\":{}},"
+	    "\"teams\":{\"dev\":{\"agents\":[\"a\",\"ghost\",\"c\"],"
+	    "\"leader_agent\":\"ghost\"},\"gone\":{\"agents\":[\"x\"],"
+	    "\"leader_agent\":\"x\"},\"ok\":{\"agents\":[\"c\"],"
+	    "\"leader_agent\":\"a\"}}}");
+	assert_int_equal(cf->nteams, 2);
+	t = config_team(cf, "dev");
+	assert_non_null(t);
+	assert_int_equal(t->nagents, 2);
+	assert_string_equal(t->agents[0], "a");
+	assert_string_equal(t->agents[1], "c");
+	assert_string_equal(t->leader, "a");
+	assert_null(config_team(cf, "gone"));
+	t = config_team(cf, "ok");
+	assert_non_null(t);
+	assert_string_equal(t->leader, "c");
+	assert_string_equal(cf->warning,
+	    "teams.dev.agents: no agent \"ghost\", dropped from the team; "
+	    "teams.dev.leader_agent: \"ghost\" is not one of the team's "
+	    "agents; \"a\" leads instead; "
+	    "teams.gone.agents: no agent \"x\", dropped from the team; "
+	    "teams.gone: no agent of the team exists, the team is ignored; "
+	    "teams.ok.leader_agent: \"a\" is not one of the team's agents; "
+	    "\"c\" leads instead");
+	config_free(cf);
+	/* Legacy mode: the only agent is "default". */
+	cf = assert_accepted("{\"teams\":{\"t\":{\"agents\":[\"coder\"]}}}");
+	assert_int_equal(cf->nteams, 0);
+	assert_non_null(strstr(cf->warning, "no agent \"coder\""));
+	config_free(cf);
+}
+
 static void
 test_team_errors(void **state)
 {
@@ -1080,20 +1122,6 @@ test_team_errors(void **state)
 		{ "{\"agents\":{\"a\":{}},\"teams\":{\"t\":{\"agents\":"
 		  "[\"a\",{}]}}}",
 		  "teams.t.agents[1]: expected a string, got {}" },
-		{ "{\"agents\":{\"a\":{}},\"teams\":{\"t\":{\"agents\":"
-		  "[\"a\",\"ghost\"]}}}",
-		  "teams.t.agents[1]: no agent \"ghost\"" },
-		{ "{\"agents\":{\"a\":{},\"b\":{}},\"teams\":{\"t\":"
-		  "{\"agents\":[\"a\"],\"leader_agent\":\"b\"}}}",
-		  "teams.t.leader_agent: \"b\" is not one of the team's "
-		  "agents" },
-		{ "{\"agents\":{\"a\":{}},\"teams\":{\"t\":"
-		  "{\"agents\":[\"a\"],\"leader_agent\":\"nobody\"}}}",
-		  "teams.t.leader_agent: \"nobody\" is not one of the team's "
-		  "agents" },
-		/* Legacy mode: the only agent is "default". */
-		{ "{\"teams\":{\"t\":{\"agents\":[\"coder\"]}}}",
-		  "teams.t.agents[0]: no agent \"coder\"" },
 	};
 	struct config	*cf;
 	char		*teams, *json;
@@ -1279,7 +1307,7 @@ test_sandbox_json(void **state)
 	assert_true(json_object_object_get_ex(o, "max_waiters", &v));
 	assert_int_equal(json_object_get_int64(v), 1000);
 	assert_true(json_object_object_get_ex(o, "env_allowlist", &v));
-	assert_int_equal(json_object_array_length(v), 2);
+	assert_int_equal(json_object_array_length(v), 4);
 	assert_true(json_object_object_get_ex(o, "path_mapping_mode", &v));
 	assert_string_equal(json_object_get_string(v), "mapped");
 	assert_true(json_object_object_get_ex(o, "docker", &d));
@@ -1454,6 +1482,7 @@ main(void)
 		cmocka_unit_test(test_agent_errors),
 		cmocka_unit_test(test_agent_limit),
 		cmocka_unit_test(test_teams),
+		cmocka_unit_test(test_team_missing_agents),
 		cmocka_unit_test(test_team_errors),
 		cmocka_unit_test(test_legacy),
 		cmocka_unit_test(test_json_errors),

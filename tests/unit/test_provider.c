@@ -62,21 +62,21 @@ test_anthropic_argv(void **state)
 	(void)state;
 	job_init(&j, PROV_ANTHROPIC, "sonnet", 0);
 	assert_argv(&j, "claude", "--dangerously-skip-permissions", "--model",
-	    "claude-sonnet-4-5", "-c", "-p", "hello there");
+	    "claude-sonnet-4-5", "-c", "-p", "--", "hello there");
 	job_init(&j, PROV_ANTHROPIC, "opus", 1);
 	assert_argv(&j, "claude", "--dangerously-skip-permissions", "--model",
-	    "claude-opus-4-6", "-p", "hello there");
+	    "claude-opus-4-6", "-p", "--", "hello there");
 	job_init(&j, PROV_ANTHROPIC, NULL, 0);
 	assert_argv(&j, "claude", "--dangerously-skip-permissions", "-c",
-	    "-p", "hello there");
+	    "-p", "--", "hello there");
 	job_init(&j, PROV_ANTHROPIC, "claude-3-haiku", 1);
 	assert_argv(&j, "claude", "--dangerously-skip-permissions", "--model",
-	    "claude-3-haiku", "-p", "hello there");
+	    "claude-3-haiku", "-p", "--", "hello there");
 	/* A message that looks like an option stays the -p argument. */
 	job_init(&j, PROV_ANTHROPIC, NULL, 1);
 	j.message = "--help";
 	assert_argv(&j, "claude", "--dangerously-skip-permissions", "-p",
-	    "--help");
+	    "--", "--help");
 }
 
 static void
@@ -89,23 +89,23 @@ test_openai_argv(void **state)
 	assert_argv(&j, "codex", "exec", "resume", "--last", "--model",
 	    "gpt-5.3-codex", "--skip-git-repo-check",
 	    "--dangerously-bypass-approvals-and-sandbox", "--json",
-	    "hello there");
+	    "--", "hello there");
 	job_init(&j, PROV_OPENAI, "gpt-5.3-codex", 1);
 	assert_argv(&j, "codex", "exec", "--model", "gpt-5.3-codex",
 	    "--skip-git-repo-check",
 	    "--dangerously-bypass-approvals-and-sandbox", "--json",
-	    "hello there");
+	    "--", "hello there");
 	job_init(&j, PROV_OPENAI, NULL, 0);
 	assert_argv(&j, "codex", "exec", "resume", "--last",
 	    "--skip-git-repo-check",
 	    "--dangerously-bypass-approvals-and-sandbox", "--json",
-	    "hello there");
+	    "--", "hello there");
 	/* The aliases are claude's: codex gets its model as written. */
 	job_init(&j, PROV_OPENAI, "sonnet", 1);
 	assert_argv(&j, "codex", "exec", "--model", "sonnet",
 	    "--skip-git-repo-check",
 	    "--dangerously-bypass-approvals-and-sandbox", "--json",
-	    "hello there");
+	    "--", "hello there");
 }
 
 static void
@@ -144,8 +144,9 @@ test_argv_null_argc(void **state)
 	job_init(&j, PROV_ANTHROPIC, NULL, 1);
 	v = provider_argv(&j, NULL);
 	assert_string_equal(v[0], "claude");
-	assert_string_equal(v[3], "hello there");
-	assert_null(v[4]);
+	assert_string_equal(v[3], "--");
+	assert_string_equal(v[4], "hello there");
+	assert_null(v[5]);
 	argv_free(v);
 	argv_free(NULL);
 }

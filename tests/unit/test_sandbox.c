@@ -199,7 +199,7 @@ test_docker_argv(void **state)
 	    "--user", "1000:1001", "--mount",
 	    "type=bind,src=" WORKDIR ",dst=/workspace", "--env-file",
 	    t.env_file, IMAGE, "claude", "--dangerously-skip-permissions",
-	    "--model", "claude-sonnet-4-5", "-c", "-p", "hi there");
+	    "--model", "claude-sonnet-4-5", "-c", "-p", "--", "hi there");
 	assert_no_secret(sb.argv);
 	assert_int_equal(sb.container_mode, 1);
 	assert_string_equal(sb.container, "clawvisor-42");
@@ -245,7 +245,7 @@ test_podman_codex(void **state)
 	    "--user", "1000:1001", "--mount",
 	    "type=bind,src=" WORKDIR ",dst=" WORKDIR, "--env-file",
 	    sb.env_file, IMAGE, "codex", "exec", "--skip-git-repo-check",
-	    "--dangerously-bypass-approvals-and-sandbox", "--json", "-rf /");
+	    "--dangerously-bypass-approvals-and-sandbox", "--json", "--", "-rf /");
 	assert_true(strstr(sb.env_file, "/run/secrets/7.env") != NULL);
 	assert_argv(sb.on_timeout, "podman", "kill", "clawvisor-7");
 	assert_no_secret(sb.argv);
@@ -270,7 +270,7 @@ test_apple_argv(void **state)
 	    "--user", "1000:1001", "--mount",
 	    "type=bind,source=" WORKDIR ",target=/workspace", "--env-file",
 	    t.env_file, IMAGE, "claude", "--dangerously-skip-permissions",
-	    "--model", "claude-sonnet-4-5", "-c", "-p", "hi there");
+	    "--model", "claude-sonnet-4-5", "-c", "-p", "--", "hi there");
 	assert_no_secret(sb.argv);
 	assert_argv(sb.on_timeout, "container", "kill", "clawvisor-42");
 	sandbox_cleanup(&sb);
@@ -354,6 +354,15 @@ test_network_none_command(void **state)
 	sandbox_cleanup(&sb);
 }
 
+static int
+envp_has(char **e, const char *kv)
+{
+	for (; *e != NULL; e++)
+		if (strcmp(*e, kv) == 0)
+			return 1;
+	return 0;
+}
+
 static void
 test_host(void **state)
 {
@@ -368,14 +377,30 @@ test_host(void **state)
 	unsetenv("ANTHROPIC_API_KEY");
 	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
 	assert_argv(sb.argv, "claude", "--dangerously-skip-permissions",
-	    "--model", "claude-sonnet-4-5", "-c", "-p", "hi there");
+	    "--model", "claude-sonnet-4-5", "-c", "-p", "--", "hi there");
 	assert_null(sb.env_file);
 	assert_null(sb.container);
 	assert_null(sb.on_timeout);
-	assert_null(sb.envp);
 	assert_int_equal(sb.container_mode, 0);
 	assert_gone(t.env_file);
+	/* codex reads CODEX_API_KEY only: OPENAI_API_KEY's value is
+	 * handed over, the rest of the environment inherited. */
+	assert_non_null(sb.envp);
+	assert_true(envp_has(sb.envp, "CODEX_API_KEY=" OAI_KEY));
+	assert_true(envp_has(sb.envp, "OPENAI_API_KEY=" OAI_KEY));
+	assert_true(envp_has(sb.envp, "PATH=/nonexistent"));
 	sandbox_cleanup(&sb);
+	/* With a CODEX_API_KEY of its own, the environment is inherited. */
+	setenv("CODEX_API_KEY", "sk-codex-own-0123456789", 1);
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	assert_null(sb.envp);
+	sandbox_cleanup(&sb);
+	unsetenv("CODEX_API_KEY");
+	unsetenv("OPENAI_API_KEY");
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	assert_null(sb.envp);
+	sandbox_cleanup(&sb);
+	setenv("OPENAI_API_KEY", OAI_KEY, 1);
 }
 
 static void
@@ -413,7 +438,8 @@ test_env_file(void **state)
 	    "HOME=/workspace/.tinyclaw-home\n"
 	    "OPENAI_API_KEY=" OAI_KEY "\n"
 	    "ANTHROPIC_API_KEY=" ANT_KEY "\n"
-	    "EXTRA=a value with spaces = and \"quotes\"\n");
+	    "EXTRA=a value with spaces = and \"quotes\"\n"
+	    "CODEX_API_KEY=" OAI_KEY "\n");
 	free(text);
 	assert_no_secret(sb.argv);
 	sandbox_cleanup(&sb);
@@ -494,24 +520,27 @@ test_fail_closed(void **state)
 		  "PATH (sandbox.docker.runtime_command)" },
 		{ "anthropic key not allowlisted", MODE_DOCKER,
 		  PROV_ANTHROPIC, NULL, 0, 1, NULL, NULL, NULL,
-		  "ANTHROPIC_API_KEY is required by the anthropic provider "
-		  "but is not in sandbox.env_allowlist" },
+		  "ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN is required "
+		  "by the anthropic provider but is not in "
+		  "sandbox.env_allowlist" },
 		{ "anthropic key unset", MODE_DOCKER, PROV_ANTHROPIC, NULL,
 		  0, 0, "ANTHROPIC_API_KEY", NULL, NULL,
-		  "ANTHROPIC_API_KEY is required by the anthropic provider "
-		  "but is not set in the daemon's environment" },
+		  "ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN is required "
+		  "by the anthropic provider but is not set in the daemon's "
+		  "environment" },
 		{ "anthropic key empty", MODE_APPLE, PROV_ANTHROPIC, NULL,
 		  0, 0, NULL, "ANTHROPIC_API_KEY", NULL,
-		  "ANTHROPIC_API_KEY is required by the anthropic provider "
-		  "but is not set in the daemon's environment" },
+		  "ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN is required "
+		  "by the anthropic provider but is not set in the daemon's "
+		  "environment" },
 		{ "openai key unset", MODE_DOCKER, PROV_OPENAI, NULL, 0, 0,
 		  "OPENAI_API_KEY", NULL, NULL,
-		  "OPENAI_API_KEY is required by the openai provider but is "
-		  "not set in the daemon's environment" },
+		  "CODEX_API_KEY or OPENAI_API_KEY is required by the openai "
+		  "provider but is not set in the daemon's environment" },
 		{ "openai key not allowlisted", MODE_APPLE, PROV_OPENAI, NULL,
 		  0, 2, NULL, NULL, NULL,
-		  "OPENAI_API_KEY is required by the openai provider but is "
-		  "not in sandbox.env_allowlist" },
+		  "CODEX_API_KEY or OPENAI_API_KEY is required by the openai "
+		  "provider but is not in sandbox.env_allowlist" },
 		{ "network none, anthropic", MODE_DOCKER, PROV_ANTHROPIC,
 		  NULL, 1, 0, NULL, NULL, NULL,
 		  "network \"none\" cannot work with the anthropic provider: "
@@ -573,6 +602,52 @@ test_fail_closed(void **state)
 		assert_gone(t.env_file);
 		assert_gone(t.record);
 	}
+}
+
+/* The other credential variable of each provider is enough on its own. */
+static void
+test_key_alternatives(void **state)
+{
+	static char		*oauth[] = { "CLAUDE_CODE_OAUTH_TOKEN" };
+	static char		*codex[] = { "CODEX_API_KEY", "OPENAI_API_KEY" };
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[256], *text;
+
+	(void)state;
+	unsetenv("ANTHROPIC_API_KEY");
+	setenv("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-TOKEN-0123456789", 1);
+	job_init(&j, MODE_DOCKER);
+	j.env_allowlist = oauth;
+	j.nallow = 1;
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	text = unit_read(sb.env_file);
+	assert_string_equal(text, "HOME=/workspace/.tinyclaw-home\n"
+	    "CLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat01-TOKEN-0123456789\n");
+	free(text);
+	sandbox_cleanup(&sb);
+	unsetenv("CLAUDE_CODE_OAUTH_TOKEN");
+
+	/* Both set: each as it is, no hand-over. */
+	setenv("CODEX_API_KEY", "sk-codex-own-0123456789", 1);
+	job_init(&j, MODE_DOCKER);
+	j.provider = PROV_OPENAI;
+	j.env_allowlist = codex;
+	j.nallow = 2;
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	text = unit_read(sb.env_file);
+	assert_string_equal(text, "HOME=/workspace/.tinyclaw-home\n"
+	    "CODEX_API_KEY=sk-codex-own-0123456789\n"
+	    "OPENAI_API_KEY=" OAI_KEY "\n");
+	free(text);
+	sandbox_cleanup(&sb);
+	/* CODEX_API_KEY alone. */
+	unsetenv("OPENAI_API_KEY");
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	sandbox_cleanup(&sb);
+	unsetenv("CODEX_API_KEY");
+	setenv("OPENAI_API_KEY", OAI_KEY, 1);
+	setenv("ANTHROPIC_API_KEY", ANT_KEY, 1);
 }
 
 static void
@@ -719,6 +794,7 @@ main(void)
 		cmocka_unit_test_setup(test_env_file, env_setup),
 		cmocka_unit_test_setup(test_container_record, env_setup),
 		cmocka_unit_test_setup(test_fail_closed, env_setup),
+		cmocka_unit_test_setup(test_key_alternatives, env_setup),
 		cmocka_unit_test_setup(test_newline_secret, env_setup),
 		cmocka_unit_test_setup(test_env_file_planted, env_setup),
 		cmocka_unit_test_setup(test_runtime_lookup, env_setup),

@@ -18,6 +18,8 @@
 #   big N             print N bytes ("abcdefghi\n" repeated) as the reply
 #   spawn [stubborn]  start a grandchild that writes its pid to spawn.pid in
 #                     cwd, then sleep 60; "stubborn" ignores SIGTERM first
+#   show keys         reply "keys: NAME:SHA256 ..." for each credential the
+#                     CLIs read (or "unset"), never a value
 #   anything else     reply with a line that contains the message
 
 fake_log_start() {
@@ -81,6 +83,21 @@ fake_behave() {
 	"big "*)
 		fake_big=${1#big }
 		fake_big=${fake_big%% *}
+		;;
+	"show keys"*)
+		fake_keys=
+		for fake_k in ANTHROPIC_API_KEY CLAUDE_CODE_OAUTH_TOKEN \
+		    OPENAI_API_KEY CODEX_API_KEY; do
+			eval "fake_v=\${$fake_k:-}"
+			if [ -n "$fake_v" ]; then
+				fake_v=$(printf '%s' "$fake_v" | sha256sum |
+				    cut -d' ' -f1)
+			else
+				fake_v=unset
+			fi
+			fake_keys="$fake_keys $fake_k:$fake_v"
+		done
+		prompt="keys:$fake_keys"
 		;;
 	"spawn"*)
 		case "$1" in *stubborn*) trap '' TERM ;; esac
