@@ -514,7 +514,8 @@ recover_inflight(const char *name)
 		    (long long)sv.conf->max_attempts);
 		rec = queue_dead_record(obj, "transient", INTERRUPTED, attempt);
 		notice = response_notice(obj, NULL, NOTICE_TEXT);
-		commit_dead(name, rec, notice);
+		if (commit_dead(name, rec, notice) == 0)
+			sched_response_event(NULL, notice);
 		json_object_put(rec);
 		json_object_put(notice);
 		sv.count.dead++;
