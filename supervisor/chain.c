@@ -605,9 +605,10 @@ chain_dead(struct msg *m, const char *notice)
 }
 
 /*
- * m is being freed: forget its chain. A chain that did not end (its first
- * step dead-lettered, or handed back at a stop) still gets its
- * team_chain_end, so that every team_chain_start has one.
+ * m is being freed: forget its chain. A chain that did not end (handed
+ * back at a stop) still gets its team_chain_end, so that every
+ * team_chain_start has one; it names every step that had started, the
+ * ones that were running too, so that the visualiser sees them end.
  */
 void
 chain_forget(struct msg *m)
