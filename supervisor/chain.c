@@ -7,6 +7,14 @@
  * lane under the usual ordering and permits; a transient failure retries
  * that step alone. The end writes one aggregated response, a transcript in
  * chats/<team>/, and team_chain_end.
+ *
+ * The events are TinyClaw's, so that its visualiser follows: every step
+ * that starts also ends with chain_step_done, a failed one included (a
+ * first step that fails for good ends its chain too, with a transcript,
+ * before its dead letter). A message outside any team is a chain of one
+ * step without teamId, as TinyClaw 0.0.4 and later report every
+ * invocation; without its chain_step_done the visualiser would show the
+ * agent at work for ever.
  */
 #include <sys/stat.h>
 
@@ -28,7 +36,9 @@
 
 struct step {
 	char	*agent;
-	char	*text;		/* the reply, [send_file:] resolved */
+	char	*from;		/* who handed off to it; NULL for step 1 */
+	char	*text;		/* the reply, [send_file:] resolved; NULL
+				   while it runs */
 };
 
 struct chain {
@@ -79,10 +89,13 @@ chain_team(const struct msg *m)
 	return NULL;
 }
 
+/* c is NULL for a message outside any team: no teamId. */
 static void
 chain_event(const char *type, struct chain *c, json_object *o)
 {
-	json_object_object_add(o, "teamId", json_object_new_string(c->team));
+	if (c != NULL)
+		json_object_object_add(o, "teamId",
+		    json_object_new_string(c->team));
 	event_emit(type, o);
 }
 
@@ -94,8 +107,10 @@ agent_name(const char *id)
 	return a != NULL ? a->name : id;
 }
 
+/* Fields of both TinyClaws: step (0.0.2), fromAgent (0.0.4). */
 static void
-step_start_event(struct chain *c, const char *agent, size_t step)
+step_start_event(struct chain *c, const char *agent, size_t step,
+    const char *from)
 {
 	json_object *o = json_object_new_object();
 
@@ -103,7 +118,38 @@ step_start_event(struct chain *c, const char *agent, size_t step)
 	json_object_object_add(o, "agentId", json_object_new_string(agent));
 	json_object_object_add(o, "agentName",
 	    json_object_new_string(agent_name(agent)));
+	json_object_object_add(o, "fromAgent", from != NULL ?
+	    json_object_new_string(from) : NULL);
 	chain_event("chain_step_start", c, o);
+}
+
+static void
+step_done_event(struct chain *c, const char *agent, size_t step,
+    const char *text)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "step", json_object_new_int((int)step));
+	json_object_object_add(o, "agentId", json_object_new_string(agent));
+	json_object_object_add(o, "agentName",
+	    json_object_new_string(agent_name(agent)));
+	json_object_object_add(o, "responseLength",
+	    json_object_new_int((int)utf16_len(text)));
+	json_object_object_add(o, "responseText", json_object_new_string(text));
+	chain_event("chain_step_done", c, o);
+}
+
+/* Slot i (0-based) of c->steps exists. */
+static struct step *
+step_slot(struct chain *c, size_t i)
+{
+	if (i >= c->nsteps) {
+		c->steps = xreallocarray(c->steps, i + 1, sizeof(*c->steps));
+		memset(c->steps + c->nsteps, 0, (i + 1 - c->nsteps) *
+		    sizeof(*c->steps));
+		c->nsteps = i + 1;
+	}
+	return &c->steps[i];
 }
 
 /* Called as m is handed to a worker. */
@@ -118,19 +164,22 @@ chain_dispatched(struct msg *m)
 	if (m->parent != NULL) {
 		c = m->parent->chain;
 		step_start_event(c, m->agent, c->fanout ? c->fan_step :
-		    m->step);
+		    m->step, c->steps[m->step - 1].from);
 		return;
 	}
 	if (m->chain != NULL) {
-		step_start_event(m->chain, m->agent, 1);
+		step_start_event(m->chain, m->agent, 1, NULL);
 		return;
 	}
-	if ((t = chain_team(m)) == NULL)
+	if ((t = chain_team(m)) == NULL) {
+		step_start_event(NULL, m->agent, 1, NULL);
 		return;
+	}
 	c = xcalloc(1, sizeof(*c));
 	c->root = m;
 	c->team = xstrdup(t->id);
 	c->team_name = xstrdup(t->name);
+	step_slot(c, 0)->agent = xstrdup(m->agent);
 	m->chain = c;
 	m->step = 1;
 	TAILQ_INSERT_TAIL(&chains, c, entry);
@@ -144,7 +193,7 @@ chain_dispatched(struct msg *m)
 	json_object_object_add(o, "agents", a);
 	json_object_object_add(o, "leader", json_object_new_string(t->leader));
 	chain_event("team_chain_start", c, o);
-	step_start_event(c, m->agent, 1);
+	step_start_event(c, m->agent, 1, NULL);
 }
 
 struct mention {
@@ -254,8 +303,15 @@ chain_step_add(struct chain *c, const char *from, const char *agent,
     const char *text, size_t slot)
 {
 	struct msg	*s;
+	struct step	*st;
 	json_object	*o;
 
+	/* Known from the start, so that an interrupted chain still ends it. */
+	st = step_slot(c, slot);
+	free(st->agent);
+	free(st->from);
+	st->agent = xstrdup(agent);
+	st->from = xstrdup(from);
 	s = xcalloc(1, sizeof(*s));
 	xasprintf(&s->name, "%s#%u", c->root->name, ++c->seq);
 	s->where = AT_PROCESSING;
@@ -351,7 +407,7 @@ transcript(struct chain *c)
 	for (i = 0; i < c->nsteps; i++) {
 		h[0] = md_line(agent_name(c->steps[i].agent));
 		h[1] = md_line(c->steps[i].agent);
-		b = md_body(c->steps[i].text);
+		b = md_body(c->steps[i].text != NULL ? c->steps[i].text : "");
 		xasprintf(&t, "%s\n---\n\n## Step %zu: %s (@%s)\n\n%s\n", s,
 		    i + 1, h[0], h[1], b);
 		free(h[0]);
@@ -382,6 +438,7 @@ chain_free(struct chain *c)
 	TAILQ_REMOVE(&chains, c, entry);
 	for (i = 0; i < c->nsteps; i++) {
 		free(c->steps[i].agent);
+		free(c->steps[i].from);
 		free(c->steps[i].text);
 	}
 	free(c->steps);
@@ -456,27 +513,14 @@ chain_end(struct chain *c)
 static void
 step_record(struct chain *c, struct msg *m, const char *text)
 {
-	json_object	*o;
-	size_t		 i = m->step - 1;
+	struct step *st = step_slot(c, m->step - 1);
 
-	if (i >= c->nsteps) {
-		c->steps = xreallocarray(c->steps, i + 1, sizeof(*c->steps));
-		memset(c->steps + c->nsteps, 0, (i + 1 - c->nsteps) *
-		    sizeof(*c->steps));
-		c->nsteps = i + 1;
-	}
-	free(c->steps[i].agent);
-	free(c->steps[i].text);
-	c->steps[i].agent = xstrdup(m->agent);
-	c->steps[i].text = xstrdup(text);
-	o = json_object_new_object();
-	json_object_object_add(o, "step", json_object_new_int((int)(m->parent !=
-	    NULL && c->fanout ? c->fan_step : m->step)));
-	json_object_object_add(o, "agentId", json_object_new_string(m->agent));
-	json_object_object_add(o, "responseLength",
-	    json_object_new_int((int)utf16_len(text)));
-	json_object_object_add(o, "responseText", json_object_new_string(text));
-	chain_event("chain_step_done", c, o);
+	free(st->agent);
+	free(st->text);
+	st->agent = xstrdup(m->agent);
+	st->text = xstrdup(text);
+	step_done_event(c, m->agent, m->parent != NULL && c->fanout ?
+	    c->fan_step : m->step, text);
 }
 
 /* After a reply of agent from: hand off, fan out, or end. */
@@ -578,9 +622,45 @@ chain_step_failed(struct msg *m, enum outcome o, const char *why)
 }
 
 /*
- * m is being freed: forget its chain. A chain that did not end (its first
- * step dead-lettered, or handed back at a stop) still gets its
- * team_chain_end, so that every team_chain_start has one.
+ * m, which is no chain's step, has its reply (text) or its notice: its
+ * step is done. A chain's root reports through its chain instead.
+ */
+void
+chain_answered(struct msg *m, const char *text)
+{
+	if (m->parent == NULL && m->chain == NULL)
+		step_done_event(NULL, m->agent, 1, text);
+}
+
+/*
+ * m, which is no chain's step, failed for good; its dead letter and its
+ * notice follow. As TinyClaw does with a step that fails, its step ends
+ * with the error text and so does its chain, with a transcript; outside a
+ * chain the notice is its step's reply (TinyClaw 0.0.4's).
+ */
+void
+chain_dead(struct msg *m, const char *notice)
+{
+	struct chain *c = m->chain;
+
+	if (m->parent != NULL)
+		return;
+	if (c == NULL) {
+		step_done_event(NULL, m->agent, 1, notice);
+		return;
+	}
+	if (c->ended)
+		return;
+	step_record(c, m, STEP_ERROR);
+	end_event(c);
+	transcript(c);
+}
+
+/*
+ * m is being freed: forget its chain. A chain that did not end (handed
+ * back at a stop) still gets its team_chain_end, so that every
+ * team_chain_start has one; it names every step that had started, the
+ * ones that were running too, so that the visualiser sees them end.
  */
 void
 chain_forget(struct msg *m)

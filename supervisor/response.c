@@ -1,5 +1,5 @@
 /*
- * Responses as TinyClaw writes them: {channel, sender, message,
+ * Responses as TinyClaw writes them: {channel, sender, senderId?, message,
  * originalMessage, timestamp, messageId, agent, files?}, the text made valid
  * UTF-8, [send_file:] tags resolved, and cut past 4000 characters as
  * TinyClaw cuts (3900 characters and "[Response truncated...]"), counting
@@ -74,6 +74,13 @@ copy_field(json_object *dst, json_object *src, const char *key)
 		json_object_object_add(dst, key, json_object_get(v));
 }
 
+/*
+ * Every response, notice and canned reply is built here. senderId goes
+ * along: TinyClaw 0.0.5's clients forget a message after 10 minutes and
+ * then deliver a response to its senderId, or throw it away if it has none
+ * (a dead-letter notice comes about 30 minutes after the message with the
+ * default timeout and attempts).
+ */
 static json_object *
 response_base(json_object *msg, const char *text)
 {
@@ -81,6 +88,7 @@ response_base(json_object *msg, const char *text)
 
 	copy_field(o, msg, "channel");
 	copy_field(o, msg, "sender");
+	copy_field(o, msg, "senderId");
 	json_object_object_add(o, "message", json_object_new_string(text));
 	json_object_object_add(o, "originalMessage", json_object_get(
 	    json_object_object_get(msg, "message")));

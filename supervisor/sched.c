@@ -206,8 +206,9 @@ sched_retry(struct ev_loop *loop, ev_timer *w, int revents)
 	sched_kick();
 }
 
+/* TinyClaw says so of every message it reads, before routing it. */
 static void
-announce(struct msg *m, const struct agent *a)
+announce_received(struct msg *m)
 {
 	json_object	*o;
 	const char	*raw;
@@ -231,6 +232,16 @@ announce(struct msg *m, const struct agent *a)
 	json_object_object_add(o, "messageId", json_object_get(
 	    json_object_object_get(m->obj, "messageId")));
 	event_emit("message_received", o);
+}
+
+static void
+announce(struct msg *m, const struct agent *a)
+{
+	json_object *o;
+
+	if (m->announced)
+		return;
+	announce_received(m);
 	o = json_object_new_object();
 	json_object_object_add(o, "agentId", json_object_new_string(m->agent));
 	json_object_object_add(o, "agentName", json_object_new_string(
@@ -326,6 +337,7 @@ multi_reply(struct msg *m)
 
 	log_info("%s names several agents (%s): canned reply", m->name,
 	    m->multi);
+	announce_received(m);
 	text = route_multi_reply(m->multi);
 	resp = response_notice(m->obj, NULL, text);
 	free(text);
@@ -465,8 +477,11 @@ sched_fail(struct msg *m, enum outcome o, const char *why)
 			    "%lld: dead letter: %s", m->name, m->agent,
 			    outcome_name(o), m->attempt,
 			    (long long)sv.conf->max_attempts, why);
+		chain_dead(m, NOTICE_TEXT);
 		notice = response_notice(m->obj, m->agent, NOTICE_TEXT);
 		commit_dead(m, outcome_name(o), why, notice);
+		/* The notice is the message's response, as TinyClaw's was. */
+		sched_response_event(m, notice);
 		json_object_put(notice);
 		sv.count.dead++;
 		msg_done(m);
@@ -489,18 +504,26 @@ sched_fail(struct msg *m, enum outcome o, const char *why)
 	ev_timer_start(sv.loop, &m->retry);
 }
 
+/*
+ * TinyClaw's response_ready for a response written to outgoing/: replies,
+ * notices and canned replies alike. m may be NULL (a notice written by
+ * the recovery at start): everything comes from the response, whose agent
+ * is m's; the canned reply to several agents has none, nor has its event.
+ */
 void
 sched_response_event(struct msg *m, json_object *resp)
 {
-	json_object	*ev = json_object_new_object();
+	json_object	*ev = json_object_new_object(), *agent;
 	const char	*text;
 
+	(void)m;
 	text = json_object_get_string(json_object_object_get(resp, "message"));
 	json_object_object_add(ev, "channel", json_object_get(
 	    json_object_object_get(resp, "channel")));
 	json_object_object_add(ev, "sender", json_object_get(
 	    json_object_object_get(resp, "sender")));
-	json_object_object_add(ev, "agentId", json_object_new_string(m->agent));
+	if (json_object_object_get_ex(resp, "agent", &agent))
+		json_object_object_add(ev, "agentId", json_object_get(agent));
 	json_object_object_add(ev, "responseLength",
 	    json_object_new_int((int)utf16_len(text)));
 	json_object_object_add(ev, "responseText",
@@ -560,6 +583,8 @@ sched_done(struct msg *m, struct job_result *r)
 	} else {
 		sv.count.ok++;
 		resp = response_build(m, r->reply, r->files, r->nfiles);
+		chain_answered(m, json_object_get_string(
+		    json_object_object_get(resp, "message")));
 		commit_respond(m, resp);
 		sched_response_event(m, resp);
 		json_object_put(resp);

@@ -202,6 +202,8 @@ void		 msg_free(struct msg *);
 void		 chain_dispatched(struct msg *);
 int		 chain_result(struct msg *, struct job_result *);
 int		 chain_step_failed(struct msg *, enum outcome, const char *);
+void		 chain_answered(struct msg *, const char *);
+void		 chain_dead(struct msg *, const char *);
 void		 chain_forget(struct msg *);
 void		 chain_handback_all(void);
 

@@ -498,7 +498,9 @@ CASES = [
          messages=[M("@solo x", reply="[@lead: hi] @coder",
                      fields={"agent": "solo"})],
          calls=[dict(prog="solo", message="x")],
-         events=E()),
+         # TinyClaw 0.0.4+: every invocation is a step, without teamId
+         # (test_compat_chain.py)
+         events=E("chain_step_start", "chain_step_done")),
     dict(name="chain_fanout_parallel_mention_order",
          settings=CHAIN,
          # reviewer is mentioned first but finishes last; the fan-out
@@ -633,10 +635,15 @@ CASES = [
          script={"lead": [{"fail": "terminal"}]},
          messages=[M("@dev go", dead=True, reply=NOTICE)],
          calls=[dict(prog="lead", message="go")],
-         # every team_chain_start has its team_chain_end
-         events=E("team_chain_start", "chain_step_start", "team_chain_end"),
-         event_fields=[("team_chain_end", 0, {"totalSteps": 0,
-                                              "agents": []})],
+         # the failed step ends its step and its chain, as TinyClaw's
+         # (test_compat_chain.py)
+         events=E("team_chain_start", "chain_step_start", "chain_step_done",
+                  "team_chain_end"),
+         event_fields=[("chain_step_done", 0, {"step": 1,
+                                               "responseText": STEP_ERROR}),
+                       ("team_chain_end", 0, {"totalSteps": 1,
+                                              "agents": ["lead"]})],
+         transcript_steps=("dev", 1),
          settle=0.3),
     dict(name="chain_files_merged_from_all_steps",
          settings=CHAIN,

@@ -28,8 +28,9 @@ def test_round_trip_claude(home):
                             "continue=1 skip=1): hello there")
     assert "files" not in r
     keys = set(r) - {"_path"}
-    assert keys == {"channel", "sender", "message", "originalMessage",
-                    "timestamp", "messageId", "agent"}
+    assert keys == {"channel", "sender", "senderId", "message",
+                    "originalMessage", "timestamp", "messageId", "agent"}
+    assert r["senderId"] == "alice-id"    # copied from the message
 
     (call,) = home.calls("hello there")
     assert call["argv"] == ["claude", "--dangerously-skip-permissions",
