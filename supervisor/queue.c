@@ -53,6 +53,26 @@ struct held {
 	char			*name;
 	const struct msg	*m;
 	int			 again;	/* a file of that name is waiting */
+	/* processing/NAME as claimed: rename(2) keeps the inode, so the
+	 * same file back in incoming/ is recognised. */
+	dev_t			 dev;
+	ino_t			 ino;
+	int			 stolen;
+};
+
+/*
+ * Files clawvisor claimed that another program moved back to incoming/
+ * (TinyClaw's queue processor does so at its start) and that clawvisor
+ * has since answered, deferred or dead-lettered: the copy in incoming/ is
+ * that same message and is never run again. A few suffice: the incidents
+ * come at a rival's start, and an entry goes once its copy is found.
+ */
+#define TAKEN_MAX	64
+
+struct taken {
+	char	*name;
+	dev_t	 dev;
+	ino_t	 ino;
 };
 
 static int
@@ -86,6 +106,8 @@ static struct {
 	size_t		  nagain;
 	ev_timer	  again_timer;
 	double		  claim_delay;	/* s; doubles while claims fail */
+	struct taken	  taken[TAKEN_MAX];
+	size_t		  ntaken;
 } q = { .held = RB_INITIALIZER(&q.held), .inotify = -1, .claim_delay = 1. };
 
 #define CLAIM_DELAY_MAX	60.
@@ -265,6 +287,8 @@ queue_again(const char *name, double delay)
 	ev_timer_start(sv.loop, &q.again_timer);
 }
 
+static void	held_claimed(struct held *);
+
 static void
 held_add(struct msg *m)
 {
@@ -272,9 +296,80 @@ held_add(struct msg *m)
 
 	h->name = xstrdup(m->name);
 	h->m = m;
+	if (m->where == AT_PROCESSING)
+		held_claimed(h);	/* recovered after a crash */
 	RB_INSERT(held_tree, &q.held, h);
 	q.nheld++;
 	q.held_bytes += m->bytes;
+}
+
+/* Where processing/NAME is, for held_stolen(). */
+static void
+held_claimed(struct held *h)
+{
+	struct stat st;
+
+	if (fstatat(sv.dir_processing, h->name, &st,
+	    AT_SYMLINK_NOFOLLOW) == 0) {
+		h->dev = st.st_dev;
+		h->ino = st.st_ino;
+	}
+}
+
+/*
+ * A file of a held, claimed message's name in incoming/: the claimed file
+ * itself, moved back by another program? Said loudly, once per file.
+ */
+static void
+held_stolen(struct held *h, const struct stat *st)
+{
+	if (h->stolen || h->ino == 0 || h->m->where != AT_PROCESSING ||
+	    st->st_dev != h->dev || st->st_ino != h->ino)
+		return;
+	h->stolen = 1;
+	log_error("queue/processing/%s, which clawvisor was running, was "
+	    "moved back to queue/incoming/ by another program: TinyClaw's "
+	    "queue processor does that when it starts (`tinyclaw start` or "
+	    "`restart`), and then runs the message too. clawvisor answers it "
+	    "once and will not run the copy; stop the other processor "
+	    "(docs/MIGRATION.md)", h->name);
+}
+
+static void
+taken_add(const struct held *h)
+{
+	struct taken *t;
+
+	if (q.ntaken == TAKEN_MAX) {
+		free(q.taken[0].name);
+		memmove(&q.taken[0], &q.taken[1], (TAKEN_MAX - 1) *
+		    sizeof(q.taken[0]));
+		q.ntaken--;
+	}
+	t = &q.taken[q.ntaken++];
+	t->name = xstrdup(h->name);
+	t->dev = h->dev;
+	t->ino = h->ino;
+}
+
+/* 1 if incoming/NAME is a message clawvisor has already taken care of. */
+static int
+taken_check(const char *name, const struct stat *st)
+{
+	size_t i;
+
+	for (i = 0; i < q.ntaken; i++)
+		if (q.taken[i].ino == st->st_ino &&
+		    q.taken[i].dev == st->st_dev &&
+		    strcmp(q.taken[i].name, name) == 0)
+			break;
+	if (i == q.ntaken)
+		return 0;
+	free(q.taken[i].name);
+	memmove(&q.taken[i], &q.taken[i + 1], (q.ntaken - i - 1) *
+	    sizeof(q.taken[0]));
+	q.ntaken--;
+	return 1;
 }
 
 void
@@ -286,6 +381,8 @@ queue_forget(struct msg *m)
 	if ((h = RB_FIND(held_tree, &q.held, &key)) == NULL)
 		return;
 	RB_REMOVE(held_tree, &q.held, h);
+	if (h->stolen && !sv.stopping)
+		taken_add(h);
 	/* After the loop's commit has taken the name out of processing/. */
 	if (h->again)
 		queue_again(h->name, 0.);
@@ -586,8 +683,21 @@ queue_peek(const char *name)
 		 * (claimed, or a retry from deferred/), this is another file
 		 * of the same name: it is read when the held one is gone.
 		 */
-		if (h->m->where != AT_INCOMING)
+		if (h->m->where != AT_INCOMING) {
 			h->again = 1;
+			if (fstatat(sv.dir_incoming, name, &st,
+			    AT_SYMLINK_NOFOLLOW) == 0)
+				held_stolen(h, &st);
+		}
+		return;
+	}
+	if (q.ntaken > 0 && fstatat(sv.dir_incoming, name, &st,
+	    AT_SYMLINK_NOFOLLOW) == 0 && taken_check(name, &st)) {
+		if (unlinkat(sv.dir_incoming, name, 0) == 0)
+			log_warnx("incoming/%s is the copy of a message "
+			    "clawvisor already took care of, moved back by "
+			    "another queue processor: removed, not run twice",
+			    name);
 		return;
 	}
 	if (strlen(name) > QUEUE_NAME_MAX) {
@@ -779,6 +889,7 @@ where_dir(enum msg_where w, int *fd)
 int
 queue_claim(struct msg *m)
 {
+	struct held	*h;
 	struct stat	 st;
 	const char	*dir;
 	int		 fd, saved;
@@ -818,6 +929,8 @@ queue_claim(struct msg *m)
 	}
 	q.claim_delay = 1.;
 	m->where = AT_PROCESSING;
+	if ((h = held_find(m->name)) != NULL)
+		held_claimed(h);
 	return 0;
 }
 

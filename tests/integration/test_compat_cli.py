@@ -334,3 +334,27 @@ def test_settings_watch_off(homes):
     assert generation(h) == 1
     assert cli(h, "reload").returncode == 0
     assert generation(h) == 2
+
+
+def test_claimed_file_moved_back_is_answered_once(home, node_processor):
+    from conftest import wait_for
+    mid = home.drop("sleep 3 then answer", agent="alpha")
+    name = wait_for(lambda: [p.name for p in
+                             (home.path / "queue" / "processing").iterdir()
+                             if p.name.endswith(".json")], 10,
+                    what="the claim")[0]
+    wait_for(lambda: home.calls("sleep 3 then answer"), 10, what="the run")
+    node_processor(home)
+    wait_for(lambda: (home.path / "node-started").exists(), 10,
+             what="node")
+    wait_for(lambda: f"queue/processing/{name}, which clawvisor was "
+             "running, was moved back to queue/incoming/" in home.log(), 10,
+             what="the warning")
+    home.wait_response(mid)
+    wait_for(lambda: "removed, not run twice" in home.log(), 10,
+             what="the copy removed")
+    time.sleep(1)
+    assert len(home.responses(mid)) == 1
+    assert len(home.calls("sleep 3 then answer")) == 1
+    assert list((home.path / "queue" / "incoming").iterdir()) == []
+    assert home.log().count("was moved back to queue/incoming/") == 1
