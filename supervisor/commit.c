@@ -476,6 +476,13 @@ commit_respond(struct msg *m, json_object *resp)
 	event_pending();
 }
 
+/* A response for no message clawvisor holds (corrupt/ notices). */
+void
+commit_notice(const char *name, json_object *resp)
+{
+	commit_start(name, resp, NULL, STEP_REPLY, 1, NULL);
+}
+
 size_t
 commit_pending(void)
 {

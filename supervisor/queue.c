@@ -499,6 +499,34 @@ utf8_fix(const char *buf, size_t *len)
 
 /* Parse a message file's bytes: 0, or -1 with why; *incomplete if it
  * looks cut short (so a writer may still be at it). */
+/*
+ * Where JSON broke, as an editor shows it: line and column (in characters,
+ * from 1) of byte off, and the text around it, escaped to one line.
+ */
+static void
+json_where(const char *buf, size_t len, size_t off, const char *what,
+    char *why, size_t wlen)
+{
+	size_t	 i, line = 1, col = 1, from, to;
+	char	*ctx;
+
+	if (off > len)
+		off = len;
+	for (i = 0; i < off; i++) {
+		if (buf[i] == '\n') {
+			line++;
+			col = 1;
+		} else if (((unsigned char)buf[i] & 0xc0) != 0x80)
+			col++;
+	}
+	from = off > 24 ? off - 24 : 0;
+	to = len - off > 16 ? off + 16 : len;
+	ctx = str_escape(buf + from, to - from, 0);
+	snprintf(why, wlen, "not valid JSON at line %zu, column %zu: %s, "
+	    "near \"%s\"", line, col, what, ctx);
+	free(ctx);
+}
+
 int
 queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
     char *why, size_t wlen)
@@ -558,9 +586,12 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 	}
 	if (obj == NULL) {
 		*incomplete = e == json_tokener_continue;
-		snprintf(why, wlen, "not valid JSON: %s", e ==
-		    json_tokener_continue ? "unexpected end of file" :
-		    json_tokener_error_desc(e));
+		if (e == json_tokener_continue)
+			snprintf(why, wlen, "not valid JSON: unexpected end of "
+			    "file");
+		else
+			json_where(buf, len, json_tokener_get_parse_end(tok),
+			    json_tokener_error_desc(e), why, wlen);
 		json_tokener_free(tok);
 		free(clean);
 		return -1;
@@ -568,7 +599,9 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 	if (json_tokener_get_parse_end(tok) != len &&
 	    strspn(buf + json_tokener_get_parse_end(tok), " \t\r\n") !=
 	    len - json_tokener_get_parse_end(tok)) {
-		snprintf(why, wlen, "not valid JSON: data after the object");
+		json_where(buf, len, json_tokener_get_parse_end(tok) +
+		    strspn(buf + json_tokener_get_parse_end(tok), " \t\r\n"),
+		    "data after the object", why, wlen);
 		json_tokener_free(tok);
 		json_object_put(obj);
 		free(clean);
@@ -667,6 +700,9 @@ queue_msg_new(const char *name, enum msg_where where, json_object *obj,
 	return m;
 }
 
+static void	corrupt_notice(const char *, const char *, size_t,
+		    const char *);
+
 static void
 queue_peek(const char *name)
 {
@@ -728,19 +764,22 @@ queue_peek(const char *name)
 		return;
 	}
 	r = queue_parse(buf, len, &obj, &incomplete, why, sizeof(why));
-	free(buf);
 	if (r == -1) {
 		if (incomplete && fstatat(sv.dir_incoming, name, &st,
 		    AT_SYMLINK_NOFOLLOW) == 0 && now_ms() -
 		    ((int64_t)st.st_mtim.tv_sec * 1000 +
 		    st.st_mtim.tv_nsec / 1000000) < YOUNG_MS) {
 			/* A writer that died meanwhile sends no event. */
+			free(buf);
 			queue_again(name, YOUNG_MS / 1000.);
 			return;
 		}
-		queue_corrupt(sv.dir_incoming, name, why);
+		if (queue_corrupt(sv.dir_incoming, name, why) == 0)
+			corrupt_notice(name, buf, len, why);
+		free(buf);
 		return;
 	}
+	free(buf);
 	sched_add(queue_msg_new(name, AT_INCOMING, obj,
 	    len + values * VALUE_COST), 0);
 }
@@ -961,12 +1000,37 @@ queue_handback(struct msg *m)
  * The note is written first, so a crash between the two leaves the file
  * in place to be looked at again rather than a file without its note.
  */
-void
+/*
+ * The sender of a file that was not a message learns that it was not
+ * processed, when the file still says who that is (salvage.c).
+ */
+static void
+corrupt_notice(const char *name, const char *buf, size_t len,
+    const char *why)
+{
+	json_object	*who, *notice;
+	char		*text;
+
+	if ((who = salvage_sender(buf, len)) == NULL)
+		return;
+	xasprintf(&text, "%s (%s).", CORRUPT_NOTICE_TEXT, why);
+	notice = response_notice(who, NULL, text);
+	free(text);
+	log_info("%s: a notice goes to %s on %s", name,
+	    json_object_get_string(json_object_object_get(who, "sender")),
+	    json_object_get_string(json_object_object_get(who, "channel")));
+	commit_notice(name, notice);
+	sched_response_event(NULL, notice);
+	json_object_put(notice);
+	json_object_put(who);
+}
+
+int
 queue_corrupt(int dirfd, const char *name, const char *why)
 {
 	struct stat	 st;
 	char		*base, *target, *note, *text, *ename, *ewhy;
-	int		 i;
+	int		 i, r = -1;
 
 	/* Room for ".N.error" under NAME_MAX; the note has the name. */
 	base = name_shorten(name, QUEUE_NAME_MAX);
@@ -1000,10 +1064,12 @@ queue_corrupt(int dirfd, const char *name, const char *why)
 		log_warnx("%s is not a valid message (%s): moved to "
 		    "queue/corrupt/%s", name, why, target);
 		sv.count.corrupt++;
+		r = 0;
 	}
 	free(target);
 	free(note);
 	free(text);
+	return r;
 }
 
 size_t

@@ -133,6 +133,13 @@ void		 supervisor_stop(const char *why);
 int		 supervisor_reload(char *err, size_t errlen);
 void		 supervisor_check_exit(void);
 
+/* A file in incoming/ that is not a message, to its sender (queue.c). */
+#define CORRUPT_NOTICE_TEXT	"Sorry, your message could not be read and " \
+				"was not processed"
+
+/* salvage.c */
+json_object	*salvage_sender(const char *, size_t);
+
 /* rival.c */
 int		 rival_find(const char *home, char *what, size_t len);
 
@@ -158,7 +165,7 @@ void		 queue_forget(struct msg *);
 size_t		 queue_held(void);
 int		 queue_claim(struct msg *);
 void		 queue_handback(struct msg *);
-void		 queue_corrupt(int dirfd, const char *name, const char *why);
+int		 queue_corrupt(int dirfd, const char *name, const char *why);
 size_t		 queue_depth(int dirfd);
 
 /* commit.c */
@@ -166,6 +173,7 @@ void		 commit_recover(void);
 void		 commit_load_deferred(void);
 int		 commit_defer(struct msg *, int64_t retry_at, const char *error);
 void		 commit_respond(struct msg *, json_object *resp);
+void		 commit_notice(const char *name, json_object *resp);
 size_t		 commit_pending(void);
 void		 commit_finish(int synced);
 void		 commit_cleanup(void);

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "log.h"
 #include "supervisor.h"
+#include "util.h"
 
 int	LLVMFuzzerInitialize(int *, char ***);
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
@@ -39,6 +40,30 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	    "/home/fuzz/.tinyclaw", err, sizeof(err))) == NULL)
 		abort();
 	return 0;
+}
+
+/* Who a broken file names: the three fields, each one line of UTF-8. */
+static void
+salvage(const char *data, size_t size)
+{
+	static const char *const need[] = { "channel", "sender", "messageId" };
+	json_object	*o, *v;
+	const char	*s;
+	size_t		 i, n;
+
+	if ((o = salvage_sender(data, size)) == NULL)
+		return;
+	for (i = 0; i < 3; i++) {
+		if (!json_object_object_get_ex(o, need[i], &v) ||
+		    !json_object_is_type(v, json_type_string))
+			abort();
+		s = json_object_get_string(v);
+		n = (size_t)json_object_get_string_len(v);
+		if (n == 0 || !utf8_valid(s, n) || memchr(s, '/', n) != NULL ||
+		    memchr(s, '\n', n) != NULL)
+			abort();
+	}
+	json_object_put(o);
 }
 
 static void
@@ -72,8 +97,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	why[0] = '\0';
 	if (queue_parse((const char *)data, size, &obj, &incomplete, why,
 	    sizeof(why)) == -1) {
-		if (obj != NULL || why[0] == '\0')
+		if (obj != NULL || why[0] == '\0' ||
+		    !utf8_valid(why, strlen(why)) || strchr(why, '\n') != NULL)
 			abort();
+		salvage((const char *)data, size);
 		return 0;
 	}
 	if (obj == NULL || incomplete ||

@@ -358,3 +358,52 @@ def test_claimed_file_moved_back_is_answered_once(home, node_processor):
     assert len(home.calls("sleep 3 then answer")) == 1
     assert list((home.path / "queue" / "incoming").iterdir()) == []
     assert home.log().count("was moved back to queue/incoming/") == 1
+
+
+# -- repairable JSON: strict, but the sender learns it --------------------------
+
+def heartbeat_file(agent, prompt, mid):
+    """lib/heartbeat-cron.sh of v0.0.5, lines 85-94: a here-document with
+    the agent's heartbeat.md pasted in unescaped."""
+    return ('{\n'
+            '  "channel": "heartbeat",\n'
+            '  "sender": "System",\n'
+            f'  "senderId": "heartbeat_{agent}",\n'
+            f'  "message": "@{agent} {prompt}",\n'
+            f'  "timestamp": {int(time.time())}000,\n'
+            f'  "messageId": "{mid}"\n'
+            '}\n')
+
+
+def test_broken_heartbeat_gets_a_notice(home):
+    from conftest import wait_for
+    mid = f"heartbeat_alpha_{int(time.time())}_4242"
+    home.drop_raw(f"{mid}.json", heartbeat_file(
+        "alpha", 'Look at the "inbox" folder.', mid).encode())
+    note = wait_for(lambda: [p for p in (home.path / "queue" /
+                                         "corrupt").iterdir()
+                             if p.name.endswith(".error")], 10,
+                    what="the corrupt note")[0].read_text()
+    # Line 5 is the message; json-c stops at the i after the quote, as JSON.parse does.
+    assert "reason: not valid JSON at line 5, column 35:" in note, note
+    assert 'near "' in note and 'inbox' in note
+    resp = wait_for(lambda: home.responses(mid), 10, what="the notice")
+    (r,) = resp
+    assert r["_path"].name == f"{mid}.json"
+    assert r["message"].startswith("Sorry, your message could not be read "
+                                   "and was not processed (not valid JSON "
+                                   "at line 5, column 35")
+    assert r["channel"] == "heartbeat" and r["sender"] == "System"
+    assert r["senderId"] == "heartbeat_alpha"
+    assert home.calls() == []
+    ev = home.wait_events("response_ready", mid)
+    assert ev
+
+
+def test_corrupt_without_sender_gets_no_notice(home):
+    from conftest import wait_for
+    home.drop_raw("nobody.json", b'{"message": "hi", oops}')
+    wait_for(lambda: (home.path / "queue" / "corrupt" / "nobody.json.error")
+             .exists(), 10, what="the corrupt note")
+    time.sleep(0.5)
+    assert list((home.path / "queue" / "outgoing").iterdir()) == []
