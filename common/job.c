@@ -12,6 +12,7 @@
 
 #include "ipc.h"
 #include "job.h"
+#include "redact.h"
 #include "util.h"
 
 /* What a result holds besides its reply: the error (RESULT_ERROR_MAX
@@ -337,12 +338,25 @@ result_from_json(json_object *o, struct job_result *r, char *err, size_t len)
 void
 result_bound(struct job_result *r, size_t max)
 {
-	size_t n;
+	size_t n, cut, ml, k;
 
 	if (max > CONFIG_MAX_OUTPUT)
 		max = CONFIG_MAX_OUTPUT;
 	if (r->reply != NULL && (n = strlen(r->reply)) > max) {
-		r->reply[utf8_prefix(r->reply, n, max)] = '\0';
+		cut = utf8_prefix(r->reply, n, max);
+		/*
+		 * Not through a [REDACTED] marker (a redacted piece at the end
+		 * of captured output is one): keep it whole, a few bytes over
+		 * max, which RESULT_OVERHEAD covers.
+		 */
+		ml = strlen(REDACTED);
+		for (k = 1; k < ml && k <= cut; k++)
+			if (cut - k + ml <= n &&
+			    memcmp(r->reply + cut - k, REDACTED, ml) == 0) {
+				cut = cut - k + ml;
+				break;
+			}
+		r->reply[cut] = '\0';
 		r->truncated = 1;
 	}
 	if (r->error != NULL && (n = strlen(r->error)) > RESULT_ERROR_MAX)

@@ -430,7 +430,7 @@ message_nul(json_object *obj, char *why, size_t len)
 		if (json_object_object_get_ex(obj, texts[i], &v) &&
 		    has_nul(v)) {
 			snprintf(why, len, "field \"%s\" holds a NUL character "
-			    "(\\u0000)", texts[i]);
+			    "(U+0000)", texts[i]);
 			return -1;
 		}
 	if (json_object_object_get_ex(obj, "files", &v) &&
@@ -439,7 +439,7 @@ message_nul(json_object *obj, char *why, size_t len)
 		for (i = 0; i < n; i++)
 			if (has_nul(json_object_array_get_idx(v, i))) {
 				snprintf(why, len, "field \"files\"[%zu] holds a "
-				    "NUL character (\\u0000)", i);
+				    "NUL character (U+0000)", i);
 				return -1;
 			}
 	}
