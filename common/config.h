@@ -60,6 +60,7 @@ struct config {
 	char		*home;
 	char		*path;			/* settings.json */
 	char		*workspace;
+	char		*tinyclaw_dir;		/* tinyclaw.install_dir; NULL: unset */
 	struct agent	*agents;
 	size_t		 nagents;
 	struct team	*teams;

@@ -115,6 +115,7 @@ struct sv {
 	int64_t			 started_ms;
 	uint64_t		 next_job_id;
 	struct counters		 count;
+	const char		*templates;	/* conf's tinyclaw_dir, or NULL */
 };
 
 extern struct sv sv;
@@ -219,6 +220,10 @@ const struct agent *route_mention(const struct config *, const char *word,
 int		 route_message(const struct config *, json_object *msg,
 		    char **agent, char **text, int *team_routed, char **multi);
 char		*route_multi_reply(const char *list);
+
+/* teammates.c */
+char		*teammates_block(const struct config *, const struct agent *);
+const char	*teammates_templates(const struct config *);
 
 /* event.c */
 void		 event_emit(const char *type, json_object *fields);
