@@ -378,6 +378,19 @@ user_valid(const char *s)
 	return *end == '\0' && u <= 0xfffffffeUL;
 }
 
+int
+config_user(const struct runtime_conf *rt, uid_t *uid, gid_t *gid)
+{
+	char *end;
+
+	/* user_valid() has checked the form: digits, ':', digits. */
+	if (strcmp(rt->user, "auto") == 0)
+		return -1;
+	*uid = (uid_t)strtoul(rt->user, &end, 10);
+	*gid = (gid_t)strtoul(end + 1, NULL, 10);
+	return 0;
+}
+
 static void
 runtime_free(struct runtime_conf *r)
 {

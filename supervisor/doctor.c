@@ -25,7 +25,6 @@
 #include "client.h"
 #include "config.h"
 #include "provider.h"
-#include "sandbox.h"
 #include "util.h"
 
 #ifndef CLAWVISOR_DATADIR
@@ -351,13 +350,13 @@ doctor_workdir_user(struct doctor *d, const struct config *cf,
 	if (m == MODE_HOST || a->refused != NULL)
 		return;
 	rt = m == MODE_APPLE ? &cf->apple : &cf->docker;
-	if (sandbox_user(rt, &uid, &gid) == -1 ||
+	if (config_user(rt, &uid, &gid) == -1 ||
 	    ((long)uid == duid && (long)gid == dgid))
 		return;
 	snprintf(fix, sizeof(fix), "chown %u:%u %s, or make it writable by "
 	    "that user", (unsigned)uid, (unsigned)gid, a->workdir);
 	if (stat(a->workdir, &st) == 0) {
-		if (!sandbox_user_writes(&st, uid, gid))
+		if (!dir_writable_by(&st, uid, gid))
 			check(d, 0, "workspace", fix, "%s (agent %s) is owned "
 			    "by %u:%u, mode %04o: the container user %s cannot"
 			    " write it", a->workdir, a->id,

@@ -455,37 +455,3 @@ sandbox_cleanup(struct sandbox_run *sb)
 	free(sb->container);
 	memset(sb, 0, sizeof(*sb));
 }
-
-int
-sandbox_user(const struct runtime_conf *rt, uid_t *uid, gid_t *gid)
-{
-	unsigned long	 u, g;
-	char		*end;
-
-	/* config.c has checked the form: digits, ':', digits. */
-	if (strcmp(rt->user, "auto") == 0)
-		return -1;
-	u = strtoul(rt->user, &end, 10);
-	if (*end != ':')
-		return -1;
-	g = strtoul(end + 1, &end, 10);
-	if (*end != '\0')
-		return -1;
-	*uid = (uid_t)u;
-	*gid = (gid_t)g;
-	return 0;
-}
-
-/*
- * Whether uid:gid may write a directory of this owner and mode, by the
- * bits alone: a container's user has no capability that overrides them.
- */
-int
-sandbox_user_writes(const struct stat *st, uid_t uid, gid_t gid)
-{
-	if (st->st_uid == uid)
-		return (st->st_mode & S_IWUSR) != 0;
-	if (st->st_gid == gid)
-		return (st->st_mode & S_IWGRP) != 0;
-	return (st->st_mode & S_IWOTH) != 0;
-}

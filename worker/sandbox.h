@@ -7,8 +7,6 @@
 #ifndef CLAWVISOR_SANDBOX_H
 #define CLAWVISOR_SANDBOX_H
 
-#include <sys/types.h>
-
 #include <stddef.h>
 
 #include "job.h"
@@ -27,9 +25,6 @@ struct sandbox_run {
 int	sandbox_prepare(const struct job *, struct sandbox_run *, char *err,
 	    size_t errlen);
 void	sandbox_cleanup(struct sandbox_run *);
-/* The configured "UID:GID" of a container mode: 0; "auto": -1. */
-int	sandbox_user(const struct runtime_conf *, uid_t *, gid_t *);
-struct stat;
-int	sandbox_user_writes(const struct stat *, uid_t, gid_t);
+
 
 #endif

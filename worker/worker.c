@@ -128,10 +128,10 @@ workdir_denied(const struct job *j)
 	uid_t		uid;
 	gid_t		gid;
 
-	if (j->mode == MODE_HOST || sandbox_user(&j->rt, &uid, &gid) == -1)
+	if (j->mode == MODE_HOST || config_user(&j->rt, &uid, &gid) == -1)
 		return access(j->workdir, W_OK) == -1 && errno == EACCES;
 	return stat(j->workdir, &st) == 0 &&
-	    !sandbox_user_writes(&st, uid, gid);
+	    !dir_writable_by(&st, uid, gid);
 }
 
 static void
@@ -214,7 +214,7 @@ workdir_make(const struct job *j, char *err, size_t len)
 		return -1;
 	}
 	if (!created || j->mode == MODE_HOST ||
-	    sandbox_user(&j->rt, &uid, &gid) == -1 ||
+	    config_user(&j->rt, &uid, &gid) == -1 ||
 	    (uid == getuid() && gid == getgid()) || geteuid() != 0)
 		return 0;
 	if (chown(j->workdir, uid, gid) == -1) {
