@@ -578,8 +578,8 @@ classify(const struct run_status *st, char *why, size_t len)
 		snprintf(why, len, "%s exit %d: cannot write the working "
 		    "directory %s%s%s", st->program, st->exit_code,
 		    st->workspace != NULL ? st->workspace : "",
-		    st->workspace_denied ? " (the container's user has no "
-		    "write permission there: give it that user, see "
+		    st->workspace_denied ? " (the user the CLI runs as cannot "
+		    "write there: give the directory to that user, see "
 		    "TROUBLESHOOTING.md)" : "", tail);
 		return OUT_TERMINAL;
 	}

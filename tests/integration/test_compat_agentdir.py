@@ -364,5 +364,5 @@ def test_unwritable_workspace_is_terminal_and_doctor_agrees(  # noqa: F811
     # not, and the owner and mode of the directory tell.
     assert "EACCES: permission denied, mkdir " \
         "'/workspace/.tinyclaw-home/.claude'" in msgs["alpha"]
-    assert "the container's user has no write permission" in msgs["beta"]
+    assert "the user the CLI runs as cannot write there" in msgs["beta"]
     assert "Permission denied (os error 13)" in msgs["beta"]

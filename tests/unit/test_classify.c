@@ -420,7 +420,8 @@ test_workspace_denied(void **state)
 	st.err_text = "Error: Permission denied (os error 13)\n";
 	st.err_len = strlen(st.err_text);
 	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TERMINAL);
-	assert_non_null(strstr(why, "no write permission"));
+	assert_non_null(strstr(why, "the user the CLI runs as cannot "
+	    "write there"));
 
 	/* Not writable, but the run failed for another reason. */
 	st.err_text = "Error: stream disconnected\n";
