@@ -138,46 +138,71 @@ trimmed(const char *s, size_t len)
 	return xstrndup(s, len);
 }
 
-/*
- * codex exec --json prints one JSON event per line; the reply is the text of
- * every item.completed event whose item is an agent_message, in order,
- * joined by a blank line. Lines that are not JSON are skipped, as TinyClaw
- * skips them.
- */
-char *
-codex_parse(const char *out, size_t len)
+/* The string at o.k1 (.k2), or NULL. */
+static const char *
+json_path_str(json_object *o, const char *k1, const char *k2)
 {
-	json_object	*ev, *item, *v;
-	const char	*line, *nl, *text;
-	char		*reply = NULL, *tmp, *s;
-	size_t		 llen, rlen = 0, rcap = 0, sep, tlen;
+	json_object *v;
 
-	for (line = out; line < out + len; line = nl + 1) {
-		nl = memchr(line, '\n', out + len - line);
-		if (nl == NULL)
-			nl = out + len;
+	if (!json_object_object_get_ex(o, k1, &v))
+		return NULL;
+	if (k2 != NULL && !json_object_object_get_ex(v, k2, &v))
+		return NULL;
+	return json_object_is_type(v, json_type_string) ?
+	    json_object_get_string(v) : NULL;
+}
+
+/*
+ * codex exec --json prints one JSON event per line: the next event object
+ * from *pos on, or NULL at the end. Lines that are not a JSON object are
+ * skipped, as TinyClaw skips them.
+ */
+static json_object *
+codex_next(const char **pos, const char *end)
+{
+	json_object	*ev;
+	const char	*line, *nl;
+	char		*s;
+	size_t		 llen;
+
+	while ((line = *pos) < end) {
+		if ((nl = memchr(line, '\n', end - line)) == NULL)
+			nl = end;
+		*pos = nl < end ? nl + 1 : end;
 		llen = nl - line;
 		if (llen == 0 || llen > 16 * 1024 * 1024)
 			continue;
 		s = xstrndup(line, llen);
 		ev = json_tokener_parse(s);
 		free(s);
-		if (ev == NULL)
-			continue;
-		if (json_object_is_type(ev, json_type_object) &&
-		    json_object_object_get_ex(ev, "type", &v) &&
-		    json_object_is_type(v, json_type_string) &&
-		    strcmp(json_object_get_string(v), "item.completed") == 0 &&
+		if (json_object_is_type(ev, json_type_object))
+			return ev;
+		json_object_put(ev);
+	}
+	return NULL;
+}
+
+/*
+ * The reply is the text of every item.completed event whose item is an
+ * agent_message, in order, joined by a blank line.
+ */
+char *
+codex_parse(const char *out, size_t len)
+{
+	json_object	*ev, *item;
+	const char	*pos = out, *type, *text;
+	char		*reply = NULL, *tmp;
+	size_t		 rlen = 0, rcap = 0, sep, tlen;
+
+	while ((ev = codex_next(&pos, out + len)) != NULL) {
+		if ((type = json_path_str(ev, "type", NULL)) != NULL &&
+		    strcmp(type, "item.completed") == 0 &&
 		    json_object_object_get_ex(ev, "item", &item) &&
-		    json_object_is_type(item, json_type_object) &&
-		    json_object_object_get_ex(item, "type", &v) &&
-		    json_object_is_type(v, json_type_string) &&
-		    strcmp(json_object_get_string(v), "agent_message") == 0 &&
-		    json_object_object_get_ex(item, "text", &v) &&
-		    json_object_is_type(v, json_type_string)) {
+		    (type = json_path_str(item, "type", NULL)) != NULL &&
+		    strcmp(type, "agent_message") == 0 &&
+		    (text = json_path_str(item, "text", NULL)) != NULL) {
 			/* In place: a copy of the reply for each message
 			 * would be quadratic in the size of the output. */
-			text = json_object_get_string(v);
 			tlen = strlen(text);
 			sep = reply != NULL ? 2 : 0;
 			if (rlen + sep + tlen + 1 > rcap) {
@@ -198,21 +223,6 @@ codex_parse(const char *out, size_t len)
 	return tmp;
 }
 
-/* The string at ev.k1 (.k2), or NULL. */
-static const char *
-json_path_str(json_object *ev, const char *k1, const char *k2)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(ev, k1, &v))
-		return NULL;
-	if (k2 != NULL && (!json_object_is_type(v, json_type_object) ||
-	    !json_object_object_get_ex(v, k2, &v)))
-		return NULL;
-	return json_object_is_type(v, json_type_string) ?
-	    json_object_get_string(v) : NULL;
-}
-
 /*
  * codex exec --json reports a failed turn on stdout ({"type":"turn.failed",
  * "error":{"message":...}}), after {"type":"error","message":...} events
@@ -223,34 +233,22 @@ char *
 codex_failure(const char *out, size_t len)
 {
 	json_object	*ev;
-	const char	*line, *nl, *type, *m;
-	char		*failed = NULL, *error = NULL, *s;
-	size_t		 llen;
+	const char	*pos = out, *type, *m;
+	char		*failed = NULL, *error = NULL;
 
-	for (line = out; out != NULL && line < out + len; line = nl + 1) {
-		nl = memchr(line, '\n', out + len - line);
-		if (nl == NULL)
-			nl = out + len;
-		llen = nl - line;
-		if (llen == 0 || llen > 1024 * 1024 || *line != '{')
-			continue;
-		s = xstrndup(line, llen);
-		ev = json_tokener_parse(s);
-		free(s);
-		if (ev == NULL)
-			continue;
-		if (json_object_is_type(ev, json_type_object) &&
-		    (type = json_path_str(ev, "type", NULL)) != NULL) {
-			if (strcmp(type, "turn.failed") == 0 &&
-			    (m = json_path_str(ev, "error", "message")) !=
-			    NULL) {
-				free(failed);
-				failed = xstrdup(m);
-			} else if (strcmp(type, "error") == 0 &&
-			    (m = json_path_str(ev, "message", NULL)) != NULL) {
-				free(error);
-				error = xstrdup(m);
-			}
+	if (out == NULL)
+		return NULL;
+	while ((ev = codex_next(&pos, out + len)) != NULL) {
+		if ((type = json_path_str(ev, "type", NULL)) == NULL)
+			;
+		else if (strcmp(type, "turn.failed") == 0 &&
+		    (m = json_path_str(ev, "error", "message")) != NULL) {
+			free(failed);
+			failed = xstrdup(m);
+		} else if (strcmp(type, "error") == 0 &&
+		    (m = json_path_str(ev, "message", NULL)) != NULL) {
+			free(error);
+			error = xstrdup(m);
 		}
 		json_object_put(ev);
 	}

@@ -104,52 +104,34 @@ agentdir_exists(int dfd, const char *name)
 }
 
 /*
- * A new file, never replacing one: written to a temporary and renamed in
- * with RENAME_NOREPLACE, so no half file is ever seen and one that appeared
- * meanwhile wins.
+ * Write a file through a temporary and a rename, so that no half file is
+ * ever seen. was == NULL: a new file of this mode, created with
+ * RENAME_NOREPLACE (one that appeared meanwhile wins); else a rewrite of
+ * the file was describes, keeping its mode and owner.
  */
 static int
-agentdir_create(struct agentdir *ad, int dfd, const char *name,
-    const char *data, size_t len, mode_t mode)
+agentdir_write(struct agentdir *ad, int dfd, const char *name,
+    const char *data, size_t len, mode_t mode, const struct stat *was)
 {
 	char	tmp[64];
 	int	saved;
 
 	if (file_write_temp(dfd, tmp, sizeof(tmp), data, len, 0) == -1)
 		return -1;
-	if (fchmodat(dfd, tmp, mode, 0) == -1)
+	if (fchmodat(dfd, tmp, was != NULL ? was->st_mode & 07777 : mode, 0)
+	    == -1)
 		goto fail;
-	agentdir_own(ad, dfd, tmp);
-	if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == -1) {
-		if (errno != EEXIST)
+	if (was == NULL)
+		agentdir_own(ad, dfd, tmp);
+	else if (geteuid() == 0)
+		(void)fchownat(dfd, tmp, was->st_uid, was->st_gid,
+		    AT_SYMLINK_NOFOLLOW);
+	if (was != NULL ? renameat(dfd, tmp, dfd, name) :
+	    renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE)) {
+		if (was != NULL || errno != EEXIST)
 			goto fail;
 		unlinkat(dfd, tmp, 0);
 	}
-	return 0;
-fail:
-	saved = errno;
-	unlinkat(dfd, tmp, 0);
-	errno = saved;
-	return -1;
-}
-
-/* A rewrite of an existing file, keeping its mode and owner. */
-static int
-agentdir_replace(int dfd, const char *name, const char *data, size_t len,
-    const struct stat *was)
-{
-	char	tmp[64];
-	int	saved;
-
-	if (file_write_temp(dfd, tmp, sizeof(tmp), data, len, 0) == -1)
-		return -1;
-	if (fchmodat(dfd, tmp, was->st_mode & 07777, 0) == -1)
-		goto fail;
-	if (geteuid() == 0)
-		(void)fchownat(dfd, tmp, was->st_uid, was->st_gid,
-		    AT_SYMLINK_NOFOLLOW);
-	if (renameat(dfd, tmp, dfd, name) == -1)
-		goto fail;
 	return 0;
 fail:
 	saved = errno;
@@ -199,7 +181,7 @@ agentdir_copy(struct agentdir *ad, const char *srcdir, const char *src,
 		return;
 	if ((data = agentdir_source(srcdir, src, &len, &mode)) == NULL)
 		return;
-	if (agentdir_create(ad, dfd, name, data, len, mode) == -1)
+	if (agentdir_write(ad, dfd, name, data, len, mode, NULL) == -1)
 		agentdir_warn(ad, what, strerror(errno));
 	free(data);
 }
@@ -328,13 +310,12 @@ agentdir_update(struct agentdir *ad, int dfd, const char *name,
 	if (strcmp(old, new) == 0)
 		return;
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
-		if (errno != ENOENT ||
-		    agentdir_create(ad, dfd, name, new, strlen(new), 0644)
-		    == -1)
+		if (errno != ENOENT || agentdir_write(ad, dfd, name, new,
+		    strlen(new), 0644, NULL) == -1)
 			agentdir_warn(ad, what, strerror(errno));
 		return;
 	}
-	if (agentdir_replace(dfd, name, new, strlen(new), &st) == -1)
+	if (agentdir_write(ad, dfd, name, new, strlen(new), 0, &st) == -1)
 		agentdir_warn(ad, what, strerror(errno));
 }
 
@@ -359,9 +340,10 @@ agentdir_teammates(struct agentdir *ad, int wfd, int cfd)
 	agentdir_update(ad, wfd, "AGENTS.md", text, new, "AGENTS.md");
 	free(new);
 	new = NULL;
-	/* TinyClaw makes .claude/ for it if it has to. */
-	if (cfd == -1 && (cfd = own = agentdir_subdir(ad, wfd, ".claude",
-	    ".claude")) == -1)
+	/* TinyClaw makes .claude/ for it if it has to (with templates, the
+	 * set-up has tried already). */
+	if (cfd == -1 && (ad->job->templates != NULL || (cfd = own =
+	    agentdir_subdir(ad, wfd, ".claude", ".claude")) == -1))
 		goto out;
 
 	r = file_read_regular(cfd, "CLAUDE.md", AGENTDIR_MAX_FILE, &claude,
