@@ -25,6 +25,7 @@
 #include "client.h"
 #include "config.h"
 #include "provider.h"
+#include "supervisor.h"
 #include "util.h"
 
 #ifndef CLAWVISOR_DATADIR
@@ -398,6 +399,29 @@ doctor_workspace(struct doctor *d, const struct config *cf,
 		doctor_workdir_user(d, cf, &cf->agents[i], duid, dgid);
 }
 
+/* Where agent directories are set up from (worker/agentdir.c). */
+static void
+doctor_tinyclaw(struct doctor *d, const struct config *cf)
+{
+	const char *why;
+
+	if (cf->tinyclaw_dir == NULL) {
+		check(d, 1, "tinyclaw", NULL, "tinyclaw.install_dir is not set: "
+		    "agent directories are not set up from TinyClaw's files "
+		    "(their teammates blocks are kept up to date)");
+		return;
+	}
+	if ((why = teammates_install_bad(cf->tinyclaw_dir)) == NULL)
+		check(d, 1, "tinyclaw", NULL, "agent directories are set up "
+		    "from %s", cf->tinyclaw_dir);
+	else
+		check(d, 0, "tinyclaw", "set tinyclaw.install_dir to TinyClaw's"
+		    " install directory (the one with its AGENTS.md, "
+		    "heartbeat.md and SOUL.md)", "%s/AGENTS.md: %s: agent "
+		    "directories are not set up from it", cf->tinyclaw_dir,
+		    why);
+}
+
 int
 doctor_main(const char *home, int json)
 {
@@ -455,6 +479,7 @@ doctor_main(const char *home, int json)
 		doctor_uid(&d, cf, denv, m == MODE_APPLE, claude[m]);
 	}
 	doctor_workspace(&d, cf, denv);
+	doctor_tinyclaw(&d, cf);
 	json_object_put(denv);
 	config_free(cf);
 out:

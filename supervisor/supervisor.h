@@ -224,6 +224,7 @@ char		*route_multi_reply(const char *list);
 /* teammates.c */
 char		*teammates_block(const struct config *, const struct agent *);
 const char	*teammates_templates(const struct config *);
+const char	*teammates_install_bad(const char *dir);
 
 /* event.c */
 void		 event_emit(const char *type, json_object *fields);

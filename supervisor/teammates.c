@@ -74,6 +74,28 @@ teammates_block(const struct config *cf, const struct agent *self)
 }
 
 /*
+ * Whether dir is TinyClaw's install directory, as far as the set-up needs:
+ * its AGENTS.md is a readable file. NULL, or why not.
+ */
+const char *
+teammates_install_bad(const char *dir)
+{
+	struct stat	 st;
+	char		*path;
+	const char	*why = NULL;
+
+	xasprintf(&path, "%s/AGENTS.md", dir);
+	if (stat(path, &st) == -1)
+		why = strerror(errno);
+	else if (!S_ISREG(st.st_mode))
+		why = "not a regular file";
+	else if (access(path, R_OK) == -1)
+		why = strerror(errno);
+	free(path);
+	return why;
+}
+
+/*
  * The install directory jobs copy from, or NULL: not set, or without its
  * AGENTS.md. Said once at start, and again only when a reload changes it.
  */
@@ -81,9 +103,8 @@ const char *
 teammates_templates(const struct config *cf)
 {
 	static char	*said;
-	struct stat	 st;
-	char		*path, *msg;
-	const char	*dir = NULL, *why = NULL;
+	char		*msg;
+	const char	*dir = NULL, *why;
 
 	if (cf->tinyclaw_dir == NULL)
 		msg = xstrdup("tinyclaw.install_dir is not set: agent "
@@ -91,22 +112,12 @@ teammates_templates(const struct config *cf)
 		    "skills or SOUL.md from TinyClaw (set it to TinyClaw's "
 		    "install directory, ~/.tinyclaw for its installer); "
 		    "teammates blocks are still kept up to date");
-	else {
-		xasprintf(&path, "%s/AGENTS.md", cf->tinyclaw_dir);
-		if (stat(path, &st) == -1)
-			why = strerror(errno);
-		else if (!S_ISREG(st.st_mode))
-			why = "not a regular file";
-		else if (access(path, R_OK) == -1)
-			why = strerror(errno);
-		if (why == NULL) {
-			dir = cf->tinyclaw_dir;
-			msg = xstrdup("");
-		} else
-			xasprintf(&msg, "tinyclaw.install_dir: %s: %s: agent "
-			    "directories are not set up from it", path, why);
-		free(path);
-	}
+	else if ((why = teammates_install_bad(cf->tinyclaw_dir)) == NULL) {
+		dir = cf->tinyclaw_dir;
+		msg = xstrdup("");
+	} else
+		xasprintf(&msg, "tinyclaw.install_dir: %s/AGENTS.md: %s: agent "
+		    "directories are not set up from it", cf->tinyclaw_dir, why);
 	if (said == NULL || strcmp(said, msg) != 0) {
 		if (*msg != '\0')
 			log_warnx("%s", msg);

@@ -115,6 +115,9 @@ def test_new_agent_directory_set_up_as_tinyclaw(homes, tmp_path):
         assert (w / ".claude" / "skills" / "schedule" / "SKILL.md"
                 ).read_text() == SKILL_MD
     assert NOT_SET not in h.log()
+    rep = doctor(h, None)
+    assert {"name": "tinyclaw", "ok": True, "detail": "agent directories "
+            f"are set up from {inst}"} in rep["checks"], rep
     # The install directory itself is read, never written.
     assert (inst / "AGENTS.md").read_text() == AGENTS_MD
     assert (inst / ".claude" / "CLAUDE.md").read_text() == "the install's own\n"
@@ -227,6 +230,12 @@ def test_install_dir_without_agents_md_warns_once(homes, tmp_path):
            f"directory: agent directories are not set up from it")
     assert h.log().count(msg) == 1, h.log()
     assert not (h.workdir("alpha") / ".tinyclaw").exists()
+    rep = doctor(h, None)
+    assert {"name": "tinyclaw", "ok": False,
+            "detail": msg.split("tinyclaw.install_dir: ", 1)[1],
+            "fix": "set tinyclaw.install_dir to TinyClaw's install directory"
+                   " (the one with its AGENTS.md, heartbeat.md and "
+                   "SOUL.md)"} in rep["checks"], rep
 
 
 @pytest.mark.parametrize("value,error", [
