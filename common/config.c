@@ -483,6 +483,19 @@ user_valid(const char *s)
 	return *end == '\0' && u <= 0xfffffffeUL;
 }
 
+int
+config_user(const struct runtime_conf *rt, uid_t *uid, gid_t *gid)
+{
+	char *end;
+
+	/* user_valid() has checked the form: digits, ':', digits. */
+	if (strcmp(rt->user, "auto") == 0)
+		return -1;
+	*uid = (uid_t)strtoul(rt->user, &end, 10);
+	*gid = (gid_t)strtoul(end + 1, NULL, 10);
+	return 0;
+}
+
 static void
 runtime_free(struct runtime_conf *r)
 {
@@ -879,6 +892,32 @@ parse_teams(struct ctx *c, json_object *root, struct config *cf)
 	return 0;
 }
 
+/*
+ * tinyclaw.install_dir: where TinyClaw keeps the files it sets an agent's
+ * directory up from (AGENTS.md, heartbeat.md, SOUL.md, .claude/, skills).
+ * Absent: no set-up (the supervisor warns once at start).
+ */
+static int
+parse_tinyclaw(struct ctx *c, json_object *root, struct config *cf)
+{
+	json_object	*t;
+	char		*dir = NULL;
+
+	if (get_object(c, root, "", "tinyclaw", &t) == -1 ||
+	    get_str(c, t, "tinyclaw", "install_dir", NULL, &dir) == -1)
+		return -1;
+	if (dir == NULL)
+		return 0;
+	cf->tinyclaw_dir = expand_home(dir);
+	free(dir);
+	if (cf->tinyclaw_dir[0] != '/') {
+		snprintf(c->err, c->errlen, "tinyclaw.install_dir: expected an "
+		    "absolute path, got \"%.40s\"", cf->tinyclaw_dir);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 check_apple_cpus(struct ctx *c, struct config *cf)
 {
@@ -963,7 +1002,8 @@ config_parse(const char *text, size_t len, const char *home, char *err,
 		    "path, got \"%.40s\"", cf->workspace);
 		goto fail;
 	}
-	if (parse_sandbox(&c, root, cf) == -1 ||
+	if (parse_tinyclaw(&c, root, cf) == -1 ||
+	    parse_sandbox(&c, root, cf) == -1 ||
 	    parse_agents(&c, root, cf) == -1 ||
 	    parse_teams(&c, root, cf) == -1 ||
 	    check_apple_cpus(&c, cf) == -1)
@@ -1060,6 +1100,7 @@ config_free(struct config *cf)
 	runtime_free(&cf->docker);
 	runtime_free(&cf->apple);
 	free(cf->workspace);
+	free(cf->tinyclaw_dir);
 	free(cf->home);
 	free(cf->path);
 	free(cf);

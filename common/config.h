@@ -6,6 +6,8 @@
 #ifndef CLAWVISOR_CONFIG_H
 #define CLAWVISOR_CONFIG_H
 
+#include <sys/types.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +64,7 @@ struct config {
 	char		*home;
 	char		*path;			/* settings.json */
 	char		*workspace;
+	char		*tinyclaw_dir;		/* tinyclaw.install_dir; NULL: unset */
 	struct agent	*agents;
 	size_t		 nagents;
 	struct team	*teams;
@@ -109,6 +112,8 @@ const char	*config_mode_name(enum sandbox_mode);
 int		 config_cpus_valid(const char *, int whole);
 const char	*config_provider_name(enum provider);
 const char	*config_agent_provider(const struct agent *);
+/* A container mode's "UID:GID": 0 and the ids; "auto": -1. */
+int		 config_user(const struct runtime_conf *, uid_t *, gid_t *);
 /* The effective settings as JSON (sandbox show, status); no secrets. */
 json_object	*config_sandbox_json(const struct config *);
 

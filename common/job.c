@@ -183,6 +183,8 @@ job_to_json(const struct job *j)
 	ADD_INT(rt, "pids", j->rt.pids_limit);
 	ADD_STR(rt, "user", j->rt.user);
 	json_object_object_add(o, "rt", rt);
+	ADD_STR(o, "templates", j->templates != NULL ? j->templates : "");
+	ADD_STR(o, "teammates", j->teammates != NULL ? j->teammates : "");
 	return o;
 }
 
@@ -252,8 +254,14 @@ job_from_json(json_object *o, struct job *j, char *err, size_t len)
 	    get_dup(rt, "cpus", &j->rt.cpus, err, len) == -1 ||
 	    ipc_get_int(rt, "pids", 0, INT32_MAX, &j->rt.pids_limit, err, len)
 	    == -1 ||
-	    get_dup(rt, "user", &j->rt.user, err, len) == -1)
+	    get_dup(rt, "user", &j->rt.user, err, len) == -1 ||
+	    get_dup(o, "templates", &j->templates, err, len) == -1 ||
+	    get_dup(o, "teammates", &j->teammates, err, len) == -1)
 		return -1;
+	if (*j->templates == '\0') {
+		free(j->templates);
+		j->templates = NULL;
+	}
 	return 0;
 }
 
@@ -273,6 +281,8 @@ job_free(struct job *j)
 	free(j->rt.memory);
 	free(j->rt.cpus);
 	free(j->rt.user);
+	free(j->templates);
+	free(j->teammates);
 	memset(j, 0, sizeof(*j));
 }
 

@@ -35,6 +35,10 @@ struct job {
 	size_t		 npass;
 	enum path_mapping path_mapping;
 	struct runtime_conf rt;		/* the one of the job's mode */
+	/* TinyClaw's agent directory set-up (worker/agentdir.c): the install
+	 * directory to copy from (NULL: none) and the teammates block. */
+	char		*templates;
+	char		*teammates;
 };
 
 struct job_result {

@@ -138,47 +138,73 @@ trimmed(const char *s, size_t len)
 	return xstrndup(s, len);
 }
 
-/*
- * codex exec --json prints one JSON event per line; the reply is the text of
- * every item.completed event whose item is an agent_message, in order,
- * joined by a blank line. Lines that are not JSON are skipped, as TinyClaw
- * skips them.
- */
-char *
-codex_parse(const char *out, size_t len)
+/* The string at o.k1 (.k2), or NULL. */
+static const char *
+json_path_str(json_object *o, const char *k1, const char *k2)
 {
-	json_object	*ev, *item, *v;
-	const char	*line, *nl, *text;
-	char		*reply = NULL, *tmp, *s, *clean;
-	size_t		 llen, rlen = 0, rcap = 0, sep, tlen;
+	json_object *v;
 
-	for (line = out; line < out + len; line = nl + 1) {
-		nl = memchr(line, '\n', out + len - line);
-		if (nl == NULL)
-			nl = out + len;
+	if (!json_object_object_get_ex(o, k1, &v))
+		return NULL;
+	if (k2 != NULL && !json_object_object_get_ex(v, k2, &v))
+		return NULL;
+	return json_object_is_type(v, json_type_string) ?
+	    json_object_get_string(v) : NULL;
+}
+
+/*
+ * codex exec --json prints one JSON event per line: the next event object
+ * from *pos on, or NULL at the end. Lines that are not a JSON object are
+ * skipped, as TinyClaw skips them.
+ */
+static json_object *
+codex_next(const char **pos, const char *end)
+{
+	json_object	*ev;
+	const char	*line, *nl;
+	char		*s;
+	size_t		 llen;
+
+	while ((line = *pos) < end) {
+		if ((nl = memchr(line, '\n', end - line)) == NULL)
+			nl = end;
+		*pos = nl < end ? nl + 1 : end;
 		llen = nl - line;
 		if (llen == 0 || llen > 16 * 1024 * 1024)
 			continue;
 		s = xstrndup(line, llen);
 		ev = json_tokener_parse(s);
 		free(s);
-		if (ev == NULL)
-			continue;
-		if (json_object_is_type(ev, json_type_object) &&
-		    json_object_object_get_ex(ev, "type", &v) &&
-		    json_object_is_type(v, json_type_string) &&
-		    strcmp(json_object_get_string(v), "item.completed") == 0 &&
+		if (json_object_is_type(ev, json_type_object))
+			return ev;
+		json_object_put(ev);
+	}
+	return NULL;
+}
+
+/*
+ * The reply is the text of every item.completed event whose item is an
+ * agent_message, in order, joined by a blank line.
+ */
+char *
+codex_parse(const char *out, size_t len)
+{
+	json_object	*ev, *item;
+	const char	*pos = out, *type, *text;
+	char		*reply = NULL, *tmp, *clean;
+	size_t		 rlen = 0, rcap = 0, sep, tlen;
+
+	while ((ev = codex_next(&pos, out + len)) != NULL) {
+		if ((type = json_path_str(ev, "type", NULL)) != NULL &&
+		    strcmp(type, "item.completed") == 0 &&
 		    json_object_object_get_ex(ev, "item", &item) &&
-		    json_object_is_type(item, json_type_object) &&
-		    json_object_object_get_ex(item, "type", &v) &&
-		    json_object_is_type(v, json_type_string) &&
-		    strcmp(json_object_get_string(v), "agent_message") == 0 &&
-		    json_object_object_get_ex(item, "text", &v) &&
-		    json_object_is_type(v, json_type_string)) {
+		    (type = json_path_str(item, "type", NULL)) != NULL &&
+		    strcmp(type, "agent_message") == 0 &&
+		    (text = json_path_str(item, "text", NULL)) != NULL) {
 			/* In place: a copy of the reply for each message
 			 * would be quadratic in the size of the output. */
-			text = json_object_get_string(v);
-			tlen = (size_t)json_object_get_string_len(v);
+			tlen = (size_t)json_object_get_string_len(
+			    json_object_object_get(item, "text"));
 			clean = NULL;
 			if (memchr(text, '\0', tlen) != NULL) {
 				/* "\u0000" would end the reply there. */
@@ -204,6 +230,42 @@ codex_parse(const char *out, size_t len)
 	tmp = trimmed(reply, rlen);
 	free(reply);
 	return tmp;
+}
+
+/*
+ * codex exec --json reports a failed turn on stdout ({"type":"turn.failed",
+ * "error":{"message":...}}), after {"type":"error","message":...} events
+ * for what it retried; its stderr holds log lines (websocket warnings)
+ * that say "ERROR" whatever the cause.
+ */
+char *
+codex_failure(const char *out, size_t len)
+{
+	json_object	*ev;
+	const char	*pos = out, *type, *m;
+	char		*failed = NULL, *error = NULL;
+
+	if (out == NULL)
+		return NULL;
+	while ((ev = codex_next(&pos, out + len)) != NULL) {
+		if ((type = json_path_str(ev, "type", NULL)) == NULL)
+			;
+		else if (strcmp(type, "turn.failed") == 0 &&
+		    (m = json_path_str(ev, "error", "message")) != NULL) {
+			free(failed);
+			failed = xstrdup(m);
+		} else if (strcmp(type, "error") == 0 &&
+		    (m = json_path_str(ev, "message", NULL)) != NULL) {
+			free(error);
+			error = xstrdup(m);
+		}
+		json_object_put(ev);
+	}
+	if (failed != NULL) {
+		free(error);
+		return failed;
+	}
+	return error;
 }
 
 char *
@@ -296,7 +358,10 @@ error_tail(const struct run_status *st, char *buf, size_t len)
 	size_t		 n;
 
 	*buf = '\0';
-	if (!last_line(st->err_text, st->err_len, 1, &b, &e) &&
+	if (st->report != NULL && *st->report != '\0') {
+		b = st->report;
+		e = b + strlen(b);
+	} else if (!last_line(st->err_text, st->err_len, 1, &b, &e) &&
 	    !last_line(st->out_text, st->out_len, 1, &b, &e) &&
 	    !last_line(st->err_text, st->err_len, 0, &b, &e) &&
 	    !last_line(st->out_text, st->out_len, 0, &b, &e))
@@ -368,13 +433,57 @@ static const char *const auth_errors[] = {
 	NULL
 };
 
+/* The provider's own report counts as much as its stderr. */
 static int
 stderr_any(const struct run_status *st, const char *const *list)
 {
 	for (; *list != NULL; list++)
-		if (stderr_has(st, *list))
+		if (stderr_has(st, *list) || (st->report != NULL &&
+		    text_has(st->report, strlen(st->report), *list)))
 			return 1;
 	return 0;
+}
+
+static const char *const denied_errors[] = {
+	"permission denied", "eacces", "operation not permitted",
+	NULL
+};
+
+/* A line of t[0..len) that says both a and one of list. */
+static int
+line_says(const char *t, size_t len, const char *a,
+    const char *const *list)
+{
+	const char	*b, *e, *const *l;
+
+	for (b = t; t != NULL && b < t + len; b = e + 1) {
+		if ((e = memchr(b, '\n', t + len - b)) == NULL)
+			e = t + len;
+		if (!text_has(b, e - b, a))
+			continue;
+		for (l = list; *l != NULL; l++)
+			if (text_has(b, e - b, *l))
+				return 1;
+	}
+	return 0;
+}
+
+/*
+ * The CLI could not write its working directory (or its HOME in it):
+ * the error names the directory, or the worker found the container's user
+ * cannot write it. Retrying runs into the same wall.
+ */
+static int
+workspace_denied(const struct run_status *st)
+{
+	if (st->workspace_denied && (stderr_any(st, denied_errors) ||
+	    line_says(st->out_text, st->out_len, "", denied_errors)))
+		return 1;
+	if (st->workspace == NULL || strcmp(st->workspace, "/") == 0)
+		return 0;
+	return line_says(st->err_text, st->err_len, st->workspace,
+	    denied_errors) || line_says(st->out_text, st->out_len,
+	    st->workspace, denied_errors);
 }
 
 /*
@@ -474,6 +583,15 @@ classify(const struct run_status *st, char *why, size_t len)
 		snprintf(why, len, "%s exit %d: the CLI refuses to run as root "
 		    "(set sandbox.docker.user or sandbox.apple.user to an "
 		    "unprivileged UID:GID)%s", st->program, st->exit_code, tail);
+		return OUT_TERMINAL;
+	}
+	if (workspace_denied(st)) {
+		snprintf(why, len, "%s exit %d: cannot write the working "
+		    "directory %s%s%s", st->program, st->exit_code,
+		    st->workspace != NULL ? st->workspace : "",
+		    st->workspace_denied ? " (the user the CLI runs as cannot "
+		    "write there: give the directory to that user, see "
+		    "TROUBLESHOOTING.md)" : "", tail);
 		return OUT_TERMINAL;
 	}
 	if (cli_says(st, auth_errors)) {

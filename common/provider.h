@@ -23,6 +23,9 @@ void		  provider_keys_text(enum provider, char *, size_t);
 /* The reply text from the program's stdout (codex: its JSONL). */
 char		 *provider_reply(const struct job *, const char *, size_t);
 char		 *codex_parse(const char *, size_t);
+/* codex --json's own failure report: the message of its last turn.failed
+ * event, else of its last error event; NULL if none. */
+char		 *codex_failure(const char *, size_t);
 
 /* How a run ended, as the worker saw it. */
 struct run_status {
@@ -37,6 +40,14 @@ struct run_status {
 	size_t	 err_len;
 	const char *out_text;	/* the end of stdout */
 	size_t	 out_len;
+	/* The CLI's own report of its failure (codex's turn.failed), or
+	 * NULL: the error text comes from it first. */
+	const char *report;
+	/* The working directory as the CLI sees it, and whether the
+	 * container's user cannot write it (worker.c): a "permission
+	 * denied" there is not retried. */
+	const char *workspace;
+	int	 workspace_denied;
 };
 
 enum outcome	  classify(const struct run_status *, char *why, size_t);

@@ -151,6 +151,16 @@ mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
+int
+dir_writable_by(const struct stat *st, uid_t uid, gid_t gid)
+{
+	if (st->st_uid == uid)
+		return (st->st_mode & S_IWUSR) != 0;
+	if (st->st_gid == gid)
+		return (st->st_mode & S_IWGRP) != 0;
+	return (st->st_mode & S_IWOTH) != 0;
+}
+
 /*
  * Write buf to a new dot-named temporary in dirfd, its name left in tmp:
  * TinyClaw's readers skip dot names, and so does our own scan. With dosync

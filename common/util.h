@@ -30,6 +30,10 @@ int64_t	 mono_ms(void);		/* monotonic, for durations */
 int	 fd_nonblock(int);
 int	 fd_cloexec(int);
 int	 mkdir_p(const char *, mode_t);
+/* Whether uid:gid may write a directory with this owner and mode, by the
+ * bits alone (a container's user has no capability to override them). */
+struct stat;
+int	 dir_writable_by(const struct stat *, uid_t, gid_t);
 
 /* Write buf to dir/name through a temporary file, fsync and rename. */
 int	 file_write_temp(int dirfd, char *tmp, size_t tmplen, const void *,

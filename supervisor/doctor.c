@@ -331,9 +331,49 @@ writable_or_creatable(const char *path)
 	return ok;
 }
 
+/*
+ * A container that runs as a configured UID:GID other than the daemon's
+ * must be able to write the agent's working directory, as the run will
+ * need: an existing one by its owner and mode, a missing one is created
+ * owned by that user only if the daemon is root (worker.c).
+ */
 static void
-doctor_workspace(struct doctor *d, const struct config *cf)
+doctor_workdir_user(struct doctor *d, const struct config *cf,
+    const struct agent *a, long duid, long dgid)
 {
+	const struct runtime_conf	*rt;
+	struct stat			 st;
+	char				 fix[512];
+	uid_t				 uid;
+	gid_t				 gid;
+	int				 m = config_agent_mode(cf, a);
+
+	if (m == MODE_HOST || a->refused != NULL)
+		return;
+	rt = m == MODE_APPLE ? &cf->apple : &cf->docker;
+	if (config_user(rt, &uid, &gid) == -1 ||
+	    ((long)uid == duid && (long)gid == dgid))
+		return;
+	snprintf(fix, sizeof(fix), "chown %u:%u %s, or make it writable by "
+	    "that user", (unsigned)uid, (unsigned)gid, a->workdir);
+	if (stat(a->workdir, &st) == 0) {
+		if (!dir_writable_by(&st, uid, gid))
+			check(d, 0, "workspace", fix, "%s (agent %s) is owned "
+			    "by %u:%u, mode %04o: the container user %s cannot"
+			    " write it", a->workdir, a->id,
+			    (unsigned)st.st_uid, (unsigned)st.st_gid,
+			    (unsigned)(st.st_mode & 07777), rt->user);
+	} else if (duid != 0)
+		check(d, 0, "workspace", fix, "%s (agent %s) will be created "
+		    "by the daemon (uid %ld), which cannot give it to the "
+		    "container user %s", a->workdir, a->id, duid, rt->user);
+}
+
+static void
+doctor_workspace(struct doctor *d, const struct config *cf,
+    json_object *denv)
+{
+	long	duid = getuid(), dgid = getgid();
 	struct stat	st;
 	char		fix[512];
 	size_t		i;
@@ -349,6 +389,37 @@ doctor_workspace(struct doctor *d, const struct config *cf)
 			check(d, 0, "workspace", fix, "%s (agent %s) is not "
 			    "writable", cf->agents[i].workdir,
 			    cf->agents[i].id);
+	if (denv != NULL) {
+		duid = (long)json_object_get_int64(json_object_object_get(denv,
+		    "uid"));
+		dgid = (long)json_object_get_int64(json_object_object_get(denv,
+		    "gid"));
+	}
+	for (i = 0; ok && i < cf->nagents; i++)
+		doctor_workdir_user(d, cf, &cf->agents[i], duid, dgid);
+}
+
+/* Where agent directories are set up from (worker/agentdir.c). */
+static void
+doctor_tinyclaw(struct doctor *d, const struct config *cf)
+{
+	const char *why;
+
+	if (cf->tinyclaw_dir == NULL) {
+		check(d, 1, "tinyclaw", NULL, "tinyclaw.install_dir is not set: "
+		    "agent directories are not set up from TinyClaw's files "
+		    "(their teammates blocks are kept up to date)");
+		return;
+	}
+	if ((why = teammates_install_bad(cf->tinyclaw_dir)) == NULL)
+		check(d, 1, "tinyclaw", NULL, "agent directories are set up "
+		    "from %s", cf->tinyclaw_dir);
+	else
+		check(d, 0, "tinyclaw", "set tinyclaw.install_dir to TinyClaw's"
+		    " install directory (the one with its AGENTS.md, "
+		    "heartbeat.md and SOUL.md)", "%s/AGENTS.md: %s: agent "
+		    "directories are not set up from it", cf->tinyclaw_dir,
+		    why);
 }
 
 int
@@ -414,7 +485,8 @@ doctor_main(const char *home, int json)
 		    codex[m]);
 		doctor_uid(&d, cf, denv, m == MODE_APPLE, claude[m]);
 	}
-	doctor_workspace(&d, cf);
+	doctor_workspace(&d, cf, denv);
+	doctor_tinyclaw(&d, cf);
 	json_object_put(denv);
 	config_free(cf);
 out:

@@ -301,7 +301,10 @@ job_build(struct msg *m, const struct agent *a)
 	j.npass = sv.conf->npass;
 	j.path_mapping = sv.conf->path_mapping;
 	j.rt = j.mode == MODE_APPLE ? sv.conf->apple : sv.conf->docker;
+	j.templates = (char *)sv.templates;
+	j.teammates = teammates_block(sv.conf, a);
 	o = job_to_json(&j);
+	free(j.teammates);
 	m->job_mode = j.mode;
 	m->job_mapping = j.path_mapping;
 	free(m->job_workdir);

@@ -285,6 +285,7 @@ supervisor_reload(char *err, size_t errlen)
 		log_warnx("%s", cf->warning);
 	config_free(sv.conf);
 	sv.conf = cf;
+	sv.templates = teammates_templates(cf);
 	sv.generation++;
 	log_info("configuration generation %u in force: %zu agent(s), %lld "
 	    "worker(s), mode %s", sv.generation, cf->nagents,
@@ -481,6 +482,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	sv.next_job_id = (uint64_t)now_ms() * 1000;
 	if (*sv.conf->warning != '\0')
 		log_warnx("%s", sv.conf->warning);
+	sv.templates = teammates_templates(sv.conf);
 	log_info("starting on %s: %zu agent(s), %lld worker(s), mode %s",
 	    home, sv.conf->nagents, (long long)sv.conf->workers,
 	    config_mode_name(sv.conf->mode));

@@ -122,6 +122,7 @@ struct sv {
 	int64_t			 started_ms;
 	uint64_t		 next_job_id;
 	struct counters		 count;
+	const char		*templates;	/* conf's tinyclaw_dir, or NULL */
 };
 
 extern struct sv sv;
@@ -245,6 +246,11 @@ const struct agent *route_mention(const struct config *, const char *word,
 int		 route_message(const struct config *, json_object *msg,
 		    char **agent, char **text, int *team_routed, char **multi);
 char		*route_multi_reply(const char *list);
+
+/* teammates.c */
+char		*teammates_block(const struct config *, const struct agent *);
+const char	*teammates_templates(const struct config *);
+const char	*teammates_install_bad(const char *dir);
 
 /* event.c */
 void		 event_emit(const char *type, json_object *fields);

@@ -26,4 +26,5 @@ int	sandbox_prepare(const struct job *, struct sandbox_run *, char *err,
 	    size_t errlen);
 void	sandbox_cleanup(struct sandbox_run *);
 
+
 #endif

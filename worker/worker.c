@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <ev.h>
 
+#include "agentdir.h"
 #include "ipc.h"
 #include "job.h"
 #include "log.h"
@@ -132,12 +133,30 @@ worker_redact(const struct capture *c, size_t *len)
 	    w.job.env_allowlist, w.job.nallow, REDACT_CUT_END, len);
 }
 
+/*
+ * Whether the user the CLI runs as cannot write the working directory: in
+ * a container, a configured UID:GID against the owner and mode bits (the
+ * container has no capability to override them); on the host, access(2).
+ */
+static int
+workdir_denied(const struct job *j)
+{
+	struct stat	st;
+	uid_t		uid;
+	gid_t		gid;
+
+	if (j->mode == MODE_HOST || config_user(&j->rt, &uid, &gid) == -1)
+		return access(j->workdir, W_OK) == -1 && errno == EACCES;
+	return stat(j->workdir, &st) == 0 &&
+	    !dir_writable_by(&st, uid, gid);
+}
+
 static void
 worker_done(struct runner *r, void *arg)
 {
 	struct job_result	res;
 	struct run_status	st;
-	char			why[1024], *out, *err, *raw;
+	char			why[1024], *out, *err, *raw, *report = NULL;
 	size_t			outlen, errlen;
 
 	(void)arg;
@@ -152,6 +171,13 @@ worker_done(struct runner *r, void *arg)
 	st.out_text = out + outlen - st.out_len;
 	st.program = w.sb.argv[0];
 	st.container = w.sb.container_mode;
+	if (w.job.provider == PROV_OPENAI)
+		report = codex_failure(out, outlen);	/* redacted */
+	st.report = report;
+	st.workspace = w.sb.container_mode && w.job.path_mapping ==
+	    MAP_MAPPED ? "/workspace" : w.job.workdir;
+	st.workspace_denied = !(st.exited && st.exit_code == 0) &&
+	    workdir_denied(&w.job);
 	if (r->exec_stage == 1) {
 		snprintf(why, sizeof(why), "cannot enter working directory %s:"
 		    " %s", w.job.workdir, strerror(r->exec_errno));
@@ -187,6 +213,7 @@ worker_done(struct runner *r, void *arg)
 		container_reap(0);
 	runner_free(r);
 	w.runner = NULL;
+	free(report);
 	worker_finish(&res);
 }
 
@@ -200,6 +227,39 @@ worker_fail(enum outcome o, const char *why)
 	res.exit_code = -1;
 	res.error = xstrdup(why);
 	worker_finish(&res);
+}
+
+/*
+ * The working directory, created if missing. A container that runs as a
+ * configured UID:GID other than the daemon's must write in it: a directory
+ * created here is given to that user (the daemon is root then, or the
+ * engine maps the ids itself and chown is not needed).
+ */
+static int
+workdir_make(const struct job *j, char *err, size_t len)
+{
+	struct stat	st;
+	uid_t		uid;
+	gid_t		gid;
+	int		created;
+
+	created = stat(j->workdir, &st) == -1 && errno == ENOENT;
+	if (mkdir_p(j->workdir, 0755) == -1) {
+		snprintf(err, len, "cannot create working directory %s: %s",
+		    j->workdir, strerror(errno));
+		return -1;
+	}
+	if (!created || j->mode == MODE_HOST ||
+	    config_user(&j->rt, &uid, &gid) == -1 ||
+	    (uid == getuid() && gid == getgid()) || geteuid() != 0)
+		return 0;
+	if (chown(j->workdir, uid, gid) == -1) {
+		snprintf(err, len, "cannot give working directory %s to the "
+		    "container user %s: %s", j->workdir, j->rt.user,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -221,12 +281,11 @@ worker_run(uint64_t id, json_object *o)
 		worker_exit(1);
 	}
 	w.job.id = id;
-	if (mkdir_p(w.job.workdir, 0755) == -1) {
-		snprintf(err, sizeof(err), "cannot create working directory "
-		    "%s: %s", w.job.workdir, strerror(errno));
+	if (workdir_make(&w.job, err, sizeof(err)) == -1) {
 		worker_fail(OUT_TERMINAL, err);
 		return;
 	}
+	agentdir_setup(&w.job);
 	if (sandbox_prepare(&w.job, &w.sb, err, sizeof(err)) == -1) {
 		worker_fail(OUT_TERMINAL, err);
 		return;

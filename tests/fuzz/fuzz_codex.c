@@ -1,7 +1,8 @@
 /*
  * `codex exec --json` output as a broken or hostile CLI could print it:
  * codex_parse() picks the agent_message texts out of the JSONL, and what it
- * returns is trimmed text or NULL. provider_reply() is what the worker
+ * returns is trimmed text or NULL; codex_failure() picks the message of a
+ * turn.failed or error event, a string with no NUL before its end, or NULL. provider_reply() is what the worker
  * calls on a program's stdout, for codex and for the other providers.
  */
 #include <ctype.h>
@@ -74,6 +75,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if ((r = codex_parse((const char *)data, size)) != NULL) {
 		check_trimmed(r);
+		free(r);
+	}
+	if ((r = codex_failure((const char *)data, size)) != NULL) {
+		if (strlen(r) > size)
+			abort();
 		free(r);
 	}
 	memset(&j, 0, sizeof(j));

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -342,6 +343,92 @@ test_stdout_errors(void **state)
 	assert_int_equal(classify(&st, why, sizeof(why)), OUT_OK);
 }
 
+/*
+ * codex's own report of a failed turn (stdout, --json) names the cause; its
+ * stderr holds websocket log lines that say ERROR whatever the cause.
+ */
+static void
+test_codex_report(void **state)
+{
+	static const char out[] =
+	    "{\"type\":\"thread.started\",\"thread_id\":\"t\"}\n"
+	    "{\"type\":\"error\",\"message\":\"Reconnecting... 1/5\"}\n"
+	    "not json\n"
+	    "{\"type\":\"turn.failed\",\"error\":{\"message\":"
+	    "\"unexpected status 401 Unauthorized: Incorrect API key "
+	    "provided\"}}\n";
+	struct run_status	 st;
+	char			 why[512], *r;
+
+	(void)state;
+	r = codex_failure(out, sizeof(out) - 1);
+	assert_string_equal(r, "unexpected status 401 Unauthorized: "
+	    "Incorrect API key provided");
+	memset(&st, 0, sizeof(st));
+	st.exited = 1;
+	st.exit_code = 1;
+	st.program = "codex";
+	st.err_text = "2026-12-07T00:00:01Z ERROR codex_api::endpoint::"
+	    "responses_websocket: failed to connect to websocket: IO error\n";
+	st.err_len = strlen(st.err_text);
+	st.out_text = out;
+	st.out_len = sizeof(out) - 1;
+	st.report = r;
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TERMINAL);
+	assert_string_equal(why, "codex exit 1: authentication failed: "
+	    "unexpected status 401 Unauthorized: Incorrect API key provided");
+	free(r);
+
+	/* Without turn.failed, the last error event; without either, NULL. */
+	r = codex_failure(out, strstr(out, "not json") - out);
+	assert_string_equal(r, "Reconnecting... 1/5");
+	free(r);
+	assert_null(codex_failure("{\"type\":\"turn.failed\"}\n"
+	    "{\"type\":\"error\",\"message\":5}\n[1]\n", 56));
+	assert_null(codex_failure(NULL, 0));
+}
+
+/* A CLI that cannot write its working directory: retrying cannot help. */
+static void
+test_workspace_denied(void **state)
+{
+	struct run_status	st;
+	char			why[512];
+
+	(void)state;
+	memset(&st, 0, sizeof(st));
+	st.exited = 1;
+	st.exit_code = 1;
+	st.container = 1;
+	st.program = "podman";
+	st.workspace = "/workspace";
+	st.err_text = "Error: EACCES: permission denied, mkdir "
+	    "'/workspace/.tinyclaw-home/.claude'\n";
+	st.err_len = strlen(st.err_text);
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TERMINAL);
+	assert_string_equal(why, "podman exit 1: cannot write the working "
+	    "directory /workspace: Error: EACCES: permission denied, mkdir "
+	    "'/workspace/.tinyclaw-home/.claude'");
+
+	/* Denied elsewhere: not the workspace, the usual rules. */
+	st.err_text = "Error: EACCES: permission denied, open '/etc/x'\n";
+	st.err_len = strlen(st.err_text);
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TRANSIENT);
+
+	/* No path, but the worker found the user cannot write it. */
+	st.workspace_denied = 1;
+	st.err_text = "Error: Permission denied (os error 13)\n";
+	st.err_len = strlen(st.err_text);
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TERMINAL);
+	assert_non_null(strstr(why, "the user the CLI runs as cannot "
+	    "write there"));
+
+	/* Not writable, but the run failed for another reason. */
+	st.err_text = "Error: stream disconnected\n";
+	st.err_len = strlen(st.err_text);
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TRANSIENT);
+}
+
 int
 main(void)
 {
@@ -350,6 +437,8 @@ main(void)
 		cmocka_unit_test(test_err_len_bounds),
 		cmocka_unit_test(test_why_tail),
 		cmocka_unit_test(test_stdout_errors),
+		cmocka_unit_test(test_codex_report),
+		cmocka_unit_test(test_workspace_denied),
 	};
 
 	return cmocka_run_group_tests_name("classify", tests, NULL, NULL);

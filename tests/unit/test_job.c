@@ -49,6 +49,8 @@ sample_job(struct job *j)
 	j->rt.cpus = "2";
 	j->rt.pids_limit = INT32_MAX;
 	j->rt.user = "501:20";
+	j->templates = "/home/u/.tinyclaw";
+	j->teammates = "\n### You\n\n- `@coder` \xe2\x80\x94 **Coder** (opus)\n";
 }
 
 /* Through text and back, as the frame carries it. */
@@ -108,6 +110,8 @@ test_job_roundtrip(void **state)
 	assert_string_equal(out.rt.cpus, "2");
 	assert_int_equal(out.rt.pids_limit, INT32_MAX);
 	assert_string_equal(out.rt.user, "501:20");
+	assert_string_equal(out.templates, in.templates);
+	assert_string_equal(out.teammates, in.teammates);
 	job_free(&out);
 	assert_null(out.agent_id);
 }
@@ -132,11 +136,15 @@ test_job_roundtrip_minimal(void **state)
 	in.path_mapping = MAP_MAPPED;
 	in.rt.network = NET_DEFAULT;
 	in.message = "";
+	in.templates = NULL;		/* no set-up */
+	in.teammates = NULL;
 	o = over_the_wire(job_to_json(&in));
 	assert_int_equal(job_from_json(o, &out, err, sizeof(err)), 0);
 	json_object_put(o);
 	assert_int_equal(out.provider, PROV_ANTHROPIC);
 	assert_null(out.model);
+	assert_null(out.templates);
+	assert_string_equal(out.teammates, "");
 	assert_int_equal(out.reset, 0);
 	assert_int_equal(out.ncommand, 0);
 	assert_non_null(out.command);	/* empty, NULL-terminated */

@@ -40,6 +40,21 @@ fake_exit() {
 	exit "$1"
 }
 
+# fake_state_dir NAME MESSAGE: the real CLIs keep their state in $HOME/NAME
+# (claude: .claude, codex: .codex) and stop when they cannot create it. The
+# fakes do so only under a sandbox's HOME (W/.tinyclaw-home), never in the
+# tester's own. MESSAGE (%s: the path) is what the CLI prints, on stderr.
+fake_state_dir() {
+	case "${HOME:-}" in
+	*/.tinyclaw-home) ;;
+	*) return 0 ;;
+	esac
+	if ! mkdir -p "$HOME/$1" 2>/dev/null; then
+		printf "$2\n" "$HOME/$1" >&2
+		fake_exit 1
+	fi
+}
+
 # An option the real tool does not know: its message, its status.
 fake_usage_error() {
 	printf '%s\n' "$1" >&2
