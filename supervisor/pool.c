@@ -223,7 +223,7 @@ worker_dead(struct worker *w, const char *why)
 	if (m != NULL) {
 		if (w->job_pid > 0)
 			kill(-w->job_pid, SIGKILL);
-		if (m->job_mode != MODE_HOST)
+		if (m->job_mode == MODE_DOCKER || m->job_mode == MODE_APPLE)
 			pool_kill_container(m->job_runtime, m->job_id);
 		w->msg = NULL;
 		w->job_pid = 0;
@@ -389,7 +389,7 @@ pool_abandon(struct worker *w)
 		return;
 	if (w->job_pid > 0)
 		kill(-w->job_pid, SIGKILL);
-	if (m->job_mode != MODE_HOST)
+	if (m->job_mode == MODE_DOCKER || m->job_mode == MODE_APPLE)
 		pool_kill_container(m->job_runtime, m->job_id);
 	w->msg = NULL;
 	w->job_pid = 0;
