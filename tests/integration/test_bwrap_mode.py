@@ -5,6 +5,7 @@ as root here, so every sandbox runs as an unprivileged uid (AGENT_UID) with
 the ids it took before execing bwrap. bwrap missing is a failure, never a
 skip.
 """
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import uuid
 
 import pytest
 
-from conftest import parse_fake_log, wait_for
+from conftest import BIN, FAKES, deep_merge, parse_fake_log, wait_for
 
 AGENT_UID = 65534
 
@@ -406,3 +407,43 @@ def test_dead_worker_cgroup_removed(bhomes):
     for w in h.worker_pids():
         os.kill(w, signal.SIGKILL)
     no_leftovers(h)
+
+
+def doctor(h, env=None):
+    p = subprocess.run([BIN, "--home", str(h.path), "sandbox", "doctor",
+                        "--json"], env=h.env(env or h.cv_env),
+                       capture_output=True, text=True, timeout=120)
+    return p.returncode, json.loads(p.stdout)["checks"]
+
+
+def test_doctor_bwrap_checks(bhomes):
+    h = bhomes(start=False)
+    rc, checks = doctor(h)
+    by = {}
+    for c in checks:
+        by.setdefault(c["name"], []).append(c)
+    assert rc == 0, checks
+    assert by["bwrap"][0]["ok"] and "bwrap" in by["bwrap"][0]["detail"]
+    assert by["sandbox"][0]["ok"]
+    assert by["sandbox"][0]["detail"] == ("a test sandbox started and was "
+                                          "torn down")
+    # Which limits hold, and how (v1 or v2).
+    lim = by["limits"][0]
+    assert lim["ok"], lim
+    assert "memory (v" in lim["detail"] and "pids (v" in lim["detail"]
+    # The fakes are what PATH has: visible inside, read-only.
+    assert [c["detail"] for c in by["cli"]] == [
+        f"claude is visible inside the sandbox: {FAKES}/claude",
+        f"codex is visible inside the sandbox: {FAKES}/codex"]
+    assert not cgroups_of(h)
+    # network host: a warning; bwrap missing: a failure with its fix.
+    h.write_settings(deep_merge(h.settings, {"sandbox": {"bwrap": {
+        "network": "host", "runtime_command": "no-such-bwrap"}}}))
+    rc, checks = doctor(h)
+    assert rc == 1
+    bw = [c for c in checks if c["name"] == "bwrap"][0]
+    assert not bw["ok"]
+    assert bw["fix"].startswith("install bubblewrap")
+    net = [c for c in checks if c["name"] == "network"][0]
+    assert net["detail"].startswith("warning: sandbox.bwrap.network is "
+                                    "\"host\"")
