@@ -481,8 +481,12 @@ doctor_bwrap(struct doctor *d, const struct config *cf, json_object *denv,
 		    "is \"host\": sandboxes share the host's network, its "
 		    "loopback included");
 	else
-		check(d, 1, "network", NULL, "sandbox.bwrap.network is "
-		    "\"none\": a loopback of the sandbox's own, nothing else");
+		check(d, !need_claude && !need_codex, "network", "set "
+		    "sandbox.bwrap.network to \"host\", or use the command "
+		    "provider", "sandbox.bwrap.network is \"none\": a loopback "
+		    "of the sandbox's own, nothing else%s", need_claude ||
+		    need_codex ? "; claude and codex cannot reach their API" :
+		    "");
 	l.memory = config_memory_bytes(cf->bwrap.memory);
 	l.cpus = cf->bwrap.cpus;
 	l.pids = cf->bwrap.pids_limit;

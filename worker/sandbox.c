@@ -695,6 +695,17 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	}
 	if (check_key(j, err, errlen) == -1)
 		return -1;
+	/*
+	 * As in the container modes: with no network the CLI cannot reach
+	 * its API. (SPEC §9's egress proxy, when on, will be the way out:
+	 * its socket bound in after ro_paths, before the workspace.)
+	 */
+	if (j->rt.network == NET_NONE && j->provider != PROV_COMMAND) {
+		snprintf(err, errlen, "sandbox.bwrap.network \"none\" cannot "
+		    "work with the %s provider: its CLI must reach the API; set "
+		    "it to \"host\"", config_provider_name(j->provider));
+		return -1;
+	}
 	if (bwrap_ids(j, &sb->uid, &sb->gid, err, errlen) == -1)
 		return -1;
 	if ((getuid() != 0 || sb->uid != 0) && bwrap_userns(err, errlen) == -1)

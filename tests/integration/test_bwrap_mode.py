@@ -142,7 +142,7 @@ def no_leftovers(h):
 
 
 def test_round_trip_and_argv_as_host(bhomes, homes):
-    h = bhomes()
+    h = bhomes(bwrap={"network": "host"})
     mid = h.drop("hello there", agent="alpha")
     r = h.wait_response(mid)
     assert r["message"] == ("claude reply (model=claude-sonnet-4-5 "
@@ -171,7 +171,7 @@ def test_round_trip_and_argv_as_host(bhomes, homes):
 
 
 def test_identity_env_and_secrets(bhomes):
-    h = bhomes()
+    h = bhomes(bwrap={"network": "host"})
     out = reply(h, "id -u; id -g; echo HOME=$HOME; env | cut -d= -f1 | "
                 "sort | tr '\\n' ' '; echo; cat /proc/self/status | "
                 "grep CapEff")
@@ -356,6 +356,17 @@ def test_root_owned_workspace_refused_with_user_auto(bhomes):
     assert reply(h, "id -u") == str(AGENT_UID)
 
 
+def test_network_none_with_claude_is_terminal(bhomes):
+    h = bhomes()
+    mid = h.drop("hello", agent="alpha")
+    out = h.wait_outcome(mid)
+    assert out[0] == "dead", out
+    assert out[1]["errorMessage"] == (
+        "sandbox.bwrap.network \"none\" cannot work with the anthropic "
+        "provider: its CLI must reach the API; set it to \"host\"")
+    assert out[1]["errorClass"] == "terminal"
+
+
 def test_missing_bwrap_is_terminal(bhomes):
     h = bhomes(bwrap={"runtime_command": "no-such-bwrap"})
     mid, out = ask(h, "echo hi")
@@ -417,7 +428,7 @@ def doctor(h, env=None):
 
 
 def test_doctor_bwrap_checks(bhomes):
-    h = bhomes(start=False)
+    h = bhomes(bwrap={"network": "host"}, start=False)
     rc, checks = doctor(h)
     by = {}
     for c in checks:
@@ -436,14 +447,16 @@ def test_doctor_bwrap_checks(bhomes):
         f"claude is visible inside the sandbox: {FAKES}/claude",
         f"codex is visible inside the sandbox: {FAKES}/codex"]
     assert not cgroups_of(h)
-    # network host: a warning; bwrap missing: a failure with its fix.
+    net = [c for c in checks if c["name"] == "network"][0]
+    assert net["ok"] and net["detail"].startswith(
+        "warning: sandbox.bwrap.network is \"host\"")
+    # network none with claude and codex: a failure; bwrap missing too.
     h.write_settings(deep_merge(h.settings, {"sandbox": {"bwrap": {
-        "network": "host", "runtime_command": "no-such-bwrap"}}}))
+        "network": "none", "runtime_command": "no-such-bwrap"}}}))
     rc, checks = doctor(h)
     assert rc == 1
     bw = [c for c in checks if c["name"] == "bwrap"][0]
     assert not bw["ok"]
     assert bw["fix"].startswith("install bubblewrap")
     net = [c for c in checks if c["name"] == "network"][0]
-    assert net["detail"].startswith("warning: sandbox.bwrap.network is "
-                                    "\"host\"")
+    assert not net["ok"] and "cannot reach their API" in net["detail"]

@@ -825,7 +825,7 @@ bwrap_job(struct job *j)
 	job_init(j, MODE_BWRAP);
 	j->rt.runtime_command = "bwrap";
 	j->rt.image = "";
-	j->rt.network = NET_NONE;
+	j->rt.network = NET_HOST;
 	/* No cgroup is asserted here (the integration tests do). */
 	j->rt.limits_best_effort = 1;
 }
@@ -852,7 +852,7 @@ test_bwrap_argv(void **state)
 	mid[1] = bin;
 	mid[2] = bin;
 	mid[3] = NULL;
-	want = bwrap_expected("1000", "1001", 0, mid, WORKDIR, "/workspace",
+	want = bwrap_expected("1000", "1001", 1, mid, WORKDIR, "/workspace",
 	    cli);
 	check_argv(sb.argv, (const char *const *)want, __FILE__, __LINE__);
 	argv_free(want);
@@ -873,7 +873,6 @@ test_bwrap_argv(void **state)
 
 	/* network host, same-path, ro_paths, a fresh codex session. */
 	bwrap_job(&j);
-	j.rt.network = NET_HOST;
 	j.path_mapping = MAP_SAME_PATH;
 	j.rt.ro_paths = ro;
 	j.rt.nro_paths = 2;
@@ -906,6 +905,29 @@ test_bwrap_argv(void **state)
 	assert_true(env_has(sb.envp, "HOME"));
 	assert_string_equal(sb.envp[0], "HOME=" WORKDIR "/.tinyclaw-home");
 	sandbox_cleanup(&sb);
+
+	/* network none (the command provider): no --share-net. */
+	bwrap_job(&j);
+	j.rt.network = NET_NONE;
+	j.provider = PROV_COMMAND;
+	{
+		static char *cmd[] = { "/bin/sh", "-c", "{message}" };
+		char **c;
+
+		j.command = cmd;
+		j.ncommand = 3;
+		assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)),
+		    0);
+		c = provider_argv(&j, NULL);
+		/* sh is in /usr or /bin: nothing more to mount. */
+		want = bwrap_expected("1000", "1001", 0, (const char *[]){
+		    NULL }, WORKDIR, "/workspace", (const char *const *)c);
+		check_argv(sb.argv, (const char *const *)want, __FILE__,
+		    __LINE__);
+		argv_free(want);
+		argv_free(c);
+		sandbox_cleanup(&sb);
+	}
 }
 
 /* claude installed by npm under a prefix: the package, the link, node. */
@@ -1005,6 +1027,13 @@ test_bwrap_fail_closed(void **state)
 	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "is not set in the daemon's environment"));
 	setenv("ANTHROPIC_API_KEY", ANT_KEY, 1);
+
+	bwrap_job(&j);
+	j.rt.network = NET_NONE;
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), -1);
+	assert_string_equal(err, "sandbox.bwrap.network \"none\" cannot "
+	    "work with the anthropic provider: its CLI must reach the API; "
+	    "set it to \"host\"");
 
 	bwrap_job(&j);
 	j.provider = PROV_COMMAND;
