@@ -460,3 +460,19 @@ def test_doctor_bwrap_checks(bhomes):
     assert bw["fix"].startswith("install bubblewrap")
     net = [c for c in checks if c["name"] == "network"][0]
     assert not net["ok"] and "cannot reach their API" in net["detail"]
+
+
+def test_send_file_mapped_and_contained(bhomes):
+    h = bhomes()
+    mid = h.drop("echo report > /workspace/r.txt; echo 'Here. "
+                 "[send_file: /workspace/r.txt] [send_file: /etc/passwd]'",
+                 agent="sh")
+    r = h.wait_response(mid)
+    assert len(r["files"]) == 1, r
+    # W is mapped back to the working directory on the host, copied out.
+    assert r["files"][0].endswith("r.txt")
+    with open(r["files"][0]) as f:
+        assert f.read() == "report\n"
+    # A path outside W is not the sandbox's to send.
+    assert "/etc/passwd" in r["message"] and "could not attach" in \
+        r["message"], r["message"]
