@@ -55,7 +55,7 @@ path_find(const char *name, char *buf, size_t len)
 	const char	*path, *p, *e;
 
 	if (strchr(name, '/') != NULL) {
-		snprintf(buf, len, "%s", name);
+		strlcpy(buf, name, len);
 		return access(name, X_OK) == 0;
 	}
 	if ((path = getenv("PATH")) == NULL)
