@@ -172,7 +172,7 @@ worker_done(struct runner *r, void *arg)
 	struct job_result	res;
 	struct run_status	st;
 	char			why[1024], *out, *err, *raw;
-	size_t			outlen, errlen;
+	size_t			outlen, errlen, i;
 
 	(void)arg;
 	memset(&res, 0, sizeof(res));
@@ -185,6 +185,14 @@ worker_done(struct runner *r, void *arg)
 	st.out_len = outlen < STDOUT_TAIL ? outlen : STDOUT_TAIL;
 	st.out_text = out + outlen - st.out_len;
 	st.program = w.sb.argv[0];
+	/* bwrap passes the CLI's status through: name the CLI, not bwrap. */
+	if (w.job.mode == MODE_BWRAP)
+		for (i = 0; w.sb.argv[i] != NULL; i++)
+			if (strcmp(w.sb.argv[i], "--") == 0 &&
+			    w.sb.argv[i + 1] != NULL) {
+				st.program = w.sb.argv[i + 1];
+				break;
+			}
 	st.container = w.sb.container_mode;
 	if (r->exec_stage == 1) {
 		snprintf(why, sizeof(why), "cannot enter working directory %s:"

@@ -476,3 +476,11 @@ def test_send_file_mapped_and_contained(bhomes):
     # A path outside W is not the sandbox's to send.
     assert "/etc/passwd" in r["message"] and "could not attach" in \
         r["message"], r["message"]
+
+
+def test_failure_names_the_cli_not_bwrap(bhomes):
+    # bwrap passes the CLI's exit status through: the message is the CLI's.
+    h = bhomes(sandbox={"max_attempts": 1})
+    mid, out = ask(h, "echo oops >&2; exit 3")
+    assert out[0] == "dead", out
+    assert out[1]["errorMessage"] == "sh exit 3: oops", out[1]
