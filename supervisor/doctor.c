@@ -460,15 +460,14 @@ done:
 
 /* bwrap mode: found, a real sandbox starts, limits, the CLIs inside. */
 static void
-doctor_bwrap(struct doctor *d, const struct config *cf, json_object *denv,
-    int need_claude, int need_codex)
+doctor_bwrap(struct doctor *d, const struct config *cf, int need_claude,
+    int need_codex)
 {
 	struct cgroup_limits	 l;
 	char			*path, tmpl[] = "/tmp/clawvisor-doctor-XXXXXX";
 	char			 err[1024], held[1024], fix[512];
 	int			 status, i;
 	unsigned long		 u, g;
-	long			 uid = getuid();
 
 	path = which(cf->bwrap.runtime_command);
 	check(d, path != NULL, "bwrap", "install bubblewrap (apt-get install "
@@ -502,16 +501,12 @@ doctor_bwrap(struct doctor *d, const struct config *cf, json_object *denv,
 		check(d, 0, "sandbox", NULL, "mkdtemp: %s", strerror(errno));
 		return;
 	}
-	if (denv != NULL)
-		uid = (long)json_object_get_int64(json_object_object_get(denv,
-		    "uid"));
 	/* The throwaway workspace is the agent user's, as a real one. */
 	if (strcmp(cf->bwrap.user, "auto") != 0 &&
 	    sscanf(cf->bwrap.user, "%lu:%lu", &u, &g) == 2)
 		(void)chown(tmpl, (uid_t)u, (gid_t)g);
 	else if (getuid() == 0)
 		(void)chown(tmpl, 65534, 65534);
-	(void)uid;
 	snprintf(fix, sizeof(fix), "see the message; docs/TROUBLESHOOTING.md "
 	    "(bwrap mode)");
 	if (doctor_bwrap_run(cf, PROV_COMMAND, tmpl, "true", &status, err,
@@ -632,8 +627,7 @@ doctor_main(const char *home, int json)
 			doctor_key(&d, cf, denv, PROV_ANTHROPIC);
 		if (codex[MODE_BWRAP])
 			doctor_key(&d, cf, denv, PROV_OPENAI);
-		doctor_bwrap(&d, cf, denv, claude[MODE_BWRAP],
-		    codex[MODE_BWRAP]);
+		doctor_bwrap(&d, cf, claude[MODE_BWRAP], codex[MODE_BWRAP]);
 	}
 	doctor_workspace(&d, cf);
 	json_object_put(denv);

@@ -508,8 +508,7 @@ bwrap_bind(struct argv_b *a, const char *how, const char *path)
 
 /* The CLI: its package directory, the PATH entry leading to it, node. */
 static int
-bwrap_cli(const struct job *j, struct argv_b *a, const char *name,
-    char *err, size_t errlen)
+bwrap_cli(struct argv_b *a, const char *name, char *err, size_t errlen)
 {
 	char	found[PATH_MAX], dir[PATH_MAX], real[PATH_MAX], node[PATH_MAX];
 	char	*lib;
@@ -520,7 +519,6 @@ bwrap_cli(const struct job *j, struct argv_b *a, const char *name,
 		    "the CLI installed on the host, read-only", name);
 		return -1;
 	}
-	(void)j;
 	if (!bwrap_visible(dir) && strcmp(dir, "/") != 0)
 		bwrap_bind(a, "--ro-bind", dir);
 	/* ~/.npm-global/bin/claude -> ../lib/node_modules/...: the link. */
@@ -748,7 +746,7 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 			bwrap_bind(&a, "--ro-bind", *p);
 	}
 	cli = provider_argv(j, NULL);
-	if (bwrap_cli(j, &a, cli[0], err, errlen) == -1) {
+	if (bwrap_cli(&a, cli[0], err, errlen) == -1) {
 		argv_free(cli);
 		argv_free(a.v);
 		return -1;
