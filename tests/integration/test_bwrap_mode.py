@@ -269,46 +269,49 @@ def test_network_none_cuts_the_host_loopback(bhomes):
         srv.close()
 
 
-def test_setsid_child_does_not_outlive_the_run(bhomes):
-    h = bhomes()
-    out = reply(h, "setsid sh -c 'sleep 300' </dev/null >/dev/null 2>&1 & "
-                "( ( sleep 301 </dev/null >/dev/null 2>&1 & ) & ); "
-                "sleep 0.2; echo started")
-    assert out == "started"
+def sleepers_gone(*secs):
+    """No process on the host runs `sleep S` for any S of secs (numbers
+    unique to the test: other tests of the machine sleep too)."""
+    want = {f"sleep\x00{s}\x00".encode() for s in secs}
 
     def gone():
         for d in os.listdir("/proc"):
             if d.isdigit():
                 try:
                     with open(f"/proc/{d}/cmdline", "rb") as f:
-                        c = f.read()
+                        if f.read() in want:
+                            return False
                 except OSError:
-                    continue
-                if c in (b"sleep\x00300\x00", b"sleep\x00301\x00"):
-                    return False
+                    pass
         return True
-    wait_for(gone, 10, what="the setsid and double-forked children killed")
+    return gone
+
+
+def unique_secs(n):
+    base = 100000 + uuid.uuid4().int % 800000
+    return [base + i for i in range(n)]
+
+
+def test_setsid_child_does_not_outlive_the_run(bhomes):
+    h = bhomes()
+    a, b = unique_secs(2)
+    out = reply(h, f"setsid sh -c 'sleep {a}' </dev/null >/dev/null 2>&1 & "
+                f"( ( sleep {b} </dev/null >/dev/null 2>&1 & ) & ); "
+                "sleep 0.2; echo started")
+    assert out == "started"
+    wait_for(sleepers_gone(a, b), 10,
+             what="the setsid and double-forked children killed")
     no_leftovers(h)
 
 
 def test_timeout_kills_the_whole_sandbox(bhomes):
     h = bhomes(sandbox={"timeout_seconds": 2, "max_attempts": 1})
-    mid, out = ask(h, "setsid sleep 302 & sleep 303", timeout=30)
+    a, b = unique_secs(2)
+    mid, out = ask(h, f"setsid sleep {a} & sleep {b}", timeout=30)
     assert out[0] == "dead", out
-    (d,) = h.dead_letters(mid)
-
-    def gone():
-        for p in os.listdir("/proc"):
-            if p.isdigit():
-                try:
-                    with open(f"/proc/{p}/cmdline", "rb") as f:
-                        if f.read() in (b"sleep\x00302\x00",
-                                        b"sleep\x00303\x00"):
-                            return False
-                except OSError:
-                    pass
-        return True
-    wait_for(gone, 10, what="every process of the sandbox killed")
+    assert "timed out" in out[1]["errorMessage"], out[1]
+    wait_for(sleepers_gone(a, b), 10,
+             what="every process of the sandbox killed")
     no_leftovers(h)
 
 
