@@ -487,3 +487,25 @@ def test_failure_names_the_cli_not_bwrap(bhomes):
     mid, out = ask(h, "echo oops >&2; exit 3")
     assert out[0] == "dead", out
     assert out[1]["errorMessage"] == "sh exit 3: oops", out[1]
+
+
+def test_sandbox_set_bwrap_and_show(homes):
+    h = homes()
+    env = h.env()
+    p = subprocess.run([BIN, "--home", str(h.path), "sandbox", "set",
+                        "bwrap"], env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    with open(h.path / "settings.json") as f:
+        assert json.load(f)["sandbox"]["mode"] == "bwrap"
+    p = subprocess.run([BIN, "--home", str(h.path), "sandbox", "show",
+                        "--json"], env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    show = json.loads(p.stdout)
+    sb = show.get("sandbox", show)
+    assert sb["mode"] == "bwrap", show
+    assert sb["bwrap"] == {"runtime_command": "bwrap", "network": "none",
+                           "user": "auto", "ro_paths": [], "memory": "2g",
+                           "cpus": "1.0", "pids_limit": 256,
+                           "limits": "strict"}, sb["bwrap"]
