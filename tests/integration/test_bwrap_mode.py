@@ -138,7 +138,12 @@ def reply(h, script):
 
 
 def no_leftovers(h):
+    """No cgroup of the home left, and no mount of anything of it in the
+    host's mount namespace (bwrap's live and die in the sandbox's)."""
     wait_for(lambda: not cgroups_of(h), 10, what="cgroups removed")
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line for line in f if str(h.path) in line]
+    assert not mounts, mounts
 
 
 def test_round_trip_and_argv_as_host(bhomes, homes):
