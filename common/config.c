@@ -33,14 +33,15 @@ struct ctx {
 	size_t		 len;
 };
 
-static const char *const mode_names[] = { "host", "docker", "apple" };
+static const char *const mode_names[] = { "host", "docker", "apple",
+    "bwrap" };
 static const char *const provider_names[] = { "anthropic", "openai",
     "command" };
 
 const char *
 config_mode_name(enum sandbox_mode m)
 {
-	return m <= MODE_APPLE ? mode_names[m] : "inherit";
+	return m <= MODE_BWRAP ? mode_names[m] : "inherit";
 }
 
 const char *
@@ -504,6 +505,7 @@ runtime_free(struct runtime_conf *r)
 	free(r->memory);
 	free(r->cpus);
 	free(r->user);
+	strv_free(r->ro_paths, r->nro_paths);
 }
 
 static int
@@ -567,6 +569,85 @@ parse_runtime(struct ctx *c, json_object *sandbox, const char *which,
 	return 0;
 }
 
+int64_t
+config_memory_bytes(const char *s)
+{
+	unsigned long long	 n;
+	char			*end;
+	int			 shift = 0;
+
+	if (!memory_valid(s))
+		return -1;
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	switch (*end) {
+	case 'k': case 'K': shift = 10; break;
+	case 'm': case 'M': shift = 20; break;
+	case 'g': case 'G': shift = 30; break;
+	}
+	if (errno != 0 || n > (unsigned long long)INT64_MAX >> shift)
+		return -1;
+	return (int64_t)(n << shift);
+}
+
+/*
+ * sandbox.bwrap (SPEC §8): no image, a network of none or host, a user
+ * that is never root, extra read-only paths, and whether the limits fail
+ * closed. Its own function: the container modes' keys mean other things.
+ */
+static int
+parse_bwrap(struct ctx *c, json_object *sandbox, struct runtime_conf *r)
+{
+	static const char *const nets[] = { "none", "host" };
+	static const char *const limits[] = { "strict", "best-effort" };
+	static const char	*path = "sandbox.bwrap";
+	json_object		*o;
+	size_t			 i;
+	int			 net, lim;
+
+	if (get_object(c, sandbox, "sandbox", "bwrap", &o) == -1)
+		return -1;
+	r->image = xstrdup("");
+	if (get_str(c, o, path, "runtime_command", "bwrap",
+	    &r->runtime_command) == -1 ||
+	    get_enum(c, o, path, "network", nets, 2, 0, &net) == -1 ||
+	    get_str(c, o, path, "user", "auto", &r->user) == -1 ||
+	    get_strv(c, o, path, "ro_paths", 0, &r->ro_paths,
+	    &r->nro_paths) == -1 ||
+	    get_str(c, o, path, "memory", "2g", &r->memory) == -1 ||
+	    parse_cpus(c, o, path, "1.0", &r->cpus) == -1 ||
+	    get_int(c, o, path, "pids_limit", 256, 0, INT32_MAX,
+	    &r->pids_limit) == -1 ||
+	    get_enum(c, o, path, "limits", limits, 2, 0, &lim) == -1)
+		return -1;
+	r->network = net == 1 ? NET_HOST : NET_NONE;
+	r->limits_best_effort = lim == 1;
+	if (*r->runtime_command == '\0')
+		return fail_str(c, path, "runtime_command", r->runtime_command,
+		    "expected a program name");
+	if (config_memory_bytes(r->memory) < 4096)
+		return fail_str(c, path, "memory", r->memory,
+		    "expected a size of at least 4k such as \"2g\"");
+	if (!user_valid(r->user))
+		return fail_str(c, path, "user", r->user,
+		    "expected \"auto\" or \"UID:GID\"");
+	if (strncmp(r->user, "0:", 2) == 0)
+		return fail_str(c, path, "user", r->user,
+		    "the agent never runs as root (uid 0)");
+	for (i = 0; i < r->nro_paths; i++)
+		if (r->ro_paths[i][0] != '/' ||
+		    strcmp(r->ro_paths[i], "/") == 0 ||
+		    strstr(r->ro_paths[i], "/../") != NULL ||
+		    (strlen(r->ro_paths[i]) >= 3 && strcmp(r->ro_paths[i] +
+		    strlen(r->ro_paths[i]) - 3, "/..") == 0)) {
+			snprintf(c->err, c->errlen, "%s.ro_paths[%zu]: expected "
+			    "an absolute path other than /, got \"%.40s\"",
+			    path, i, r->ro_paths[i]);
+			return -1;
+		}
+	return 0;
+}
+
 /*
  * sandbox.runtime_pass_env: more of the daemon's environment for the
  * container runtime's CLI (a credential helper's, a wrapper's), NAME or
@@ -619,7 +700,7 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 
 	if (get_object(c, root, "", "sandbox", &s) == -1)
 		return -1;
-	if (get_enum(c, s, "sandbox", "mode", mode_names, 3, MODE_HOST,
+	if (get_enum(c, s, "sandbox", "mode", mode_names, 4, MODE_HOST,
 	    &mode) == -1 ||
 	    get_int(c, s, "sandbox", "timeout_seconds", 600, 0, INT32_MAX,
 	    &cf->timeout_seconds) == -1 ||
@@ -668,7 +749,8 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 		}
 	if (parse_pass_env(c, s, cf) == -1 ||
 	    parse_runtime(c, s, "docker", &cf->docker) == -1 ||
-	    parse_runtime(c, s, "apple", &cf->apple) == -1)
+	    parse_runtime(c, s, "apple", &cf->apple) == -1 ||
+	    parse_bwrap(c, s, &cf->bwrap) == -1)
 		return -1;
 
 	if (get_object(c, root, "", "supervisor", &sup) == -1 ||
@@ -688,7 +770,6 @@ static int
 parse_agent(struct ctx *c, const char *id, json_object *o, struct config *cf,
     struct agent *a)
 {
-	static const char *const modes[] = { "host", "docker", "apple" };
 	char	 path[192], *wd = NULL;
 	int	 prov, mode;
 
@@ -710,7 +791,7 @@ parse_agent(struct ctx *c, const char *id, json_object *o, struct config *cf,
 	if (get_str(c, o, path, "name", id, &a->name) == -1 ||
 	    get_str(c, o, path, "model", NULL, &a->model) == -1 ||
 	    get_str(c, o, path, "working_directory", NULL, &wd) == -1 ||
-	    get_enum(c, o, path, "sandbox_mode", modes, 3, MODE_INHERIT,
+	    get_enum(c, o, path, "sandbox_mode", mode_names, 4, MODE_INHERIT,
 	    &mode) == -1)
 		goto fail;
 	a->provider = prov;
@@ -918,6 +999,22 @@ parse_tinyclaw(struct ctx *c, json_object *root, struct config *cf)
 	return 0;
 }
 
+/* network "host" for a mode in use: said at every start and reload. */
+static void
+bwrap_warn(struct config *cf)
+{
+	size_t	i;
+	int	used = cf->mode == MODE_BWRAP;
+
+	for (i = 0; i < cf->nagents; i++)
+		if (cf->agents[i].mode == MODE_BWRAP)
+			used = 1;
+	if (used && cf->bwrap.network == NET_HOST)
+		config_warn(cf, "sandbox.bwrap.network is \"host\": bwrap "
+		    "sandboxes share the host's network, its loopback "
+		    "included");
+}
+
 static int
 check_apple_cpus(struct ctx *c, struct config *cf)
 {
@@ -1012,6 +1109,7 @@ config_parse(const char *text, size_t len, const char *home, char *err,
 		config_warn(cf, "network "
 		    "\"restricted\" is treated as \"default\": clawvisor has no "
 		    "restricted network; use \"none\" to cut it off");
+	bwrap_warn(cf);
 	json_object_put(root);
 	return cf;
 fail:
@@ -1099,6 +1197,7 @@ config_free(struct config *cf)
 	strv_free(cf->runtime_pass_env, cf->npass);
 	runtime_free(&cf->docker);
 	runtime_free(&cf->apple);
+	runtime_free(&cf->bwrap);
 	free(cf->workspace);
 	free(cf->tinyclaw_dir);
 	free(cf->home);
@@ -1155,6 +1254,30 @@ runtime_json(const struct runtime_conf *r, int apple)
 	return o;
 }
 
+static json_object *
+bwrap_json(const struct runtime_conf *r)
+{
+	json_object	*o = json_object_new_object(), *a;
+	size_t		 i;
+
+	json_object_object_add(o, "runtime_command",
+	    json_object_new_string(r->runtime_command));
+	json_object_object_add(o, "network", json_object_new_string(
+	    r->network == NET_HOST ? "host" : "none"));
+	json_object_object_add(o, "user", json_object_new_string(r->user));
+	a = json_object_new_array();
+	for (i = 0; i < r->nro_paths; i++)
+		json_object_array_add(a, json_object_new_string(r->ro_paths[i]));
+	json_object_object_add(o, "ro_paths", a);
+	json_object_object_add(o, "memory", json_object_new_string(r->memory));
+	json_object_object_add(o, "cpus", json_object_new_string(r->cpus));
+	json_object_object_add(o, "pids_limit",
+	    json_object_new_int64(r->pids_limit));
+	json_object_object_add(o, "limits", json_object_new_string(
+	    r->limits_best_effort ? "best-effort" : "strict"));
+	return o;
+}
+
 json_object *
 config_sandbox_json(const struct config *cf)
 {
@@ -1188,5 +1311,6 @@ config_sandbox_json(const struct config *cf)
 	    cf->path_mapping == MAP_MAPPED ? "mapped" : "same-path"));
 	json_object_object_add(o, "docker", runtime_json(&cf->docker, 0));
 	json_object_object_add(o, "apple", runtime_json(&cf->apple, 1));
+	json_object_object_add(o, "bwrap", bwrap_json(&cf->bwrap));
 	return o;
 }

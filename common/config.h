@@ -13,10 +13,11 @@
 
 #include <json-c/json.h>
 
-enum sandbox_mode { MODE_HOST, MODE_DOCKER, MODE_APPLE, MODE_INHERIT };
+enum sandbox_mode { MODE_HOST, MODE_DOCKER, MODE_APPLE, MODE_BWRAP,
+    MODE_INHERIT };
 enum provider { PROV_ANTHROPIC, PROV_OPENAI, PROV_COMMAND };
 enum path_mapping { MAP_MAPPED, MAP_SAME_PATH };
-enum network_mode { NET_DEFAULT, NET_NONE };
+enum network_mode { NET_DEFAULT, NET_NONE, NET_HOST };
 
 #define CONFIG_MAX_AGENTS	1024
 #define CONFIG_MAX_TEAMS	1024
@@ -58,6 +59,11 @@ struct runtime_conf {
 	char		*cpus;
 	int64_t		 pids_limit;		/* docker only */
 	char		*user;			/* "auto" or "UID:GID" */
+	/* bwrap only (SPEC §8): extra read-only host paths, and whether a
+	 * limit that cannot be enforced only warns. */
+	char		**ro_paths;
+	size_t		 nro_paths;
+	int		 limits_best_effort;
 };
 
 struct config {
@@ -87,6 +93,7 @@ struct config {
 	enum path_mapping path_mapping;
 	struct runtime_conf docker;
 	struct runtime_conf apple;
+	struct runtime_conf bwrap;		/* image unused ("") */
 
 	int64_t		 workers;
 	int64_t		 scan_interval_ms;
@@ -114,6 +121,8 @@ const char	*config_provider_name(enum provider);
 const char	*config_agent_provider(const struct agent *);
 /* A container mode's "UID:GID": 0 and the ids; "auto": -1. */
 int		 config_user(const struct runtime_conf *, uid_t *, gid_t *);
+/* "2g", "512m", "1073741824" in bytes; -1 if it is not one. */
+int64_t		 config_memory_bytes(const char *);
 /* The effective settings as JSON (sandbox show, status); no secrets. */
 json_object	*config_sandbox_json(const struct config *);
 

@@ -182,6 +182,9 @@ job_to_json(const struct job *j)
 	ADD_STR(rt, "cpus", j->rt.cpus);
 	ADD_INT(rt, "pids", j->rt.pids_limit);
 	ADD_STR(rt, "user", j->rt.user);
+	json_object_object_add(rt, "ro", strv_json(j->rt.ro_paths,
+	    j->rt.nro_paths));
+	ADD_INT(rt, "best_effort", j->rt.limits_best_effort);
 	json_object_object_add(o, "rt", rt);
 	ADD_STR(o, "templates", j->templates != NULL ? j->templates : "");
 	ADD_STR(o, "teammates", j->teammates != NULL ? j->teammates : "");
@@ -224,7 +227,7 @@ job_from_json(json_object *o, struct job *j, char *err, size_t len)
 	    == -1 ||
 	    get_dup(o, "workdir", &j->workdir, err, len) == -1 ||
 	    get_dup(o, "home", &j->home, err, len) == -1 ||
-	    ipc_get_int(o, "mode", 0, MODE_APPLE, &n, err, len) == -1)
+	    ipc_get_int(o, "mode", 0, MODE_BWRAP, &n, err, len) == -1)
 		return -1;
 	j->mode = n;
 	if (ipc_get_int(o, "timeout", 0, INT32_MAX, &j->timeout_seconds, err,
@@ -247,7 +250,7 @@ job_from_json(json_object *o, struct job *j, char *err, size_t len)
 	}
 	if (get_dup(rt, "runtime", &j->rt.runtime_command, err, len) == -1 ||
 	    get_dup(rt, "image", &j->rt.image, err, len) == -1 ||
-	    ipc_get_int(rt, "network", 0, NET_NONE, &n, err, len) == -1)
+	    ipc_get_int(rt, "network", 0, NET_HOST, &n, err, len) == -1)
 		return -1;
 	j->rt.network = n;
 	if (get_dup(rt, "memory", &j->rt.memory, err, len) == -1 ||
@@ -255,7 +258,12 @@ job_from_json(json_object *o, struct job *j, char *err, size_t len)
 	    ipc_get_int(rt, "pids", 0, INT32_MAX, &j->rt.pids_limit, err, len)
 	    == -1 ||
 	    get_dup(rt, "user", &j->rt.user, err, len) == -1 ||
-	    get_dup(o, "templates", &j->templates, err, len) == -1 ||
+	    strv_get(rt, "ro", &j->rt.ro_paths, &j->rt.nro_paths, err, len)
+	    == -1 ||
+	    ipc_get_int(rt, "best_effort", 0, 1, &n, err, len) == -1)
+		return -1;
+	j->rt.limits_best_effort = n;
+	if (get_dup(o, "templates", &j->templates, err, len) == -1 ||
 	    get_dup(o, "teammates", &j->teammates, err, len) == -1)
 		return -1;
 	if (*j->templates == '\0') {
@@ -283,6 +291,7 @@ job_free(struct job *j)
 	free(j->rt.user);
 	free(j->templates);
 	free(j->teammates);
+	strv_free(j->rt.ro_paths, j->rt.nro_paths);
 	memset(j, 0, sizeof(*j));
 }
 

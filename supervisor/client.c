@@ -254,7 +254,7 @@ build_request(int argc, char **argv, const char **err)
 		if (strcmp(sub, "set") == 0) {
 			if (argc < 3) {
 				*err = "usage: clawvisor sandbox set "
-				    "host|docker|apple";
+				    "host|docker|apple|bwrap";
 				goto fail;
 			}
 			json_object_object_add(req, "mode",

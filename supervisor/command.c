@@ -289,13 +289,13 @@ cmd_sandbox_set(json_object *req, int *stop)
 
 	(void)stop;
 	if ((mode = str_arg(req, "mode")) == NULL)
-		return err_reply("sandbox.set: expected \"mode\": host, docker "
-		    "or apple");
+		return err_reply("sandbox.set: expected \"mode\": host, docker, "
+		    "apple or bwrap");
 	if (strcmp(mode, "host") != 0 && strcmp(mode, "docker") != 0 &&
-	    strcmp(mode, "apple") != 0) {
+	    strcmp(mode, "apple") != 0 && strcmp(mode, "bwrap") != 0) {
 		q = quoted(mode);
 		r = err_reply("sandbox.mode: expected one of \"host\", "
-		    "\"docker\" or \"apple\", got \"%.40s\"", q);
+		    "\"docker\", \"apple\" or \"bwrap\", got \"%.40s\"", q);
 		free(q);
 		return r;
 	}

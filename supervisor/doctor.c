@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -22,9 +23,11 @@
 
 #include <json-c/json.h>
 
+#include "cgroup.h"
 #include "client.h"
 #include "config.h"
 #include "provider.h"
+#include "sandbox.h"
 #include "supervisor.h"
 #include "util.h"
 
@@ -332,6 +335,211 @@ writable_or_creatable(const char *path)
 }
 
 /*
+ * Run a bwrap sandbox built exactly as a worker builds one (sandbox.c),
+ * with `sh -c SCRIPT` in place of the CLI, placed in its cgroup and under
+ * the agent's ids as runner.c does. 0 and its exit status, or -1.
+ */
+static int
+doctor_bwrap_run(const struct config *cf, enum provider prov,
+    const char *workdir, const char *script, int *status, char *err,
+    size_t errlen)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	struct pollfd		 pfd;
+	char			*allow[1] = { NULL }, out[1024];
+	char			*cmd[3] = { "sh", "-c", NULL };
+	int			 fds[CGROUP_MAX_DIRS], pe[2], rc = -1;
+	int			 placeholder = 0;
+	size_t			 i, n = 0, len = 0;
+	ssize_t			 r;
+	pid_t			 pid;
+	int64_t			 deadline;
+
+	memset(&j, 0, sizeof(j));
+	j.id = (uint64_t)getpid();
+	j.agent_id = "doctor";
+	j.provider = prov;
+	j.message = "";
+	cmd[2] = (char *)script;
+	j.command = cmd;
+	j.ncommand = 3;
+	j.workdir = (char *)workdir;
+	j.home = cf->home;
+	j.mode = MODE_BWRAP;
+	j.env_allowlist = allow;
+	j.path_mapping = cf->path_mapping;
+	j.rt = cf->bwrap;
+	j.rt.limits_best_effort = 1;	/* the limits are checked apart */
+	/*
+	 * The provider's view (its CLI's directory mounted): sandbox.c
+	 * wants its key set, which does not matter here; a placeholder in
+	 * this short-lived process's environment stands in for it.
+	 */
+	if (prov != PROV_COMMAND) {
+		allow[0] = (char *)provider_keys(prov)[0];
+		j.nallow = 1;
+		if (getenv(allow[0]) == NULL) {
+			setenv(allow[0], "doctor-placeholder", 1);
+			placeholder = 1;
+		}
+	}
+	r = sandbox_prepare(&j, &sb, err, errlen);
+	if (placeholder)
+		unsetenv(allow[0]);
+	if (r == -1)
+		return -1;
+	if (prov != PROV_COMMAND) {
+		/* That view, sh's command line. */
+		for (i = 0; strcmp(sb.argv[i], "--") != 0; i++)
+			;
+		for (n = i + 1; sb.argv[n] != NULL; n++)
+			free(sb.argv[n]);
+		sb.argv[i + 1] = xstrdup("sh");
+		sb.argv[i + 2] = xstrdup("-c");
+		sb.argv[i + 3] = xstrdup(script);
+		sb.argv[i + 4] = NULL;
+		n = 0;
+	}
+	if (sb.has_cg)
+		n = cgroup_procs_fds(&sb.cg, fds, CGROUP_MAX_DIRS);
+	if (pipe2(pe, O_CLOEXEC) == -1) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		goto done;
+	}
+	if ((pid = fork()) == -1) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		close(pe[0]);
+		close(pe[1]);
+		goto done;
+	}
+	if (pid == 0) {
+		gid_t g = sb.gid;
+
+		for (i = 0; i < n; i++)
+			if (write(fds[i], "0", 1) != 1)
+				_exit(125);
+		if (sb.setid && (setgroups(1, &g) == -1 ||
+		    setresgid(g, g, g) == -1 ||
+		    setresuid(sb.uid, sb.uid, sb.uid) == -1))
+			_exit(126);
+		if (dup2(pe[1], 2) == -1 || dup2(pe[1], 1) == -1 ||
+		    chdir(workdir) == -1)
+			_exit(127);
+		execvpe(sb.argv[0], sb.argv, sb.envp);
+		_exit(127);
+	}
+	close(pe[1]);
+	pfd.fd = pe[0];
+	pfd.events = POLLIN;
+	deadline = mono_ms() + 30000;
+	while (mono_ms() < deadline && poll(&pfd, 1, 200) >= 0) {
+		if (!(pfd.revents & (POLLIN | POLLHUP)))
+			continue;
+		r = read(pe[0], out + len, sizeof(out) - 1 - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		if (len == sizeof(out) - 1)
+			len = 0;	/* keep reading, keep the end */
+	}
+	out[len] = '\0';
+	close(pe[0]);
+	if (mono_ms() >= deadline)
+		kill(pid, SIGKILL);
+	while (waitpid(pid, status, 0) == -1 && errno == EINTR)
+		;
+	snprintf(err, errlen, "%s", first_line(out));
+	rc = 0;
+done:
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+	sandbox_cleanup(&sb);
+	return rc;
+}
+
+/* bwrap mode: found, a real sandbox starts, limits, the CLIs inside. */
+static void
+doctor_bwrap(struct doctor *d, const struct config *cf, int need_claude,
+    int need_codex)
+{
+	struct cgroup_limits	 l;
+	char			*path, tmpl[] = "/tmp/clawvisor-doctor-XXXXXX";
+	char			 err[1024], held[1024], fix[512];
+	int			 status, i;
+	unsigned long		 u, g;
+
+	path = which(cf->bwrap.runtime_command);
+	check(d, path != NULL, "bwrap", "install bubblewrap (apt-get install "
+	    "bubblewrap), or set sandbox.bwrap.runtime_command",
+	    path != NULL ? "%s: %s" : "\"%s\" not found in PATH%s",
+	    cf->bwrap.runtime_command, path != NULL ? path : "");
+	free(path);
+	if (cf->bwrap.network == NET_HOST)
+		check(d, 1, "network", NULL, "warning: sandbox.bwrap.network "
+		    "is \"host\": sandboxes share the host's network, its "
+		    "loopback included");
+	else
+		check(d, !need_claude && !need_codex, "network", "set "
+		    "sandbox.bwrap.network to \"host\", or use the command "
+		    "provider", "sandbox.bwrap.network is \"none\": a loopback "
+		    "of the sandbox's own, nothing else%s", need_claude ||
+		    need_codex ? "; claude and codex cannot reach their API" :
+		    "");
+	l.memory = config_memory_bytes(cf->bwrap.memory);
+	l.cpus = cf->bwrap.cpus;
+	l.pids = cf->bwrap.pids_limit;
+	cgroup_describe(&l, held, sizeof(held));
+	check(d, strstr(held, "not enforced") == NULL &&
+	    strncmp(held, "cannot", 6) != 0 ? 1 : cf->bwrap.limits_best_effort,
+	    "limits", "run the daemon where it can create cgroups (root, or a "
+	    "delegated cgroup v2 subtree), or set sandbox.bwrap.limits to "
+	    "\"best-effort\"", "memory %s, cpus %s, pids_limit %lld: %s%s",
+	    cf->bwrap.memory, cf->bwrap.cpus, (long long)cf->bwrap.pids_limit,
+	    held, cf->bwrap.limits_best_effort ? " (best-effort)" : "");
+	if (mkdtemp(tmpl) == NULL) {
+		check(d, 0, "sandbox", NULL, "mkdtemp: %s", strerror(errno));
+		return;
+	}
+	/* The throwaway workspace is the agent user's, as a real one. */
+	if (strcmp(cf->bwrap.user, "auto") != 0 &&
+	    sscanf(cf->bwrap.user, "%lu:%lu", &u, &g) == 2)
+		(void)chown(tmpl, (uid_t)u, (gid_t)g);
+	else if (getuid() == 0)
+		(void)chown(tmpl, 65534, 65534);
+	snprintf(fix, sizeof(fix), "see the message; docs/TROUBLESHOOTING.md "
+	    "(bwrap mode)");
+	if (doctor_bwrap_run(cf, PROV_COMMAND, tmpl, "true", &status, err,
+	    sizeof(err)) == -1)
+		check(d, 0, "sandbox", fix, "%s", err);
+	else
+		check(d, WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		    "sandbox", fix, WIFEXITED(status) &&
+		    WEXITSTATUS(status) == 0 ? "a test sandbox started and "
+		    "was torn down" : "a test sandbox failed: %s", err);
+	for (i = 0; i < 2; i++) {
+		const char *cli = i == 0 ? "claude" : "codex";
+
+		if (!(i == 0 ? need_claude : need_codex))
+			continue;
+		snprintf(fix, sizeof(fix), "install %s on the host (its "
+		    "directory is mounted read-only), or add its directory "
+		    "to sandbox.bwrap.ro_paths", cli);
+		if (doctor_bwrap_run(cf, i == 0 ? PROV_ANTHROPIC : PROV_OPENAI,
+		    tmpl, i == 0 ? "command -v claude" : "command -v codex",
+		    &status, err, sizeof(err)) == -1)
+			check(d, 0, "cli", fix, "%s", err);
+		else
+			check(d, WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			    "cli", fix, WIFEXITED(status) &&
+			    WEXITSTATUS(status) == 0 ? "%s is visible inside "
+			    "the sandbox: %s" : "%s is not visible inside the "
+			    "sandbox%s", cli, err);
+	}
+	(void)rmdir(tmpl);
+}
+
+/*
  * A container that runs as a configured UID:GID other than the daemon's
  * must be able to write the agent's working directory, as the run will
  * need: an existing one by its owner and mode, a missing one is created
@@ -430,8 +638,8 @@ doctor_main(const char *home, int json)
 	json_object	*denv, *o;
 	char		 err[512], *p;
 	size_t		 i;
-	int		 used[3] = { 0, 0, 0 }, claude[3] = { 0, 0, 0 };
-	int		 codex[3] = { 0, 0, 0 }, m;
+	int		 used[MODE_INHERIT] = { 0 }, claude[MODE_INHERIT] = { 0 };
+	int		 codex[MODE_INHERIT] = { 0 }, m;
 
 	d.checks = json_object_new_array();
 	if ((cf = config_load(home, err, sizeof(err))) == NULL) {
@@ -484,6 +692,13 @@ doctor_main(const char *home, int json)
 		doctor_network(&d, cf, m == MODE_APPLE, claude[m] ||
 		    codex[m]);
 		doctor_uid(&d, cf, denv, m == MODE_APPLE, claude[m]);
+	}
+	if (used[MODE_BWRAP]) {
+		if (claude[MODE_BWRAP])
+			doctor_key(&d, cf, denv, PROV_ANTHROPIC);
+		if (codex[MODE_BWRAP])
+			doctor_key(&d, cf, denv, PROV_OPENAI);
+		doctor_bwrap(&d, cf, claude[MODE_BWRAP], codex[MODE_BWRAP]);
 	}
 	doctor_workspace(&d, cf, denv);
 	doctor_tinyclaw(&d, cf);

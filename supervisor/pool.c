@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "log.h"
 #include "supervisor.h"
 #include "util.h"
@@ -223,8 +224,10 @@ worker_dead(struct worker *w, const char *why)
 	if (m != NULL) {
 		if (w->job_pid > 0)
 			kill(-w->job_pid, SIGKILL);
-		if (m->job_mode != MODE_HOST)
+		if (m->job_mode == MODE_DOCKER || m->job_mode == MODE_APPLE)
 			pool_kill_container(m->job_runtime, m->job_id);
+		else if (m->job_mode == MODE_BWRAP)
+			cgroup_remove(sv.home, m->job_id);
 		w->msg = NULL;
 		w->job_pid = 0;
 		snprintf(buf, sizeof(buf), "worker %d died during the "
@@ -389,8 +392,10 @@ pool_abandon(struct worker *w)
 		return;
 	if (w->job_pid > 0)
 		kill(-w->job_pid, SIGKILL);
-	if (m->job_mode != MODE_HOST)
+	if (m->job_mode == MODE_DOCKER || m->job_mode == MODE_APPLE)
 		pool_kill_container(m->job_runtime, m->job_id);
+	else if (m->job_mode == MODE_BWRAP)
+		cgroup_remove(sv.home, m->job_id);
 	w->msg = NULL;
 	w->job_pid = 0;
 	worker_dead(w, NULL);

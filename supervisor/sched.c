@@ -300,7 +300,8 @@ job_build(struct msg *m, const struct agent *a)
 	j.runtime_pass_env = sv.conf->runtime_pass_env;
 	j.npass = sv.conf->npass;
 	j.path_mapping = sv.conf->path_mapping;
-	j.rt = j.mode == MODE_APPLE ? sv.conf->apple : sv.conf->docker;
+	j.rt = j.mode == MODE_APPLE ? sv.conf->apple : j.mode == MODE_BWRAP ?
+	    sv.conf->bwrap : sv.conf->docker;
 	j.templates = (char *)sv.templates;
 	j.teammates = teammates_block(sv.conf, a);
 	o = job_to_json(&j);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "control.h"
 #include "log.h"
 #include "provider.h"
@@ -426,7 +427,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	sigset_t mask;
 	char	 err[512], exe[PATH_MAX], *logpath;
 	ssize_t	 n;
-	int	 ready_fd = -1;
+	int	 ready_fd = -1, swept;
 
 	signals_block(SIG_BLOCK, &mask);
 	memset(&sv, 0, sizeof(sv));
@@ -488,6 +489,10 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	    config_mode_name(sv.conf->mode));
 	secrets_sweep();
 	containers_sweep();
+	/* bwrap: the cgroups of invocations a crash left (cgroup.h). */
+	if ((swept = cgroup_sweep(sv.home)) > 0)
+		log_info("removed %d stale cgroup%s of an earlier run", swept,
+		    swept == 1 ? "" : "s");
 	commit_recover();
 	commit_load_deferred();
 	if (control_init() == -1) {

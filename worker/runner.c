@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include <dirent.h>
+#include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -359,6 +360,7 @@ child_exec(const struct runner_spec *s, int out, int err, int rep,
     pid_t parent)
 {
 	sigset_t	set;
+	size_t		i;
 	int		sig, null;
 
 	setsid();
@@ -369,6 +371,10 @@ child_exec(const struct runner_spec *s, int out, int err, int rep,
 	 */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
 		_exit(127);
+	/* Before anything else: the descriptors are below the dup2s'. */
+	for (i = 0; i < s->ncgroup_fds; i++)
+		if (write(s->cgroup_fds[i], "0", 1) != 1)
+			child_fail(rep, 3);
 	for (sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
 	sigemptyset(&set);
@@ -388,6 +394,17 @@ child_exec(const struct runner_spec *s, int out, int err, int rep,
 		if (dup3(rep, 3, O_CLOEXEC) == -1)
 			child_fail(rep, 2);
 		rep = 3;
+	}
+	if (s->setid) {
+		gid_t g = s->gid;
+
+		if (setgroups(1, &g) == -1 || setresgid(g, g, g) == -1 ||
+		    setresuid(s->uid, s->uid, s->uid) == -1)
+			child_fail(rep, 4);
+		/* A change of credentials clears the death signal. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
+		    getppid() != parent)
+			_exit(127);
 	}
 	child_closefrom(4);
 	if (chdir(s->workdir) == -1)

@@ -43,6 +43,16 @@ struct runner_spec {
 	 * process it left, in its group or not (runner_kill_strays).
 	 */
 	int		  reap_strays;
+	/*
+	 * bwrap mode: the child writes itself into these cgroup.procs
+	 * before it execs (so nothing it runs is ever outside), then, if
+	 * setid, takes uid:gid (a root daemon's bwrap runs unprivileged).
+	 */
+	const int	 *cgroup_fds;
+	size_t		  ncgroup_fds;
+	int		  setid;
+	uid_t		  uid;
+	gid_t		  gid;
 };
 
 struct runner {
@@ -58,7 +68,8 @@ struct runner {
 	int		 reaped;
 	int		 status;
 	int		 exec_errno;
-	int		 exec_stage;	/* 1: chdir, 2: exec */
+	int		 exec_stage;	/* 1: chdir, 2: exec, 3: cgroup,
+					   4: uid */
 	int		 timed_out;
 	int		 cancelled;
 	int64_t		 started_ms;

@@ -8,11 +8,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "provider.h"
 #include "sandbox.h"
 #include "util.h"
@@ -46,15 +48,16 @@ add2(struct argv_b *a, const char *k, const char *v, const char *k2,
 	free(s);
 }
 
-/* Like execvp's search: is there an executable NAME on PATH? */
+/* Like execvp's search: where is the executable NAME on PATH? */
 static int
-in_path(const char *name)
+path_find(const char *name, char *buf, size_t len)
 {
 	const char	*path, *p, *e;
-	char		 buf[4096];
 
-	if (strchr(name, '/') != NULL)
+	if (strchr(name, '/') != NULL) {
+		strlcpy(buf, name, len);
 		return access(name, X_OK) == 0;
+	}
 	if ((path = getenv("PATH")) == NULL)
 		path = "/usr/local/bin:/usr/bin:/bin";
 	for (p = path; ; p = e + 1) {
@@ -62,13 +65,21 @@ in_path(const char *name)
 		if (e == NULL)
 			e = p + strlen(p);
 		/* An empty element is the current directory. */
-		snprintf(buf, sizeof(buf), "%.*s/%s", e == p ? 1 : (int)(e - p),
+		snprintf(buf, len, "%.*s/%s", e == p ? 1 : (int)(e - p),
 		    e == p ? "." : p, name);
 		if (access(buf, X_OK) == 0)
 			return 1;
 		if (*e == '\0')
 			return 0;
 	}
+}
+
+static int
+in_path(const char *name)
+{
+	char buf[4096];
+
+	return path_find(name, buf, sizeof(buf));
 }
 
 static int
@@ -426,6 +437,341 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	return 0;
 }
 
+/*
+ * bwrap mode (SPEC §8, docs/SANDBOX.md "bwrap mode"). What the agent sees,
+ * in this order, as bwrap makes it: a tmpfs root; these system paths
+ * read-only (only those the host has; a top-level one that is a symbolic
+ * link, /bin -> usr/bin, as the same link); its CLI's install directory and
+ * ro_paths read-only; a private /tmp, /proc and /dev; its working
+ * directory read-write at W; then the root made read-only. Nothing else.
+ */
+const char *const sandbox_bwrap_system[] = {
+	"/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32",
+	"/etc/ssl", "/etc/ca-certificates", "/etc/resolv.conf", "/etc/hosts",
+	"/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/localtime",
+	/* Debian's awk, editor, ... in /usr/bin link through it. */
+	"/etc/alternatives",
+	NULL
+};
+
+/* Under a path the system list already shows? */
+static int
+bwrap_visible(const char *path)
+{
+	const char	*const *p;
+	size_t		 n;
+
+	for (p = sandbox_bwrap_system; *p != NULL; p++) {
+		n = strlen(*p);
+		if (strncmp(path, *p, n) == 0 && (path[n] == '\0' ||
+		    path[n] == '/'))
+			return 1;
+	}
+	return 0;
+}
+
+int
+sandbox_cli_dir(const char *name, char *found, size_t flen, char *dir,
+    size_t dlen)
+{
+	char	 real[PATH_MAX], *nm, *end;
+
+	if (!path_find(name, found, flen) || realpath(found, real) == NULL)
+		return -1;
+	/* .../node_modules/PKG or .../node_modules/@SCOPE/PKG */
+	if ((nm = strstr(real, "/node_modules/")) != NULL) {
+		while ((end = strstr(nm + 1, "/node_modules/")) != NULL)
+			nm = end;
+		nm += strlen("/node_modules/");
+		end = strchr(nm, '/');
+		if (end != NULL && *nm == '@')
+			end = strchr(end + 1, '/');
+		if (end != NULL) {
+			*end = '\0';
+			snprintf(dir, dlen, "%s", real);
+			return 0;
+		}
+	}
+	if ((end = strrchr(real, '/')) != NULL)
+		*end = '\0';
+	snprintf(dir, dlen, "%s", *real != '\0' ? real : "/");
+	return 0;
+}
+
+static void
+bwrap_bind(struct argv_b *a, const char *how, const char *path)
+{
+	add(a, how);
+	add(a, path);
+	add(a, path);
+}
+
+/* The CLI: its package directory, the PATH entry leading to it, node. */
+static int
+bwrap_cli(struct argv_b *a, const char *name, char *err, size_t errlen)
+{
+	char	found[PATH_MAX], dir[PATH_MAX], real[PATH_MAX], node[PATH_MAX];
+	char	*lib;
+
+	if (sandbox_cli_dir(name, found, sizeof(found), dir,
+	    sizeof(dir)) == -1) {
+		snprintf(err, errlen, "%s not found in PATH: bwrap mode runs "
+		    "the CLI installed on the host, read-only", name);
+		return -1;
+	}
+	if (!bwrap_visible(dir) && strcmp(dir, "/") != 0)
+		bwrap_bind(a, "--ro-bind", dir);
+	/* ~/.npm-global/bin/claude -> ../lib/node_modules/...: the link. */
+	if (strchr(name, '/') == NULL && realpath(found, real) != NULL &&
+	    strcmp(real, found) != 0 && !bwrap_visible(found) &&
+	    strncmp(found, dir, strlen(dir)) != 0) {
+		add(a, "--symlink");
+		add(a, real);
+		add(a, found);
+	}
+	/* PREFIX/lib/node_modules/PKG: PREFIX/bin/node runs it. */
+	if ((lib = strstr(dir, "/lib/node_modules/")) != NULL) {
+		snprintf(node, sizeof(node), "%.*s/bin/node", (int)(lib - dir),
+		    dir);
+		if (!bwrap_visible(node) && access(node, X_OK) == 0)
+			bwrap_bind(a, "--ro-bind", node);
+	}
+	return 0;
+}
+
+/* "auto": the owner of the working directory, never root. */
+static int
+bwrap_ids(const struct job *j, uid_t *uid, gid_t *gid, char *err,
+    size_t errlen)
+{
+	struct stat	st;
+	unsigned long	u, g;
+
+	if (strcmp(j->rt.user, "auto") != 0) {
+		if (sscanf(j->rt.user, "%lu:%lu", &u, &g) != 2 || u == 0) {
+			snprintf(err, errlen, "sandbox.bwrap.user: \"%s\" is "
+			    "not an unprivileged UID:GID", j->rt.user);
+			return -1;
+		}
+		*uid = (uid_t)u;
+		*gid = (gid_t)g;
+		return 0;
+	}
+	if (stat(j->workdir, &st) == -1) {
+		snprintf(err, errlen, "working directory %s: %s", j->workdir,
+		    strerror(errno));
+		return -1;
+	}
+	if (st.st_uid == 0) {
+		snprintf(err, errlen, "working directory %s is owned by root: "
+		    "sandbox.bwrap.user \"auto\" takes its owner and never runs "
+		    "an agent as root; chown it to the agent's user or set "
+		    "sandbox.bwrap.user to \"UID:GID\"", j->workdir);
+		return -1;
+	}
+	*uid = st.st_uid;
+	*gid = st.st_gid;
+	return 0;
+}
+
+/*
+ * Fail closed where the kernel will not give an unprivileged user a user
+ * namespace: bwrap would fail in each run anyway, and the fix is a sysctl.
+ */
+static int
+bwrap_userns(char *err, size_t errlen)
+{
+	static const struct {
+		const char	*file;
+		const char	*sysctl;
+		const char	*refused;
+	} k[] = {
+		{ "/proc/sys/user/max_user_namespaces",
+		    "user.max_user_namespaces", "0" },
+		{ "/proc/sys/kernel/unprivileged_userns_clone",
+		    "kernel.unprivileged_userns_clone", "0" },
+		{ "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+		    "kernel.apparmor_restrict_unprivileged_userns", "1" },
+	};
+	char	buf[32];
+	size_t	i;
+	FILE	*f;
+
+	for (i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
+		if ((f = fopen(k[i].file, "re")) == NULL)
+			continue;
+		if (fgets(buf, sizeof(buf), f) != NULL &&
+		    strncmp(buf, k[i].refused, strlen(k[i].refused)) == 0 &&
+		    (buf[strlen(k[i].refused)] == '\n' ||
+		    buf[strlen(k[i].refused)] == '\0')) {
+			fclose(f);
+			snprintf(err, errlen, "the kernel refuses unprivileged "
+			    "user namespaces (%s = %s), which bwrap needs: set "
+			    "sysctl %s=%s, or use another sandbox.mode",
+			    k[i].sysctl, k[i].refused, k[i].sysctl,
+			    strcmp(k[i].refused, "0") == 0 ? (i == 0 ?
+			    "15000" : "1") : "0");
+			return -1;
+		}
+		fclose(f);
+	}
+	return 0;
+}
+
+/* HOME, PATH and the allowlist: what the bwrap process passes on. */
+static char **
+bwrap_envp(const struct job *j, const char *w)
+{
+	const char	 *v;
+	char		**e;
+	size_t		  n = 0, i;
+
+	e = xcalloc(j->nallow + 4, sizeof(char *));
+	xasprintf(&e[n++], "HOME=%s/.tinyclaw-home", strcmp(w, "/") == 0 ?
+	    "" : w);
+	v = getenv("PATH");
+	xasprintf(&e[n++], "PATH=%s", v != NULL ? v :
+	    "/usr/local/bin:/usr/bin:/bin");
+	for (i = 0; i < j->nallow; i++)
+		if (strcmp(j->env_allowlist[i], "HOME") != 0 &&
+		    strcmp(j->env_allowlist[i], "PATH") != 0 &&
+		    (v = getenv(j->env_allowlist[i])) != NULL)
+			xasprintf(&e[n++], "%s=%s", j->env_allowlist[i], v);
+	if ((v = codex_handover(j, 0)) != NULL)
+		xasprintf(&e[n++], "CODEX_API_KEY=%s", v);
+	return e;
+}
+
+static int
+bwrap_limits(const struct job *j, struct sandbox_run *sb, char *err,
+    size_t errlen)
+{
+	struct cgroup_limits	l;
+
+	l.memory = config_memory_bytes(j->rt.memory);
+	l.cpus = j->rt.cpus;
+	l.pids = j->rt.pids_limit;
+	if (cgroup_create(&sb->cg, j->home, j->id, &l, err, errlen) == -1) {
+		if (!j->rt.limits_best_effort)
+			return -1;
+		log_warnx("job %llu: no limit enforced (sandbox.bwrap.limits "
+		    "is \"best-effort\"): %s", (unsigned long long)j->id, err);
+		*err = '\0';
+		return 0;
+	}
+	sb->has_cg = 1;
+	if (*sb->cg.missing == '\0')
+		return 0;
+	if (!j->rt.limits_best_effort) {
+		snprintf(err, errlen, "cannot enforce sandbox.bwrap limits (%s); "
+		    "set sandbox.bwrap.limits to \"best-effort\" to run without "
+		    "them", sb->cg.missing);
+		return -1;
+	}
+	log_warnx("job %llu: limits not enforced (sandbox.bwrap.limits is "
+	    "\"best-effort\"): %s", (unsigned long long)j->id, sb->cg.missing);
+	return 0;
+}
+
+static int
+bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
+    size_t errlen)
+{
+	struct argv_b	  a = { NULL, 0, 0 };
+	struct stat	  st;
+	const char	 *const *p, *w;
+	char		**cli, buf[64], target[PATH_MAX];
+	size_t		  i;
+	ssize_t		  n;
+
+	if (!in_path(j->rt.runtime_command)) {
+		snprintf(err, errlen, "\"%s\" not found in PATH "
+		    "(sandbox.bwrap.runtime_command): install bubblewrap "
+		    "(apt-get install bubblewrap, dnf install bubblewrap)",
+		    j->rt.runtime_command);
+		return -1;
+	}
+	if (check_key(j, err, errlen) == -1)
+		return -1;
+	/*
+	 * As in the container modes: with no network the CLI cannot reach
+	 * its API. (SPEC §9's egress proxy, when on, will be the way out:
+	 * its socket bound in after ro_paths, before the workspace.)
+	 */
+	if (j->rt.network == NET_NONE && j->provider != PROV_COMMAND) {
+		snprintf(err, errlen, "sandbox.bwrap.network \"none\" cannot "
+		    "work with the %s provider: its CLI must reach the API; set "
+		    "it to \"host\"", config_provider_name(j->provider));
+		return -1;
+	}
+	if (bwrap_ids(j, &sb->uid, &sb->gid, err, errlen) == -1)
+		return -1;
+	if ((getuid() != 0 || sb->uid != 0) && bwrap_userns(err, errlen) == -1)
+		return -1;
+	sb->setid = getuid() == 0;
+	w = j->path_mapping == MAP_MAPPED ? "/workspace" : j->workdir;
+
+	add(&a, j->rt.runtime_command);
+	add(&a, "--unshare-all");
+	add(&a, "--unshare-user");	/* not "-try": fail rather than share */
+	if (j->rt.network == NET_HOST)
+		add(&a, "--share-net");
+	add(&a, "--die-with-parent");
+	add(&a, "--new-session");
+	add(&a, "--cap-drop");
+	add(&a, "ALL");
+	snprintf(buf, sizeof(buf), "%lu", (unsigned long)sb->uid);
+	add(&a, "--uid");
+	add(&a, buf);
+	snprintf(buf, sizeof(buf), "%lu", (unsigned long)sb->gid);
+	add(&a, "--gid");
+	add(&a, buf);
+	/* First the private ones: a bind below may lie under /tmp. */
+	add(&a, "--tmpfs");
+	add(&a, "/tmp");
+	add(&a, "--proc");
+	add(&a, "/proc");
+	add(&a, "--dev");
+	add(&a, "/dev");
+	for (p = sandbox_bwrap_system; *p != NULL; p++) {
+		if (lstat(*p, &st) == -1)
+			continue;
+		if (S_ISLNK(st.st_mode) && strchr(*p + 1, '/') == NULL &&
+		    (n = readlink(*p, target, sizeof(target) - 1)) > 0) {
+			target[n] = '\0';
+			add(&a, "--symlink");
+			add(&a, target);
+			add(&a, *p);
+		} else if (stat(*p, &st) == 0)
+			bwrap_bind(&a, "--ro-bind", *p);
+	}
+	cli = provider_argv(j, NULL);
+	if (bwrap_cli(&a, cli[0], err, errlen) == -1) {
+		argv_free(cli);
+		argv_free(a.v);
+		return -1;
+	}
+	for (i = 0; i < j->rt.nro_paths; i++)
+		bwrap_bind(&a, "--ro-bind-try", j->rt.ro_paths[i]);
+	add(&a, "--bind");
+	add(&a, j->workdir);
+	add(&a, w);
+	add(&a, "--chdir");
+	add(&a, w);
+	add(&a, "--remount-ro");
+	add(&a, "/");
+	add(&a, "--");
+	for (i = 0; cli[i] != NULL; i++)
+		add(&a, cli[i]);
+	argv_free(cli);
+	sb->argv = a.v;
+	/* No --setenv: values would be in argv. bwrap passes its own on. */
+	sb->envp = bwrap_envp(j, w);
+	if (bwrap_limits(j, sb, err, errlen) == -1)
+		return -1;
+	return 0;
+}
+
 int
 sandbox_prepare(const struct job *j, struct sandbox_run *sb, char *err,
     size_t errlen)
@@ -434,6 +780,13 @@ sandbox_prepare(const struct job *j, struct sandbox_run *sb, char *err,
 	if (j->mode == MODE_HOST) {
 		sb->argv = provider_argv(j, NULL);
 		sb->envp = host_envp(j);
+		return 0;
+	}
+	if (j->mode == MODE_BWRAP) {
+		if (bwrap_argv(j, sb, err, errlen) == -1) {
+			sandbox_cleanup(sb);
+			return -1;
+		}
 		return 0;
 	}
 	if (container_argv(j, sb, err, errlen) == -1) {
@@ -456,5 +809,7 @@ sandbox_cleanup(struct sandbox_run *sb)
 	argv_free(sb->envp);
 	argv_free(sb->on_timeout);
 	free(sb->container);
+	if (sb->has_cg)
+		cgroup_destroy(&sb->cg);
 	memset(sb, 0, sizeof(*sb));
 }

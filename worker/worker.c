@@ -19,6 +19,7 @@
 #include <ev.h>
 
 #include "agentdir.h"
+#include "cgroup.h"
 #include "ipc.h"
 #include "job.h"
 #include "log.h"
@@ -151,13 +152,46 @@ workdir_denied(const struct job *j)
 	    !dir_writable_by(&st, uid, gid);
 }
 
+/*
+ * What only bwrap mode can tell: the kernel's OOM killer at the cgroup's
+ * memory limit (it would fail again: terminal), and bwrap itself failing
+ * to build the sandbox (exit 1, "bwrap: ..." on stderr), a host setup
+ * problem that no retry fixes.
+ */
+static int
+bwrap_outcome(const struct runner *r, const struct run_status *st, char *why,
+    size_t len)
+{
+	const char	*e = r->err.data != NULL ? r->err.data : "";
+	size_t		 n;
+
+	if (r->timed_out || r->cancelled)
+		return 0;
+	if (w.sb.has_cg && cgroup_oom(&w.sb.cg)) {
+		snprintf(why, len, "killed: memory limit (sandbox.bwrap.memory "
+		    "%s)", w.job.rt.memory);
+		return 1;
+	}
+	if (st->exited && st->exit_code == 1 && strncmp(e, "bwrap: ", 7) == 0) {
+		n = strcspn(e, "\n");
+		snprintf(why, len, "bwrap cannot build the sandbox: %.*s%s",
+		    (int)(n > 300 ? 300 : n), e, strstr(e, "namespace") != NULL ||
+		    strstr(e, "uid map") != NULL ? " (are unprivileged user "
+		    "namespaces allowed? see kernel.unprivileged_userns_clone, "
+		    "user.max_user_namespaces, "
+		    "kernel.apparmor_restrict_unprivileged_userns)" : "");
+		return 1;
+	}
+	return 0;
+}
+
 static void
 worker_done(struct runner *r, void *arg)
 {
 	struct job_result	res;
 	struct run_status	st;
 	char			why[1024], *out, *err, *raw, *report = NULL;
-	size_t			outlen, errlen;
+	size_t			outlen, errlen, i;
 
 	(void)arg;
 	memset(&res, 0, sizeof(res));
@@ -170,6 +204,14 @@ worker_done(struct runner *r, void *arg)
 	st.out_len = outlen < STDOUT_TAIL ? outlen : STDOUT_TAIL;
 	st.out_text = out + outlen - st.out_len;
 	st.program = w.sb.argv[0];
+	/* bwrap passes the CLI's status through: name the CLI, not bwrap. */
+	if (w.job.mode == MODE_BWRAP)
+		for (i = 0; w.sb.argv[i] != NULL; i++)
+			if (strcmp(w.sb.argv[i], "--") == 0 &&
+			    w.sb.argv[i + 1] != NULL) {
+				st.program = w.sb.argv[i + 1];
+				break;
+			}
 	st.container = w.sb.container_mode;
 	if (w.job.provider == PROV_OPENAI)
 		report = codex_failure(out, outlen);	/* redacted */
@@ -182,7 +224,15 @@ worker_done(struct runner *r, void *arg)
 		snprintf(why, sizeof(why), "cannot enter working directory %s:"
 		    " %s", w.job.workdir, strerror(r->exec_errno));
 		res.outcome = OUT_TERMINAL;
-	} else
+	} else if (r->exec_stage == 3 || r->exec_stage == 4) {
+		snprintf(why, sizeof(why), "cannot %s before starting bwrap: "
+		    "%s", r->exec_stage == 3 ? "join the invocation's cgroup" :
+		    "take the agent's uid:gid", strerror(r->exec_errno));
+		res.outcome = OUT_TERMINAL;
+	} else if (w.job.mode == MODE_BWRAP && bwrap_outcome(r, &st, why,
+	    sizeof(why)))
+		res.outcome = OUT_TERMINAL;
+	else
 		res.outcome = classify(&st, why, sizeof(why));
 	if (r->cancelled && res.outcome != OUT_OK) {
 		res.outcome = OUT_TRANSIENT;
@@ -267,7 +317,9 @@ worker_run(uint64_t id, json_object *o)
 {
 	struct runner_spec	 spec;
 	json_object		*started;
-	char			 err[512];
+	char			 err[1024];
+	int			 cgfds[CGROUP_MAX_DIRS];
+	size_t			 ncg = 0, i;
 
 	if (w.busy) {
 		log_error("fatal: protocol error: a job while job %llu is "
@@ -299,8 +351,26 @@ worker_run(uint64_t id, json_object *o)
 	spec.max_output_bytes = w.job.max_output_bytes;
 	spec.on_timeout = w.sb.on_timeout;
 	spec.reap_strays = w.job.mode == MODE_HOST;
+	if (w.sb.has_cg) {
+		ncg = cgroup_procs_fds(&w.sb.cg, cgfds, CGROUP_MAX_DIRS);
+		if (ncg < w.sb.cg.ndirs && !w.job.rt.limits_best_effort) {
+			for (i = 0; i < ncg; i++)
+				close(cgfds[i]);
+			snprintf(err, sizeof(err), "cannot open the process list "
+			    "of cgroup %s: %s", w.sb.cg.name, strerror(errno));
+			worker_fail(OUT_TERMINAL, err);
+			return;
+		}
+		spec.cgroup_fds = cgfds;
+		spec.ncgroup_fds = ncg;
+	}
+	spec.setid = w.sb.setid;
+	spec.uid = w.sb.uid;
+	spec.gid = w.sb.gid;
 	w.runner = runner_start(w.loop, &spec, worker_done, NULL, err,
 	    sizeof(err));
+	for (i = 0; i < ncg; i++)
+		close(cgfds[i]);
 	if (w.runner == NULL) {
 		worker_fail(OUT_TRANSIENT, err);
 		return;

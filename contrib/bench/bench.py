@@ -25,6 +25,10 @@ Measures, in one run, side by side:
   container   docker mode with runtime_command podman: per-invocation cost
               through clawvisor against `podman run` of the same argv by hand
               and against a bare `podman run --rm IMAGE true`
+  bwrap       drop -> reply latency, p50/p99, of the `command` provider
+              (true) in host mode, bwrap mode and docker mode with podman,
+              in the same run (samples interleaved): bwrap's overhead over
+              host in ms and as a ratio, and podman's over bwrap
 
 Only the Python 3 standard library; the small C helper benchhelp.c next to
 this file is compiled with `cc -O2` on first use. See docs/PERFORMANCE.md.
@@ -54,7 +58,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-PARTS = ["baseline", "throughput", "latency", "backlog", "idle", "container"]
+PARTS = ["baseline", "throughput", "latency", "backlog", "idle", "container",
+         "bwrap"]
 NCPU = os.cpu_count() or 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -738,6 +743,76 @@ exec podman "$@"
         self.row("container", "clawvisor vs bare podman run",
                  f"{100 * (mt - mb) / mb:+.1f}%",
                  "includes the sandbox flags' own cost")
+
+    # 7. bwrap
+    def bwrap(self):
+        a = self.args
+        if shutil.which("bwrap") is None:
+            raise RuntimeError("bwrap is not installed (apt-get install "
+                               "bubblewrap)")
+        uid = 65534 if os.getuid() == 0 else os.getuid()
+        bw = {"mode": "bwrap", "bwrap": {"user": f"{uid}:{uid}",
+                                         "network": "none"}}
+        modes = [("host", {}, {}), ("bwrap", bw, {})]
+        if shutil.which("podman") is not None:
+            conf = self.work / "containers.conf"
+            conf.write_text('[containers]\ndefault_ulimits = '
+                            '["nofile=1024:1024", "nproc=1000:1000"]\n'
+                            '[engine]\nruntime = "runc"\n'
+                            'cgroup_manager = "cgroupfs"\n')
+            env = dict(os.environ, CONTAINERS_CONF=str(conf))
+            env.pop("DOCKER_HOST", None)
+            image = self.container_image(env)
+            modes.append(("podman", {"mode": "docker", "docker": {
+                "runtime_command": "podman", "image": image,
+                "network": "none"}}, {"CONTAINERS_CONF": str(conf)}))
+        ds, inos, lat = {}, {}, {}
+        try:
+            for name, sb, env in modes:
+                d = Daemon(self, f"bw-{name}", agents=1, workers=1,
+                           command=["true"], sandbox=sb, env=env)
+                if name == "bwrap":
+                    # The agent's user must reach its workspace.
+                    os.chmod(d.home, 0o711)
+                    w = d.home / "workspace" / d.agents[0]
+                    w.mkdir(parents=True)
+                    os.chmod(d.home / "workspace", 0o711)
+                    os.chown(w, uid, uid)
+                ds[name] = d
+                inos[name] = Inotify(d.q / "outgoing")
+                d.start()
+                d.wait_ready()
+                lat[name] = []
+            time.sleep(0.5)
+            self.note_load("bwrap")
+            n = max(a.samples // (10 if "podman" in ds else 1), 20)
+            for i in range(n + 3):
+                for name, d in ds.items():
+                    t = round_trip(d, inos[name], i, 60)
+                    if i >= 3:      # the first few warm the caches
+                        lat[name].append(t * 1000)
+                    time.sleep(a.latency_gap)
+            for name, d in ds.items():
+                if d.count("dead-letter"):
+                    raise RuntimeError(f"{name}: runs failed, see {d.home}")
+        finally:
+            for name, d in ds.items():
+                inos[name].close()
+                d.cleanup()
+        for name in ds:
+            self.row("bwrap", f"{name}: drop to reply, p50 / p99 "
+                     f"({len(lat[name])})",
+                     f"{pct(lat[name], 50):.2f} / {pct(lat[name], 99):.2f} "
+                     "ms")
+        h50, b50 = pct(lat["host"], 50), pct(lat["bwrap"], 50)
+        self.res["bwrap_over_host"] = b50 - h50
+        self.row("bwrap", "bwrap over host, p50", f"{b50 - h50:+.2f} ms",
+                 f"x{b50 / h50:.2f} [target < 10 ms]")
+        if "podman" in ds:
+            p50 = pct(lat["podman"], 50)
+            self.row("bwrap", "podman (docker mode) over bwrap, p50",
+                     f"x{p50 / b50:.1f}", f"{p50 - b50:+.0f} ms "
+                     "[target: bwrap at least 30x faster]")
 
     def report(self, parts):
         print()

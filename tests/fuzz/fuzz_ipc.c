@@ -80,7 +80,10 @@ job_roundtrip(const struct job *j)
 	    !str_eq(j->rt.memory, k.rt.memory) ||
 	    !str_eq(j->rt.cpus, k.rt.cpus) ||
 	    j->rt.pids_limit != k.rt.pids_limit ||
-	    !str_eq(j->rt.user, k.rt.user))
+	    !str_eq(j->rt.user, k.rt.user) ||
+	    !strv_eq(j->rt.ro_paths, j->rt.nro_paths, k.rt.ro_paths,
+	    k.rt.nro_paths) ||
+	    j->rt.limits_best_effort != k.rt.limits_best_effort)
 		abort();
 	job_free(&k);
 }

@@ -81,15 +81,105 @@ WRAP_DESELECT = {
 }
 _deselected = []
 
+# CLAWVISOR_SUITE_MODE=bwrap (tests/run sets it for a second pass of the
+# plain build over BWRAP_SUITE_FILES): the suite's agents run in bwrap
+# mode, as SUITE_UID, same-path (so the fakes' cwd is the host path), with
+# the host's network (the fake CLIs need none, but claude and codex agents
+# fail closed without it), the fakes' log in each agent's workspace (the
+# home is not visible inside), dummy keys (bwrap mode fails closed without
+# one), and Home.workdir() paths whose mkdir() gives the directory to the
+# agent's user, so that a working directory a test makes by hand is the
+# agent's to write to, as one the worker makes is. What is about the host's
+# processes or one mode is deselected, with its reason.
+SUITE_MODE = os.environ.get("CLAWVISOR_SUITE_MODE", "host")
+SUITE_UID = 65534
+SUITE_DESELECT = {
+    "test_chaos_short.py":
+        "chaos.py builds its own homes in host mode: the bwrap pass would only run it twice",
+    "test_compat_cli.py::test_sandbox_codex_key_handed_over":
+        "about docker mode (runtime_pass_env)",
+    "test_compat_cli.py::test_sandbox_runs_with_either_key":
+        "about docker mode (runtime_pass_env)",
+    "test_compat_cli.py::test_sandbox_neither_key_names_both":
+        "about docker mode (runtime_pass_env)",
+    "test_control.py::test_usage_errors_exit_2":
+        "asserts the default mode (host) or the settings file as written, which the bwrap pass changes",
+    "test_control.py::test_status_fields_cli_and_raw":
+        "asserts the default mode (host) or the settings file as written, which the bwrap pass changes",
+    "test_control.py::test_reload_bad_keeps_old_config":
+        "asserts the default mode (host) or the settings file as written, which the bwrap pass changes",
+    "test_control.py::test_sandbox_show_zero_values_and_no_secrets":
+        "asserts the default mode (host) or the settings file as written, which the bwrap pass changes",
+    "test_control.py::test_sandbox_set_docker_keeps_everything_and_reloads":
+        "asserts the default mode (host) or the settings file as written, which the bwrap pass changes",
+    "test_control.py::test_sandbox_set_validates_and_leaves_file_untouched":
+        "asserts the default mode (host) or the settings file as written, which the bwrap pass changes",
+    "test_control.py::test_doctor_keys_in_the_daemons_environment":
+        "expects no key in the environment; the bwrap pass sets dummy ones",
+    "test_control.py::test_reload_under_load":
+        "its agent runs a program or writes a log in the clawvisor home, which bwrap mode hides from the agent (as SPEC §8 requires)",
+    "test_control.py::test_dead_requeue_resets_attempts_and_succeeds":
+        "its agent runs a program or writes a log in the clawvisor home, which bwrap mode hides from the agent (as SPEC §8 requires)",
+    "test_crash.py::test_worker_killed_mid_invocation":
+        "reads the pids the fake writes, which in bwrap mode are the sandbox's pid namespace's, not the host's",
+    "test_crash.py::test_supervisor_killed_with_work_in_flight":
+        "reads the pids the fake writes, which in bwrap mode are the sandbox's pid namespace's, not the host's",
+    "test_failures.py::test_terminal_failures_not_retried":
+        "host mode's exec error texts; bwrap mode fails closed before exec with its own (test_bwrap_mode.py)",
+    "test_failures.py::test_timeout_kills_process_group":
+        "reads the pids the fake writes, which in bwrap mode are the sandbox's pid namespace's, not the host's (test_bwrap_mode.py tests the same in bwrap mode)",
+    "test_hardening_intake.py::test_send_file_is_copied_before_a_later_run":
+        "its agent runs a program or writes a log in the clawvisor home, which bwrap mode hides from the agent (as SPEC §8 requires)",
+    "test_hardening_intake.py::test_send_file_in_a_chain_is_copied_at_its_step":
+        "its agent runs a program or writes a log in the clawvisor home, which bwrap mode hides from the agent (as SPEC §8 requires)",
+    "test_hardening_parse.py::test_worst_case_reply_crosses_whole_and_runs_once":
+        "its agent runs a program or writes a log in the clawvisor home, which bwrap mode hides from the agent (as SPEC §8 requires)",
+    "test_hardening_parse.py::test_huge_hand_off_message_fails_for_its_own_reason":
+        "its agent runs a program or writes a log in the clawvisor home, which bwrap mode hides from the agent (as SPEC §8 requires)",
+    "test_hardening_secrets.py::test_secret_cut_at_every_edge":
+        "its agent runs a program or writes a log in the clawvisor home, which bwrap mode hides from the agent (as SPEC §8 requires)",
+    "test_hardening_signals.py::test_group_stop_lets_in_flight_work_finish":
+        "reads the pids the fake writes, which in bwrap mode are the sandbox's pid namespace's, not the host's",
+    "test_hardening_signals.py::test_group_stop_hands_back_after_the_grace":
+        "reads the pids the fake writes, which in bwrap mode are the sandbox's pid namespace's, not the host's",
+    "test_hardening_signals.py::test_worker_ignores_signals_from_outside":
+        "reads the pids the fake writes, which in bwrap mode are the sandbox's pid namespace's, not the host's",
+    "test_lifecycle.py::test_sigterm_hands_back_in_flight":
+        "reads the pids the fake writes, which in bwrap mode are the sandbox's pid namespace's, not the host's",
+    "test_security.py::test_unreadable_settings_as_nobody":
+        "runs the daemon as nobody, which cannot create cgroups: strict limits fail closed, as they must",
+    "test_security.py::test_world_writable_settings_warned":
+        "counts a warning line that the bwrap pass's own warning (network host) joins",
+ "test_security.py::test_world_writable_directories_warned":
+        "leaves the workspace 0700 root's, which the agent's user cannot enter",
+ "test_docker_mode.py": "about docker mode",
+ "test_apple_mode.py": "about apple mode",
+ "test_bwrap_mode.py": "runs in bwrap mode in every pass",
+ "test_security.py::test_missing_settings_runs_on_defaults":
+        "no settings.json: host mode, the defaults",
+}
+
+
+class AgentDir(type(Path())):
+    """A working directory: mkdir() gives it to SUITE_UID (bwrap pass)."""
+
+    def mkdir(self, mode=0o777, parents=False, exist_ok=False):
+        super().mkdir(mode, parents, exist_ok)
+        os.chown(self, SUITE_UID, SUITE_UID)
+
 
 def pytest_collection_modifyitems(config, items):
-    if not WRAP:
+    table = dict(WRAP_DESELECT if WRAP else {})
+    if SUITE_MODE == "bwrap":
+        table.update(SUITE_DESELECT)
+    if not table:
         return
     keep = []
     for it in items:
         mod = it.path.name
-        reason = WRAP_DESELECT.get(f"{mod}::{it.name}") or \
-            WRAP_DESELECT.get(f"{mod}::{getattr(it, 'originalname', '')}")
+        reason = table.get(f"{mod}::{it.name}") or \
+            table.get(f"{mod}::{getattr(it, 'originalname', '')}") or \
+            table.get(mod)
         if reason:
             _deselected.append((it.nodeid, reason))
         else:
@@ -102,7 +192,8 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_terminal_summary(terminalreporter):
     for nodeid, reason in _deselected:
-        terminalreporter.write_line(f"deselected under {WRAP[0]}: "
+        terminalreporter.write_line(f"deselected under "
+                                    f"{WRAP[0] if WRAP else SUITE_MODE}: "
                                     f"{nodeid}: {reason}")
 
 
@@ -236,6 +327,12 @@ class Home:
         self.seq = 0
         self.path.mkdir(parents=True, exist_ok=True)
         self.workspace.mkdir(exist_ok=True)
+        if SUITE_MODE == "bwrap":
+            # The agent's user must traverse to its workspace.
+            p = self.path
+            while str(p) != "/":
+                os.chmod(p, os.stat(p).st_mode | 0o011)
+                p = p.parent
         self.write_settings(settings)
 
     # -- configuration -------------------------------------------------
@@ -249,12 +346,18 @@ class Home:
         os.rename(tmp, self.path / "settings.json")
 
     def workdir(self, agent):
+        if SUITE_MODE == "bwrap":
+            return AgentDir(self.workspace / agent)
         return self.workspace / agent
 
     def env(self, extra=None):
         e = dict(os.environ)
         e["PATH"] = f"{FAKES}:{e.get('PATH', '/usr/bin:/bin')}"
         e["FAKE_LOG"] = str(self.fake_log)
+        if SUITE_MODE == "bwrap":
+            e["FAKE_LOG"] = "fake.log"      # in the agent's cwd
+            e.setdefault("ANTHROPIC_API_KEY", "sk-ant-suite-dummy")
+            e.setdefault("OPENAI_API_KEY", "sk-oai-suite-dummy")
         e["CLAWVISOR_TEST_TAG"] = self.tag
         e.pop("TINYCLAW_HOME", None)
         if extra:
@@ -485,6 +588,11 @@ class Home:
     def calls(self, message=None):
         """The fakes' calls, in start order (only for message if given)."""
         c = parse_fake_log(self.fake_log)
+        if SUITE_MODE == "bwrap":
+            # One log per working directory; pids are the sandboxes'.
+            for f in self.workspace.glob("**/fake.log"):
+                c += parse_fake_log(f)
+            c.sort(key=lambda x: x["start"])
         if message is not None:
             c = [x for x in c if x["message"] == message]
         return c
@@ -510,6 +618,17 @@ BASE_SETTINGS = {
 }
 
 
+SUITE_SETTINGS = {} if SUITE_MODE != "bwrap" else {
+    "sandbox": {
+        "mode": "bwrap", "path_mapping_mode": "same-path",
+        "bwrap": {"user": f"{SUITE_UID}:{SUITE_UID}", "network": "host"},
+        "env_allowlist": ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN",
+                          "OPENAI_API_KEY", "CODEX_API_KEY", "FAKE_LOG",
+                          "CLAWVISOR_TEST_TAG"],
+    },
+}
+
+
 @pytest.fixture
 def homes(tmp_path):
     """A factory: homes(settings_override=None, start=True) -> Home."""
@@ -518,7 +637,8 @@ def homes(tmp_path):
 
     def make(override=None, start=True, name=None):
         root = tmp_path / (name or f"home{len(made)}")
-        s = deep_merge(BASE_SETTINGS, override or {})
+        s = deep_merge(BASE_SETTINGS, SUITE_SETTINGS)
+        s = deep_merge(s, override or {})
         s = deep_merge(s, {"workspace": {"path": str(root / "workspace")}})
         h = Home(root, tag, s)
         made.append(h)

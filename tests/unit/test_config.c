@@ -528,7 +528,8 @@ test_long_value_cut(void **state)
 	/* What was found is quoted, but cut short to keep the line sane. */
 	assert_refused("{\"sandbox\":{\"mode\":\""
 	    "aaaaaaaaaabbbbbbbbbbccccccccccdddddddddd\"}}",
-	    "sandbox.mode: expected one of \"host\", \"docker\" or \"apple\", "
+	    "sandbox.mode: expected one of \"host\", \"docker\", \"apple\" or "
+	    "\"bwrap\", "
 	    "got \"aaaaaaaaaabbbbbbbbbbccccccccccdddddd...");
 }
 
@@ -537,7 +538,8 @@ test_object_wrong_type(void **state)
 {
 	static const char *const keys[] = {
 		"workspace", "sandbox", "supervisor", "agents", "teams",
-		"models", "sandbox.docker", "sandbox.apple", "models.anthropic",
+		"models", "sandbox.docker", "sandbox.apple", "sandbox.bwrap",
+		"models.anthropic",
 	};
 	char	want[256];
 	size_t	i;
@@ -566,16 +568,20 @@ test_enums(void **state)
 
 	(void)state;
 	assert_refused("{\"sandbox\":{\"mode\":\"vm\"}}",
-	    "sandbox.mode: expected one of \"host\", \"docker\" or \"apple\", "
+	    "sandbox.mode: expected one of \"host\", \"docker\", \"apple\" or "
+	    "\"bwrap\", "
 	    "got \"vm\"");
 	assert_refused("{\"sandbox\":{\"mode\":\"Docker\"}}",
-	    "sandbox.mode: expected one of \"host\", \"docker\" or \"apple\", "
+	    "sandbox.mode: expected one of \"host\", \"docker\", \"apple\" or "
+	    "\"bwrap\", "
 	    "got \"Docker\"");
 	assert_refused("{\"sandbox\":{\"mode\":1}}",
-	    "sandbox.mode: expected one of \"host\", \"docker\" or \"apple\", "
+	    "sandbox.mode: expected one of \"host\", \"docker\", \"apple\" or "
+	    "\"bwrap\", "
 	    "got 1");
 	assert_refused("{\"sandbox\":{\"mode\":\"\"}}",
-	    "sandbox.mode: expected one of \"host\", \"docker\" or \"apple\", "
+	    "sandbox.mode: expected one of \"host\", \"docker\", \"apple\" or "
+	    "\"bwrap\", "
 	    "got \"\"");
 	assert_refused("{\"sandbox\":{\"path_mapping_mode\":\"identity\"}}",
 	    "sandbox.path_mapping_mode: expected one of \"mapped\" or "
@@ -593,8 +599,8 @@ test_enums(void **state)
 	    "agents.a.provider: expected one of \"anthropic\", \"openai\" or "
 	    "\"command\", got []");
 	assert_refused("{\"agents\":{\"a\":{\"sandbox_mode\":\"vm\"}}}",
-	    "agents.a.sandbox_mode: expected one of \"host\", \"docker\" or "
-	    "\"apple\", got \"vm\"");
+	    "agents.a.sandbox_mode: expected one of \"host\", \"docker\", "
+	    "\"apple\" or \"bwrap\", got \"vm\"");
 
 	cf = assert_accepted("{\"sandbox\":{\"mode\":\"docker\","
 	    "\"path_mapping_mode\":\"same-path\",\"docker\":{\"network\":"
@@ -1326,6 +1332,116 @@ test_sandbox_json(void **state)
 	config_free(cf);
 }
 
+/* sandbox.bwrap (SPEC §8): defaults, every key, errors naming the key. */
+static void
+test_bwrap(void **state)
+{
+	struct config	*cf;
+	json_object	*o, *b, *v;
+
+	(void)state;
+	cf = assert_accepted("{}");
+	assert_string_equal(cf->bwrap.runtime_command, "bwrap");
+	assert_int_equal(cf->bwrap.network, NET_NONE);
+	assert_string_equal(cf->bwrap.user, "auto");
+	assert_int_equal(cf->bwrap.nro_paths, 0);
+	assert_string_equal(cf->bwrap.memory, "2g");
+	assert_string_equal(cf->bwrap.cpus, "1.0");
+	assert_int_equal(cf->bwrap.pids_limit, 256);
+	assert_int_equal(cf->bwrap.limits_best_effort, 0);
+	assert_string_equal(cf->warning, "");
+	config_free(cf);
+
+	cf = assert_accepted("{\"sandbox\":{\"mode\":\"bwrap\",\"bwrap\":{"
+	    "\"runtime_command\":\"/opt/bwrap\",\"network\":\"host\","
+	    "\"user\":\"1000:1000\",\"ro_paths\":[\"/opt/tools\",\"/srv/x\"],"
+	    "\"memory\":\"512m\",\"cpus\":0.5,\"pids_limit\":64,"
+	    "\"limits\":\"best-effort\"}},\"agents\":{\"a\":{"
+	    "\"sandbox_mode\":\"bwrap\"}}}");
+	assert_int_equal(cf->mode, MODE_BWRAP);
+	assert_int_equal(cf->agents[0].mode, MODE_BWRAP);
+	assert_string_equal(config_mode_name(MODE_BWRAP), "bwrap");
+	assert_string_equal(cf->bwrap.runtime_command, "/opt/bwrap");
+	assert_int_equal(cf->bwrap.network, NET_HOST);
+	assert_string_equal(cf->bwrap.user, "1000:1000");
+	assert_int_equal(cf->bwrap.nro_paths, 2);
+	assert_string_equal(cf->bwrap.ro_paths[1], "/srv/x");
+	assert_string_equal(cf->bwrap.memory, "512m");
+	assert_string_equal(cf->bwrap.cpus, "0.5");
+	assert_int_equal(cf->bwrap.pids_limit, 64);
+	assert_int_equal(cf->bwrap.limits_best_effort, 1);
+	/* network host in use: said at every load. */
+	assert_non_null(strstr(cf->warning, "sandbox.bwrap.network is "
+	    "\"host\""));
+	o = config_sandbox_json(cf);
+	assert_true(json_object_object_get_ex(o, "mode", &v));
+	assert_string_equal(json_object_get_string(v), "bwrap");
+	assert_true(json_object_object_get_ex(o, "bwrap", &b));
+	assert_true(json_object_object_get_ex(b, "network", &v));
+	assert_string_equal(json_object_get_string(v), "host");
+	assert_true(json_object_object_get_ex(b, "limits", &v));
+	assert_string_equal(json_object_get_string(v), "best-effort");
+	assert_true(json_object_object_get_ex(b, "ro_paths", &v));
+	assert_int_equal(json_object_array_length(v), 2);
+	assert_true(json_object_object_get_ex(b, "pids_limit", &v));
+	assert_int_equal(json_object_get_int64(v), 64);
+	assert_false(json_object_object_get_ex(b, "image", &v));
+	json_object_put(o);
+	config_free(cf);
+
+	/* host unused by any agent: no warning. */
+	cf = assert_accepted("{\"sandbox\":{\"bwrap\":{\"network\":\"host\"}}}");
+	assert_string_equal(cf->warning, "");
+	config_free(cf);
+
+	assert_refused("{\"sandbox\":{\"mode\":\"bwarp\"}}",
+	    "sandbox.mode: expected one of \"host\", \"docker\", \"apple\" or "
+	    "\"bwrap\", got \"bwarp\"");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"network\":\"default\"}}}",
+	    "sandbox.bwrap.network: expected one of \"none\" or \"host\", "
+	    "got \"default\"");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"user\":\"0:0\"}}}",
+	    "sandbox.bwrap.user: the agent never runs as root (uid 0), got "
+	    "\"0:0\"");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"user\":\"me\"}}}",
+	    "sandbox.bwrap.user: expected \"auto\" or \"UID:GID\", got \"me\"");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"ro_paths\":[\"rel\"]}}}",
+	    "sandbox.bwrap.ro_paths[0]: expected an absolute path other than "
+	    "/, got \"rel\"");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"ro_paths\":[\"/a\","
+	    "\"/\"]}}}", "sandbox.bwrap.ro_paths[1]: expected an absolute "
+	    "path other than /, got \"/\"");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"ro_paths\":[\"/a/..\"]}}}",
+	    "sandbox.bwrap.ro_paths[0]: expected an absolute path other than "
+	    "/, got \"/a/..\"");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"ro_paths\":[1]}}}",
+	    "sandbox.bwrap.ro_paths[0]: expected a string, got 1");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"memory\":\"lots\"}}}",
+	    "sandbox.bwrap.memory: expected a size of at least 4k such as "
+	    "\"2g\", got \"lots\"");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"memory\":\"12\"}}}",
+	    "sandbox.bwrap.memory: expected a size of at least 4k such as "
+	    "\"2g\", got \"12\"");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"cpus\":\"0\"}}}",
+	    "sandbox.bwrap.cpus: expected a decimal number of CPUs from 0.01 "
+	    "to 4096 such as \"1.0\", got \"0\"");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"pids_limit\":-1}}}",
+	    "sandbox.bwrap.pids_limit: expected an integer >= 0, got -1");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"limits\":\"loose\"}}}",
+	    "sandbox.bwrap.limits: expected one of \"strict\" or "
+	    "\"best-effort\", got \"loose\"");
+	assert_refused("{\"sandbox\":{\"bwrap\":{\"runtime_command\":\"\"}}}",
+	    "sandbox.bwrap.runtime_command: expected a program name, got \"\"");
+	assert_refused("{\"sandbox\":{\"bwrap\":[]}}",
+	    "sandbox.bwrap: expected an object, got []");
+	assert_int_equal(config_memory_bytes("2g"), 2147483648LL);
+	assert_int_equal(config_memory_bytes("512m"), 536870912LL);
+	assert_int_equal(config_memory_bytes("64kb"), 65536);
+	assert_int_equal(config_memory_bytes("100"), 100);
+	assert_int_equal(config_memory_bytes("x"), -1);
+	assert_int_equal(config_memory_bytes("99999999999999999999g"), -1);
+}
+
 /* config_load: the file on disk, in a scratch home. */
 static int
 home_setup(void **state)
@@ -1430,7 +1546,7 @@ test_load_errors(void **state)
 	unit_write(path, "{\"sandbox\":{\"mode\":\"vm\"}}", 0600);
 	assert_null(cf = config_load(home, err, sizeof(err)));
 	assert_string_equal(err, "sandbox.mode: expected one of \"host\", "
-	    "\"docker\" or \"apple\", got \"vm\"");
+	    "\"docker\", \"apple\" or \"bwrap\", got \"vm\"");
 
 	unit_write(path, "{\"sandbox\":", 0600);
 	assert_null(cf = config_load(home, err, sizeof(err)));
@@ -1489,6 +1605,7 @@ main(void)
 		cmocka_unit_test(test_workspace),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_sandbox_json),
+		cmocka_unit_test(test_bwrap),
 		cmocka_unit_test_setup_teardown(test_load_missing, home_setup,
 		    home_teardown),
 		cmocka_unit_test_setup_teardown(test_load_file, home_setup,

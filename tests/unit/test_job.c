@@ -20,6 +20,7 @@
 static char *cmd[] = { "agent", "--say", "{message}" };
 static char *allow[] = { "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "EXTRA" };
 static char *files[] = { "/w/a.png", "/w/b c.pdf" };
+static char *ro[] = { "/srv/a", "/srv/b" };
 
 static void
 sample_job(struct job *j)
@@ -51,6 +52,9 @@ sample_job(struct job *j)
 	j->rt.user = "501:20";
 	j->templates = "/home/u/.tinyclaw";
 	j->teammates = "\n### You\n\n- `@coder` \xe2\x80\x94 **Coder** (opus)\n";
+	j->rt.ro_paths = ro;
+	j->rt.nro_paths = 2;
+	j->rt.limits_best_effort = 1;
 }
 
 /* Through text and back, as the frame carries it. */
@@ -112,6 +116,9 @@ test_job_roundtrip(void **state)
 	assert_string_equal(out.rt.user, "501:20");
 	assert_string_equal(out.templates, in.templates);
 	assert_string_equal(out.teammates, in.teammates);
+	assert_int_equal(out.rt.nro_paths, 2);
+	assert_string_equal(out.rt.ro_paths[1], "/srv/b");
+	assert_int_equal(out.rt.limits_best_effort, 1);
 	job_free(&out);
 	assert_null(out.agent_id);
 }
@@ -258,7 +265,7 @@ test_job_bad_fields(void **state)
 		  "field \"command\"[0]: expected a string" },
 		{ "workdir", "[]", "field \"workdir\": expected a string" },
 		{ "home", NULL, "field \"home\": expected a string" },
-		{ "mode", "3", "field \"mode\": 3 out of range" },
+		{ "mode", "4", "field \"mode\": 4 out of range" },
 		{ "mode", "1.0", "field \"mode\": expected an integer" },
 		{ "timeout", "-1", "field \"timeout\": -1 out of range" },
 		{ "timeout", "2147483648",
@@ -275,11 +282,14 @@ test_job_bad_fields(void **state)
 		{ "rt", "[]", "field \"rt\": expected an object" },
 		{ "rt.runtime", NULL, "field \"runtime\": expected a string" },
 		{ "rt.image", "0", "field \"image\": expected a string" },
-		{ "rt.network", "2", "field \"network\": 2 out of range" },
+		{ "rt.network", "3", "field \"network\": 3 out of range" },
 		{ "rt.memory", NULL, "field \"memory\": expected a string" },
 		{ "rt.cpus", "1", "field \"cpus\": expected a string" },
 		{ "rt.pids", "-5", "field \"pids\": -5 out of range" },
 		{ "rt.user", NULL, "field \"user\": expected a string" },
+		{ "rt.ro", NULL, "field \"ro\": expected an array" },
+		{ "rt.ro", "[1]", "field \"ro\"[0]: expected a string" },
+		{ "rt.best_effort", "2", "field \"best_effort\": 2 out of range" },
 	};
 	struct job	j;
 	size_t		i;

@@ -63,6 +63,9 @@ group_setup(void **state)
 	make_exe(t.bin, "docker", 0755);
 	make_exe(t.bin, "podman", 0755);
 	make_exe(t.bin, "container", 0755);
+	make_exe(t.bin, "bwrap", 0755);
+	make_exe(t.bin, "claude", 0755);
+	make_exe(t.bin, "codex", 0755);
 	make_exe(t.bin, "notexec", 0644);
 	xasprintf(&t.path, "/nonexistent:%s", t.bin);
 	xasprintf(&t.env_file, "%s/run/secrets/42.env", t.home);
@@ -736,6 +739,316 @@ test_runtime_lookup(void **state)
  * The runtime's CLI: the built-in names and prefixes, the pass list, and
  * never an allowlisted name, even one that a prefix of either takes in.
  */
+/*
+ * bwrap mode (SPEC §8): the system part of the view, computed here from
+ * the SPEC's own list (not sandbox.c's): what the host has, a top-level
+ * symbolic link as the same link.
+ */
+static const char *const spec_system[] = {
+	"/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ssl",
+	"/etc/ca-certificates", "/etc/resolv.conf", "/etc/hosts",
+	"/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/localtime",
+	"/etc/alternatives", NULL
+};
+
+static void
+bwrap_want(char ***want, size_t *n, const char *s)
+{
+	*want = xreallocarray(*want, *n + 2, sizeof(char *));
+	(*want)[(*n)++] = xstrdup(s);
+	(*want)[*n] = NULL;
+}
+
+static char **
+bwrap_expected(const char *uid, const char *gid, int share_net,
+    const char *const *mid, const char *work, const char *w,
+    const char *const *cli)
+{
+	static const char *const head[] = { "bwrap", "--unshare-all",
+	    "--unshare-user", NULL };
+	static const char *const head2[] = { "--die-with-parent",
+	    "--new-session", "--cap-drop", "ALL", NULL };
+	static const char *const priv[] = { "--tmpfs", "/tmp", "--proc",
+	    "/proc", "--dev", "/dev", NULL };
+	const char *const	*p;
+	char			**v = NULL, target[PATH_MAX];
+	size_t			  n = 0;
+	struct stat		  st;
+	ssize_t			  k;
+
+	for (p = head; *p != NULL; p++)
+		bwrap_want(&v, &n, *p);
+	if (share_net)
+		bwrap_want(&v, &n, "--share-net");
+	for (p = head2; *p != NULL; p++)
+		bwrap_want(&v, &n, *p);
+	bwrap_want(&v, &n, "--uid");
+	bwrap_want(&v, &n, uid);
+	bwrap_want(&v, &n, "--gid");
+	bwrap_want(&v, &n, gid);
+	for (p = priv; *p != NULL; p++)
+		bwrap_want(&v, &n, *p);
+	for (p = spec_system; *p != NULL; p++) {
+		if (lstat(*p, &st) == -1)
+			continue;
+		if (S_ISLNK(st.st_mode) && strchr(*p + 1, '/') == NULL) {
+			k = readlink(*p, target, sizeof(target) - 1);
+			assert_true(k > 0);
+			target[k] = '\0';
+			bwrap_want(&v, &n, "--symlink");
+			bwrap_want(&v, &n, target);
+			bwrap_want(&v, &n, *p);
+		} else if (stat(*p, &st) == 0) {
+			bwrap_want(&v, &n, "--ro-bind");
+			bwrap_want(&v, &n, *p);
+			bwrap_want(&v, &n, *p);
+		}
+	}
+	for (p = mid; *p != NULL; p++)
+		bwrap_want(&v, &n, *p);
+	bwrap_want(&v, &n, "--bind");
+	bwrap_want(&v, &n, work);
+	bwrap_want(&v, &n, w);
+	bwrap_want(&v, &n, "--chdir");
+	bwrap_want(&v, &n, w);
+	bwrap_want(&v, &n, "--remount-ro");
+	bwrap_want(&v, &n, "/");
+	bwrap_want(&v, &n, "--");
+	for (p = cli; *p != NULL; p++)
+		bwrap_want(&v, &n, *p);
+	return v;
+}
+
+static void
+bwrap_job(struct job *j)
+{
+	job_init(j, MODE_BWRAP);
+	j->rt.runtime_command = "bwrap";
+	j->rt.image = "";
+	j->rt.network = NET_HOST;
+	/* No cgroup is asserted here (the integration tests do). */
+	j->rt.limits_best_effort = 1;
+}
+
+static void
+test_bwrap_argv(void **state)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[512], *home, *path, bin[PATH_MAX];
+	char			**want;
+	static const char *const cli[] = { "claude",
+	    "--dangerously-skip-permissions", "--model", "claude-sonnet-4-5",
+	    "-c", "-p", "--", "hi there", NULL };
+	static char *ro[] = { "/opt/tools", "/srv/data" };
+	const char		*mid[16];
+	size_t			 i;
+
+	(void)state;
+	assert_non_null(realpath(t.bin, bin));
+	bwrap_job(&j);
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	mid[0] = "--ro-bind";
+	mid[1] = bin;
+	mid[2] = bin;
+	mid[3] = NULL;
+	want = bwrap_expected("1000", "1001", 1, mid, WORKDIR, "/workspace",
+	    cli);
+	check_argv(sb.argv, (const char *const *)want, __FILE__, __LINE__);
+	argv_free(want);
+	assert_no_secret(sb.argv);
+	assert_int_equal(sb.container_mode, 0);
+	assert_null(sb.on_timeout);
+	assert_int_equal(sb.uid, 1000);
+	assert_int_equal(sb.gid, 1001);
+	assert_int_equal(sb.setid, getuid() == 0);
+	/* The keys reach it through bwrap's own environment: only these. */
+	xasprintf(&home, "HOME=/workspace/.tinyclaw-home");
+	xasprintf(&path, "PATH=%s", t.path);
+	assert_argv(sb.envp, home, path, "ANTHROPIC_API_KEY=" ANT_KEY,
+	    "OPENAI_API_KEY=" OAI_KEY, "CODEX_API_KEY=" OAI_KEY);
+	free(home);
+	free(path);
+	sandbox_cleanup(&sb);
+
+	/* network host, same-path, ro_paths, a fresh codex session. */
+	bwrap_job(&j);
+	j.path_mapping = MAP_SAME_PATH;
+	j.rt.ro_paths = ro;
+	j.rt.nro_paths = 2;
+	j.rt.user = "4242:77";
+	j.provider = PROV_OPENAI;
+	j.model = NULL;
+	j.reset = 1;
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	i = 0;
+	mid[i++] = "--ro-bind";
+	mid[i++] = bin;
+	mid[i++] = bin;
+	mid[i++] = "--ro-bind-try";
+	mid[i++] = "/opt/tools";
+	mid[i++] = "/opt/tools";
+	mid[i++] = "--ro-bind-try";
+	mid[i++] = "/srv/data";
+	mid[i++] = "/srv/data";
+	mid[i] = NULL;
+	{
+		char **c = provider_argv(&j, NULL);
+
+		want = bwrap_expected("4242", "77", 1, mid, WORKDIR, WORKDIR,
+		    (const char *const *)c);
+		check_argv(sb.argv, (const char *const *)want, __FILE__,
+		    __LINE__);
+		argv_free(want);
+		argv_free(c);
+	}
+	assert_true(env_has(sb.envp, "HOME"));
+	assert_string_equal(sb.envp[0], "HOME=" WORKDIR "/.tinyclaw-home");
+	sandbox_cleanup(&sb);
+
+	/* network none (the command provider): no --share-net. */
+	bwrap_job(&j);
+	j.rt.network = NET_NONE;
+	j.provider = PROV_COMMAND;
+	{
+		static char *cmd[] = { "/bin/sh", "-c", "{message}" };
+		char **c;
+
+		j.command = cmd;
+		j.ncommand = 3;
+		assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)),
+		    0);
+		c = provider_argv(&j, NULL);
+		/* sh is in /usr or /bin: nothing more to mount. */
+		want = bwrap_expected("1000", "1001", 0, (const char *[]){
+		    NULL }, WORKDIR, "/workspace", (const char *const *)c);
+		check_argv(sb.argv, (const char *const *)want, __FILE__,
+		    __LINE__);
+		argv_free(want);
+		argv_free(c);
+		sandbox_cleanup(&sb);
+	}
+}
+
+/* claude installed by npm under a prefix: the package, the link, node. */
+static void
+test_bwrap_npm_cli(void **state)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[512], *pfx, *pkg, *bin, *lnk, *node, *cli;
+	char			*newpath, rpkg[PATH_MAX], rnode[PATH_MAX];
+	char			 found[PATH_MAX], dir[PATH_MAX];
+	size_t			 i;
+	int			 seen_pkg = 0, seen_link = 0, seen_node = 0;
+
+	(void)state;
+	xasprintf(&pfx, "%s/npm", t.tmp);
+	xasprintf(&pkg, "%s/lib/node_modules/@anthropic-ai/claude-code",
+	    pfx);
+	xasprintf(&bin, "%s/bin", pfx);
+	assert_int_equal(mkdir_p(pkg, 0755), 0);
+	assert_int_equal(mkdir_p(bin, 0755), 0);
+	xasprintf(&cli, "%s/cli.js", pkg);
+	unit_write(cli, "#!/usr/bin/env node\n", 0755);
+	xasprintf(&lnk, "%s/claude", bin);
+	unlink(lnk);
+	assert_int_equal(symlink("../lib/node_modules/@anthropic-ai/"
+	    "claude-code/cli.js", lnk), 0);
+	xasprintf(&node, "%s/node", bin);
+	unit_write(node, "#!/bin/sh\n", 0755);
+	xasprintf(&newpath, "%s:%s", bin, t.path);
+	setenv("PATH", newpath, 1);
+	assert_int_equal(sandbox_cli_dir("claude", found, sizeof(found), dir,
+	    sizeof(dir)), 0);
+	assert_non_null(realpath(pkg, rpkg));
+	assert_non_null(realpath(node, rnode));
+	assert_string_equal(dir, rpkg);
+	assert_string_equal(found, lnk);
+
+	bwrap_job(&j);
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	for (i = 0; sb.argv[i] != NULL && strcmp(sb.argv[i], "--") != 0;
+	    i++) {
+		if (strcmp(sb.argv[i], "--ro-bind") == 0 &&
+		    strcmp(sb.argv[i + 1], rpkg) == 0)
+			seen_pkg = 1;
+		if (strcmp(sb.argv[i], "--symlink") == 0 &&
+		    strcmp(sb.argv[i + 2], lnk) == 0) {
+			assert_non_null(strstr(sb.argv[i + 1], "/cli.js"));
+			seen_link = 1;
+		}
+		if (strcmp(sb.argv[i], "--ro-bind") == 0 &&
+		    strcmp(sb.argv[i + 1], rnode) == 0)
+			seen_node = 1;
+	}
+	assert_true(seen_pkg);
+	assert_true(seen_link);
+	assert_true(seen_node);
+	sandbox_cleanup(&sb);
+	setenv("PATH", t.path, 1);
+	free(pfx); free(pkg); free(bin); free(lnk); free(node); free(cli);
+	free(newpath);
+}
+
+static void
+test_bwrap_fail_closed(void **state)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[512];
+
+	(void)state;
+	bwrap_job(&j);
+	j.rt.runtime_command = "no-such-bwrap";
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), -1);
+	assert_string_equal(err, "\"no-such-bwrap\" not found in PATH "
+	    "(sandbox.bwrap.runtime_command): install bubblewrap (apt-get "
+	    "install bubblewrap, dnf install bubblewrap)");
+	assert_null(sb.argv);
+
+	bwrap_job(&j);
+	j.rt.user = "auto";
+	j.workdir = "/usr";	/* root's everywhere */
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), -1);
+	assert_string_equal(err, "working directory /usr is owned by root: "
+	    "sandbox.bwrap.user \"auto\" takes its owner and never runs an "
+	    "agent as root; chown it to the agent's user or set "
+	    "sandbox.bwrap.user to \"UID:GID\"");
+
+	bwrap_job(&j);
+	j.rt.user = "0:0";	/* a job from a tampered frame */
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), -1);
+	assert_string_equal(err, "sandbox.bwrap.user: \"0:0\" is not an "
+	    "unprivileged UID:GID");
+
+	bwrap_job(&j);
+	unsetenv("ANTHROPIC_API_KEY");
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "is not set in the daemon's environment"));
+	setenv("ANTHROPIC_API_KEY", ANT_KEY, 1);
+
+	bwrap_job(&j);
+	j.rt.network = NET_NONE;
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), -1);
+	assert_string_equal(err, "sandbox.bwrap.network \"none\" cannot "
+	    "work with the anthropic provider: its CLI must reach the API; "
+	    "set it to \"host\"");
+
+	bwrap_job(&j);
+	j.provider = PROV_COMMAND;
+	{
+		static char *cmd[] = { "no-such-tool", "{message}" };
+
+		j.command = cmd;
+		j.ncommand = 2;
+		assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)),
+		    -1);
+		assert_string_equal(err, "no-such-tool not found in PATH: "
+		    "bwrap mode runs the CLI installed on the host, read-only");
+	}
+}
+
 static void
 test_runtime_env(void **state)
 {
@@ -798,6 +1111,9 @@ main(void)
 		cmocka_unit_test_setup(test_newline_secret, env_setup),
 		cmocka_unit_test_setup(test_env_file_planted, env_setup),
 		cmocka_unit_test_setup(test_runtime_lookup, env_setup),
+		cmocka_unit_test_setup(test_bwrap_argv, env_setup),
+		cmocka_unit_test_setup(test_bwrap_npm_cli, env_setup),
+		cmocka_unit_test_setup(test_bwrap_fail_closed, env_setup),
 	};
 
 	return cmocka_run_group_tests_name("sandbox", tests, group_setup,
