@@ -588,8 +588,9 @@ dead_requeue_one(const char *name, json_object **err)
 		 * invalid UTF-8 bytes became U+FFFD, three bytes each.
 		 */
 		*err = err_reply("cannot requeue %s: its message is %zu bytes "
-		    "as a file, over the %d of an incoming message", name,
+		    "as a file, over the %d of an incoming message", shown,
 		    strlen(s) + 1, MAX_MESSAGE_FILE);
+		free(shown);
 		json_object_put(rec);
 		return -1;
 	}

@@ -41,7 +41,9 @@ check(const struct config *cf)
 		if (cf->agents[i].workdir[0] != '/' ||
 		    config_agent(cf, cf->agents[i].id) == NULL)
 			abort();
-		if (cf->agents[i].provider == PROV_COMMAND &&
+		/* A refused agent (opencode, custom) never runs. */
+		if (cf->agents[i].refused == NULL &&
+		    cf->agents[i].provider == PROV_COMMAND &&
 		    (cf->agents[i].ncommand == 0 ||
 		    cf->agents[i].ncommand > CONFIG_MAX_ARRAY))
 			abort();
