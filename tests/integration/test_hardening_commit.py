@@ -119,10 +119,16 @@ def test_name_at_the_limit_response_dead_letter_and_requeue(homes):
     assert not h.files("processing") and not h.files("corrupt")
     # Requeued, it is read as a message again (not sent to corrupt/).
     cli_json(h, "dead", "requeue", dead[1][:-5])
-    wait_for(lambda: len(h.dead_letters("dead-1")) == 1 and
-             h.dead_letters("dead-1")[0]["_path"].name == dead[1] and
-             len(h.calls("fail auth")) == 3, 15,
-             what="the requeued dead letter to fail again")
+    try:
+        wait_for(lambda: len(h.dead_letters("dead-1")) == 1 and
+                 h.dead_letters("dead-1")[0]["_path"].name == dead[1] and
+                 len(h.calls("fail auth")) == 3, 30,
+                 what="the requeued dead letter to fail again")
+    except AssertionError as e:
+        state = ([d["_path"].name for d in h.dead_letters("dead-1")],
+                 len(h.calls("fail auth")), h.files("incoming"),
+                 h.files("processing"), h.log()[-3000:])
+        raise AssertionError(f"{e}: {state}") from None
     assert not h.files("corrupt")
 
 
