@@ -34,6 +34,10 @@
 static const char *const controllers[] = { "memory", "pids", "cpu" };
 
 static int	sweep_dir(const char *, const char *, int);
+static int	write_file(const char *, const char *, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+static void	append(char *, size_t, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
 
 /* "clawvisor-<8 hex of the home's FNV-1a>-": this home's cgroups only. */
 static void
