@@ -126,6 +126,22 @@ own_path(const char *ctl, char *out, size_t len)
 	fclose(f);
 }
 
+/*
+ * Our own v2 cgroup, seen as the base the invocations' cgroups go in: the
+ * leaf cgroup_delegate() moved us into does not count (they are its
+ * siblings).
+ */
+static void
+v2_own(char *out, size_t len)
+{
+	char	*slash;
+
+	own_path(NULL, out, len);
+	if ((slash = strrchr(out, '/')) != NULL &&
+	    strcmp(slash + 1, CGROUP_LEAF) == 0)
+		*(slash == out ? slash + 1 : slash) = '\0';
+}
+
 /* The directory this home's cgroups go in, for ctl (NULL: v2). */
 static int
 parent_dir(const char *ctl, char *out, size_t len)
@@ -234,7 +250,7 @@ v2_parent(const struct cgroup_limits *l, char *out, size_t len)
 
 	if (find_mount(NULL, mnt, sizeof(mnt)) == -1)
 		return -1;
-	own_path(NULL, own, sizeof(own));
+	v2_own(own, sizeof(own));
 	snprintf(cand[0], sizeof(cand[0]), "%s", mnt);
 	if (snprintf(cand[1], sizeof(cand[1]), "%s%s", mnt, own) >=
 	    (int)sizeof(cand[1]))
@@ -448,7 +464,7 @@ sweep_all(const char *home, const char *only)
 	if (only != NULL)
 		strlcat(prefix, only, sizeof(prefix));
 	if (find_mount(NULL, mnt, sizeof(mnt)) == 0) {
-		own_path(NULL, own, sizeof(own));
+		v2_own(own, sizeof(own));
 		n += sweep_dir(mnt, prefix, only != NULL);
 		if (strcmp(own, "/") != 0 && snprintf(parent, sizeof(parent),
 		    "%s%s", mnt, own) < (int)sizeof(parent))
@@ -480,6 +496,84 @@ sweep_dir(const char *parent, const char *prefix, int exact)
 	}
 	closedir(d);
 	return n;
+}
+
+/* Move every process of dir into leaf; how many were left behind. */
+static int
+move_all(const char *dir, const char *leaf)
+{
+	char	 path[PATH_MAX];
+	FILE	*f;
+	long	 pid;
+	int	 tries, left = 0;
+
+	if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >=
+	    (int)sizeof(path))
+		return -1;
+	/* Again while it moves: a process may fork as we read. */
+	for (tries = 0; tries < 3; tries++) {
+		if ((f = fopen(path, "re")) == NULL)
+			return -1;
+		left = 0;
+		while (fscanf(f, "%ld", &pid) == 1)
+			if (write_file(leaf, "cgroup.procs", "%ld", pid) == -1 &&
+			    errno != ESRCH)
+				left++;
+		fclose(f);
+		if (left == 0)
+			break;
+	}
+	return left;
+}
+
+int
+cgroup_delegate(char *msg, size_t len)
+{
+	char	mnt[PATH_MAX], own[PATH_MAX], dir[PATH_MAX], leaf[PATH_MAX];
+	char	avail[512], on[512];
+	size_t	i;
+	int	want = 0;
+
+	*msg = '\0';
+	if (find_mount(NULL, mnt, sizeof(mnt)) == -1 ||
+	    access(mnt, W_OK) == 0)
+		return 0;	/* no v2, or root: the mount's root is used */
+	v2_own(own, sizeof(own));
+	if (strcmp(own, "/") == 0 || snprintf(dir, sizeof(dir), "%s%s", mnt,
+	    own) >= (int)sizeof(dir) || access(dir, W_OK) == -1 ||
+	    read_file(dir, "cgroup.controllers", avail, sizeof(avail)) == -1 ||
+	    read_file(dir, "cgroup.subtree_control", on, sizeof(on)) == -1)
+		return 0;	/* not a delegated subtree */
+	for (i = 0; i < 3; i++)
+		if (has_token(avail, controllers[i]) &&
+		    !has_token(on, controllers[i]))
+			want = 1;
+	if (!want)
+		return 0;
+	if (snprintf(leaf, sizeof(leaf), "%s/%s", dir, CGROUP_LEAF) >=
+	    (int)sizeof(leaf))
+		return 0;
+	if (mkdir(leaf, 0755) == -1 && errno != EEXIST) {
+		snprintf(msg, len, "cannot create cgroup %s: %s", leaf,
+		    strerror(errno));
+		return -1;
+	}
+	if (move_all(dir, leaf) != 0) {
+		snprintf(msg, len, "cannot move the processes of cgroup %s "
+		    "into %s: %s", dir, leaf, strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < 3; i++)
+		if (has_token(avail, controllers[i]) &&
+		    !has_token(on, controllers[i]) && write_file(dir,
+		    "cgroup.subtree_control", "+%s", controllers[i]) == -1) {
+			snprintf(msg, len, "cannot enable %s in cgroup %s: %s",
+			    controllers[i], dir, strerror(errno));
+			return -1;
+		}
+	snprintf(msg, len, "cgroup v2: moved into %s; memory, pids and cpu "
+	    "enabled in %s for the invocations' cgroups", leaf, dir);
+	return 1;
 }
 
 int

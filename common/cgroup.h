@@ -42,6 +42,15 @@ int	cgroup_oom(const struct cgroup *);
 void	cgroup_destroy(struct cgroup *);
 /* Kill what is in job id's cgroups and remove them (its worker died). */
 void	cgroup_remove(const char *home, uint64_t id);
+/*
+ * cgroup v2 in a delegated subtree (systemd Delegate=yes): a cgroup with
+ * processes in it cannot enable controllers for children, so move this
+ * process's cgroup's processes (the daemon's) into a leaf of their own,
+ * CGROUP_LEAF, and enable memory, pids and cpu beside it. 0: nothing to
+ * do; 1: done, what in msg; -1: failed, why in msg.
+ */
+#define CGROUP_LEAF	"clawvisor.daemon"
+int	cgroup_delegate(char *msg, size_t len);
 /* Remove this home's cgroups left by an earlier run; how many. */
 int	cgroup_sweep(const char *home);
 /* Which controllers hold and how (the doctor), into buf. */

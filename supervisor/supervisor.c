@@ -261,6 +261,29 @@ supervisor_stop(const char *why)
 	ev_timer_start(sv.loop, &grace);
 }
 
+/*
+ * bwrap's cgroups on a delegated cgroup v2 subtree need the daemon in a
+ * leaf of its own (cgroup.h): done when an agent uses bwrap, at start and
+ * at reload; a failure is the doctor's and the invocation's to report.
+ */
+static void
+delegate(const struct config *cf)
+{
+	char	msg[PATH_MAX + 256];
+	size_t	i;
+	int	r;
+
+	for (i = 0; i < cf->nagents; i++)
+		if (config_agent_mode(cf, &cf->agents[i]) == MODE_BWRAP)
+			break;
+	if (i == cf->nagents)
+		return;
+	if ((r = cgroup_delegate(msg, sizeof(msg))) == 1)
+		log_info("%s", msg);
+	else if (r == -1)
+		log_warnx("%s", msg);
+}
+
 int
 supervisor_reload(char *err, size_t errlen)
 {
@@ -295,6 +318,7 @@ supervisor_reload(char *err, size_t errlen)
 	json_object_object_add(ev, "generation",
 	    json_object_new_int((int)sv.generation));
 	event_emit("config_reloaded", ev);
+	delegate(cf);
 	if (!sv.stopping) {
 		pool_resize((int)cf->workers);
 		queue_scan_reset();
@@ -493,6 +517,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	if ((swept = cgroup_sweep(sv.home)) > 0)
 		log_info("removed %d stale cgroup%s of an earlier run", swept,
 		    swept == 1 ? "" : "s");
+	delegate(sv.conf);
 	commit_recover();
 	commit_load_deferred();
 	if (control_init() == -1) {
