@@ -514,3 +514,103 @@ def test_sandbox_set_bwrap_and_show(homes):
                            "user": "auto", "ro_paths": [], "memory": "2g",
                            "cpus": "1.0", "pids_limit": 256,
                            "limits": "strict"}, sb["bwrap"]
+
+
+# -- a kernel that refuses the namespaces bwrap needs ------------------------
+#
+# The limits in /proc/sys/user are per user namespace, and a namespace's
+# creation is charged to every ancestor: a daemon started in a user
+# namespace of its own (ids mapped one to one, so it is still root to the
+# files and cgroups it uses) whose limit is 0 meets a real refusal from the
+# real kernel, while the host's sysctls stay as they are.
+
+USERNS_LAUNCHER = r'''
+import ctypes, os, sys
+sep = sys.argv.index("--")
+limits, prog = sys.argv[1:sep], sys.argv[sep + 1:]
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    # The parent's maps are written from here, outside: only a process
+    # with CAP_SETUID in the parent namespace may map more than itself.
+    os.close(w)
+    os.read(r, 1)
+    for f in ("uid_map", "gid_map"):
+        with open(f"/proc/{os.getppid()}/{f}", "w") as m:
+            m.write("0 0 65536\n")
+    os._exit(0)
+os.close(r)
+if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:
+    sys.exit("unshare(CLONE_NEWUSER): " + os.strerror(ctypes.get_errno()))
+os.write(w, b"x")
+os.close(w)
+if os.waitpid(pid, 0)[1] != 0:
+    sys.exit("cannot write the user namespace's id maps")
+for kv in limits:
+    k, v = kv.split("=")
+    with open("/proc/sys/user/" + k, "w") as f:
+        f.write(v)
+os.execvp(prog[0], prog)
+'''
+
+
+@pytest.fixture
+def userns_limited(monkeypatch, tmp_path):
+    """userns_limited(LIMIT=VALUE, ...): the daemons the test starts from
+    then on run in a user namespace with those /proc/sys/user limits."""
+    import conftest
+    launcher = tmp_path / "userns-launch.py"
+    launcher.write_text(USERNS_LAUNCHER)
+
+    def limit(*limits):
+        wrapper = tmp_path / "clawvisor-in-userns"
+        wrapper.write_text("#!/bin/sh\nexec /usr/bin/python3 " +
+                           f"{launcher} {' '.join(limits)} -- " +
+                           f"{conftest.BIN} \"$@\"\n")
+        wrapper.chmod(0o755)
+        monkeypatch.setattr(conftest, "BIN", str(wrapper))
+    return limit
+
+
+def test_user_namespaces_refused_names_the_sysctl(bhomes, userns_limited):
+    userns_limited("max_user_namespaces=0")
+    h = bhomes(sandbox={"max_attempts": 3})
+    mid, out = ask(h, "echo hi")
+    assert out[0] == "dead", out
+    (d,) = h.dead_letters(mid)
+    assert d["errorMessage"] == (
+        "the kernel refuses unprivileged user namespaces "
+        "(user.max_user_namespaces = 0), which bwrap needs: set sysctl "
+        "user.max_user_namespaces=15000, or use another sandbox.mode"), d
+    assert d["errorClass"] == "terminal" and d["attempt"] == 1, d
+    # The doctor, run on the same kernel (in the same limits), says so.
+    import conftest
+    p = subprocess.run([conftest.BIN, "--home", str(h.path), "sandbox",
+                        "doctor", "--json"], env=h.env(h.cv_env),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p
+    bad = [c for c in json.loads(p.stdout)["checks"] if not c["ok"]]
+    assert any("user.max_user_namespaces = 0" in json.dumps(c)
+               for c in bad), bad
+    no_leftovers(h)
+
+
+def test_bwrap_refused_a_namespace_is_terminal_with_the_hint(
+        bhomes, userns_limited):
+    # User namespaces are allowed (the check before the run passes), but
+    # the kernel refuses the mount namespace bwrap then asks for: bwrap's
+    # own error, not the agent's, and no retry.
+    userns_limited("max_mnt_namespaces=0")
+    h = bhomes(sandbox={"max_attempts": 3})
+    mid, out = ask(h, "echo hi")
+    assert out[0] == "dead", out
+    (d,) = h.dead_letters(mid)
+    assert d["errorMessage"].startswith(
+        "bwrap cannot build the sandbox: bwrap: Creating new namespace "
+        "failed: "), d
+    assert "(are unprivileged user namespaces allowed? see " \
+        "kernel.unprivileged_userns_clone, user.max_user_namespaces, " \
+        "kernel.apparmor_restrict_unprivileged_userns)" in \
+        d["errorMessage"], d
+    assert d["errorClass"] == "terminal" and d["attempt"] == 1, d
+    no_leftovers(h)
