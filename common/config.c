@@ -1033,6 +1033,18 @@ check_apple_cpus(struct ctx *c, struct config *cf)
 	return 0;
 }
 
+/* "/home/settings.json:12:3: not valid JSON: what", as compilers say it. */
+static void
+syntax_error(const struct config *cf, const char *text, size_t len,
+    size_t off, const char *what, char *err, size_t errlen)
+{
+	size_t	line, col;
+
+	text_position(text, len, off, &line, &col);
+	snprintf(err, errlen, "%s:%zu:%zu: not valid JSON: %s", cf->path,
+	    line, col, what);
+}
+
 struct config *
 config_parse(const char *text, size_t len, const char *home, char *err,
     size_t errlen)
@@ -1043,20 +1055,21 @@ config_parse(const char *text, size_t len, const char *home, char *err,
 	enum json_tokener_error	 jerr;
 	json_object		*root, *ws;
 	char			*wsp = NULL;
+	size_t			 at;
 
 	*err = '\0';
 	cf = xcalloc(1, sizeof(*cf));
 	cf->home = xstrdup(home);
 	xasprintf(&cf->path, "%s/settings.json", home);
 	if (json_values(text, len) > SETTINGS_MAX_VALUES) {
-		snprintf(err, errlen, "settings.json: more than %d JSON values",
-		    SETTINGS_MAX_VALUES);
+		snprintf(err, errlen, "%s: more than %d JSON values",
+		    cf->path, SETTINGS_MAX_VALUES);
 		config_free(cf);
 		return NULL;
 	}
-	if (json_single_quoted(text, len)) {
-		snprintf(err, errlen, "settings.json: not valid JSON: a "
-		    "single-quoted string");
+	if (json_single_quoted(text, len, &at)) {
+		syntax_error(cf, text, len, at, "a single-quoted string", err,
+		    errlen);
 		config_free(cf);
 		return NULL;
 	}
@@ -1070,14 +1083,17 @@ config_parse(const char *text, size_t len, const char *home, char *err,
 	/* NULL with success is the JSON null: not an object, below. */
 	if (jerr != json_tokener_success ||
 	    json_tokener_get_parse_end(tok) != len) {
-		if (jerr != json_tokener_success)
-			snprintf(err, errlen, "settings.json: not valid JSON: "
-			    "%s", jerr == json_tokener_continue ?
-			    "unexpected end of file" :
-			    json_tokener_error_desc(jerr));
+		at = json_tokener_get_parse_end(tok);
+		if (jerr == json_tokener_continue)
+			syntax_error(cf, text, len, len, "unexpected end of "
+			    "file", err, errlen);
+		else if (jerr != json_tokener_success)
+			syntax_error(cf, text, len, at,
+			    json_tokener_error_desc(jerr), err, errlen);
 		else
-			snprintf(err, errlen, "settings.json: unexpected data "
-			    "after the JSON object");
+			syntax_error(cf, text, len, at + strspn(text + at,
+			    " \t\r\n"), "unexpected data after the JSON "
+			    "object", err, errlen);
 		json_tokener_free(tok);
 		json_object_put(root);
 		config_free(cf);

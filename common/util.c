@@ -352,7 +352,7 @@ json_values(const char *s, size_t len)
  * JavaScript's JSON.parse (TinyClaw's reader) does not.
  */
 int
-json_single_quoted(const char *s, size_t len)
+json_single_quoted(const char *s, size_t len, size_t *at)
 {
 	size_t	i;
 	int	in = 0;
@@ -365,10 +365,32 @@ json_single_quoted(const char *s, size_t len)
 				in = 0;
 		} else if (s[i] == '"')
 			in = 1;
-		else if (s[i] == '\'')
+		else if (s[i] == '\'') {
+			*at = i;
 			return 1;
+		}
 	}
 	return 0;
+}
+
+/*
+ * Where byte off of buf is, as an editor shows it: line and column, both
+ * from 1, the column in characters (UTF-8 continuation bytes not counted).
+ */
+void
+text_position(const char *buf, size_t len, size_t off, size_t *line,
+    size_t *col)
+{
+	size_t	i;
+
+	*line = *col = 1;
+	for (i = 0; i < off && i < len; i++) {
+		if (buf[i] == '\n') {
+			(*line)++;
+			*col = 1;
+		} else if (((unsigned char)buf[i] & 0xc0) != 0x80)
+			(*col)++;
+	}
 }
 
 /*

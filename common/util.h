@@ -73,7 +73,8 @@ char	*name_shorten(const char *s, size_t max);
  * few MiB of "{}," would take gigabytes. Text is measured with this first.
  */
 size_t	 json_values(const char *, size_t);
-int	 json_single_quoted(const char *, size_t);
+int	 json_single_quoted(const char *, size_t, size_t *);
+void	 text_position(const char *, size_t, size_t, size_t *, size_t *);
 /* Parse JSON clawvisor wrote, as deep as a message it holds may make it. */
 struct json_object *json_parse_deep(const char *);
 

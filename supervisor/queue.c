@@ -507,18 +507,12 @@ static void
 json_where(const char *buf, size_t len, size_t off, const char *what,
     char *why, size_t wlen)
 {
-	size_t	 i, line = 1, col = 1, from, to;
+	size_t	 line, col, from, to;
 	char	*ctx;
 
 	if (off > len)
 		off = len;
-	for (i = 0; i < off; i++) {
-		if (buf[i] == '\n') {
-			line++;
-			col = 1;
-		} else if (((unsigned char)buf[i] & 0xc0) != 0x80)
-			col++;
-	}
+	text_position(buf, len, off, &line, &col);
 	from = off > 24 ? off - 24 : 0;
 	to = len - off > 16 ? off + 16 : len;
 	ctx = str_escape(buf + from, to - from, 0);
@@ -535,6 +529,7 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 	json_object		*obj;
 	enum json_tokener_error	 e;
 	char			*clean;
+	size_t			 at;
 
 	*out = NULL;
 	*incomplete = 0;
@@ -547,8 +542,8 @@ queue_parse(const char *buf, size_t len, json_object **out, int *incomplete,
 		snprintf(why, wlen, "contains a NUL byte");
 		return -1;
 	}
-	if (json_single_quoted(buf, len)) {
-		snprintf(why, wlen, "not valid JSON: a single-quoted string");
+	if (json_single_quoted(buf, len, &at)) {
+		json_where(buf, len, at, "a single-quoted string", why, wlen);
 		return -1;
 	}
 	if ((clean = utf8_fix(buf, &len)) != NULL)

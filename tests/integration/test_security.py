@@ -5,6 +5,7 @@ under the same pid with bounded memory; what it writes stays UTF-8."""
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -461,7 +462,9 @@ def test_huge_settings_refused_on_reload(home):
                      nested("[", "]", 100) + "}")
     r = run(h, "reload")
     assert r.returncode == 1
-    assert "settings.json: not valid JSON: nesting too deep" in r.stderr
+    assert re.search(re.escape(str(h.path / "settings.json")) +
+                     r":1:\d+: not valid JSON: nesting too deep", r.stderr), \
+        r.stderr
     # Under the limit: accepted.
     h.write_settings(good, raw=huge_text(h, {"tinyclaw_extra":
                                              list(range(60000))}))

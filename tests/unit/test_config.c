@@ -1218,26 +1218,32 @@ test_json_errors(void **state)
 {
 	static const char *const bad[][2] = {
 		/* Strict parsing, as JSON.parse: trailing data is refused. */
-		{ "{} {}", "settings.json: not valid JSON: unexpected "
-		  "character" },
-		{ "{}x", "settings.json: not valid JSON: unexpected "
-		  "character" },
-		{ "{\"sandbox\":{}}\n]", "settings.json: not valid JSON: "
+		{ "{} {}", "/h/settings.json:1:4: not valid JSON: "
 		  "unexpected character" },
-		{ "{\"a\":1,}", "settings.json: not valid JSON: unexpected "
+		{ "{}x", "/h/settings.json:1:3: not valid JSON: unexpected "
 		  "character" },
+		{ "{\"sandbox\":{}}\n]", "/h/settings.json:2:1: not valid "
+		  "JSON: unexpected character" },
+		{ "{\"a\":1,}", "/h/settings.json:1:8: not valid JSON: "
+		  "unexpected character" },
+		{ "{\n  \"a\": 1\n  \"b\": 2\n}", "/h/settings.json:3:3: "
+		  "not valid JSON: object value separator ',' expected" },
+		/* Columns in characters, not bytes. */
+		{ "{\"\u00e9\u00e9\": x}", "/h/settings.json:1:8: not valid "
+		  "JSON: unexpected character" },
 		{ "[]", "settings.json: expected a JSON object" },
 		{ "\"settings\"", "settings.json: expected a JSON object" },
 		{ "42\n", "settings.json: expected a JSON object" },
 		{ "null\n", "settings.json: expected a JSON object" },
 		/* json-c's strict mode takes these; JSON.parse does not. */
-		{ "{'agents':{}}", "settings.json: not valid JSON: a "
+		{ "{'agents':{}}", "/h/settings.json:1:2: not valid JSON: a "
 		  "single-quoted string" },
-		{ "{\"a\":'x'}", "settings.json: not valid JSON: a "
+		{ "{\"a\":'x'}", "/h/settings.json:1:6: not valid JSON: a "
 		  "single-quoted string" },
-		{ "{\"sandbox\":", "settings.json: not valid JSON: unexpected "
-		  "end of file" },
-		{ "", "settings.json: not valid JSON: unexpected end of file" },
+		{ "{\"sandbox\":", "/h/settings.json:1:12: not valid JSON: "
+		  "unexpected end of file" },
+		{ "", "/h/settings.json:1:1: not valid JSON: unexpected end of "
+		  "file" },
 	};
 	struct config	*cf;
 	size_t		 i;
@@ -1248,17 +1254,18 @@ test_json_errors(void **state)
 
 	/* Syntax errors say what json-c found. */
 	assert_null(cf = parse("{\"a\" 1}"));
-	assert_true(strncmp(err, "settings.json: not valid JSON: ", 31) == 0);
-	assert_true(strlen(err) > 31);
+	assert_true(strncmp(err, "/h/settings.json:1:6: not valid JSON: ",
+	    38) == 0);
+	assert_true(strlen(err) > 38);
 	assert_null(cf = parse("{\"a\":tru}"));
-	assert_true(strncmp(err, "settings.json: not valid JSON: ", 31) == 0);
+	assert_true(strncmp(err, "/h/settings.json:1:", 19) == 0);
 
 	/* Surrounding white space is fine; a NUL after the object is not. */
 	cf = assert_accepted(" \n{}\n\n");
 	config_free(cf);
 	assert_null(cf = config_parse("{}\0{}", 5, "/h", err, sizeof(err)));
-	assert_string_equal(err, "settings.json: unexpected data after the "
-	    "JSON object");
+	assert_string_equal(err, "/h/settings.json:1:3: not valid JSON: "
+	    "unexpected data after the JSON object");
 }
 
 static void
@@ -1538,7 +1545,7 @@ test_load_errors(void **state)
 {
 	const char	*home = *state;
 	struct config	*cf;
-	char		*path, *want_link, *want_dir;
+	char		*path, *want_link, *want_dir, *want;
 
 	path = settings_path(home);
 	xasprintf(&want_link, "%s: cannot open: is a symbolic link", path);
@@ -1548,10 +1555,13 @@ test_load_errors(void **state)
 	assert_string_equal(err, "sandbox.mode: expected one of \"host\", "
 	    "\"docker\", \"apple\" or \"bwrap\", got \"vm\"");
 
-	unit_write(path, "{\"sandbox\":", 0600);
+	/* The full path, line and column, as a compiler says it. */
+	unit_write(path, "{\n  \"sandbox\": {\"mode\": \"host\",}\n}\n", 0600);
 	assert_null(cf = config_load(home, err, sizeof(err)));
-	assert_string_equal(err, "settings.json: not valid JSON: unexpected "
-	    "end of file");
+	xasprintf(&want, "%s:2:30: not valid JSON: unexpected character",
+	    path);
+	assert_string_equal(err, want);
+	free(want);
 
 	/* A symbolic link is refused, not followed. */
 	assert_int_equal(unlink(path), 0);
