@@ -350,26 +350,18 @@ last_line(const char *t, size_t len, int need_error, const char **pb,
  * only a warning): the last line of stderr that says "error", else of
  * stdout's tail, else the last line of stderr, else of stdout's tail.
  */
+/*
+ * prefix and the line [b, e), its last 300 bytes, as valid UTF-8 (it goes
+ * into dead letters, events and the log) and not from the middle of a
+ * character.
+ */
 static void
-error_tail(const struct run_status *st, char *buf, size_t len)
+quote_line(const char *b, const char *e, const char *prefix, char *buf,
+    size_t len)
 {
-	const char	*b, *e;
-	char		*clean, *c;
-	size_t		 n;
+	char	*clean, *c;
+	size_t	 n;
 
-	*buf = '\0';
-	if (st->report != NULL && *st->report != '\0') {
-		b = st->report;
-		e = b + strlen(b);
-	} else if (!last_line(st->err_text, st->err_len, 1, &b, &e) &&
-	    !last_line(st->out_text, st->out_len, 1, &b, &e) &&
-	    !last_line(st->err_text, st->err_len, 0, &b, &e) &&
-	    !last_line(st->out_text, st->out_len, 0, &b, &e))
-		return;
-	/*
-	 * The last 300 bytes, as valid UTF-8 (it goes into dead letters,
-	 * events and the log) and not from the middle of a character.
-	 */
 	if (e - b > 300) {
 		b = e - 300;
 		while (b < e && ((unsigned char)*b & 0xc0) == 0x80)
@@ -381,8 +373,43 @@ error_tail(const struct run_status *st, char *buf, size_t len)
 	c = clean + (n > 300 ? n - 300 : 0);
 	while (((unsigned char)*c & 0xc0) == 0x80)
 		c++;
-	snprintf(buf, len, ": %s", c);
+	snprintf(buf, len, "%s%s", prefix, c);
 	free(clean);
+}
+
+static void
+error_tail(const struct run_status *st, char *buf, size_t len)
+{
+	const char	*b, *e;
+
+	*buf = '\0';
+	if (st->report != NULL && *st->report != '\0') {
+		b = st->report;
+		e = b + strlen(b);
+	} else if (!last_line(st->err_text, st->err_len, 1, &b, &e) &&
+	    !last_line(st->out_text, st->out_len, 1, &b, &e) &&
+	    !last_line(st->err_text, st->err_len, 0, &b, &e) &&
+	    !last_line(st->out_text, st->out_len, 0, &b, &e))
+		return;
+	quote_line(b, e, ": ", buf, len);
+}
+
+/*
+ * What a run that timed out had said last: its last line on stderr (what
+ * a stuck CLI printed: a retry notice, a hung tool), else on stdout, else
+ * that it printed nothing.
+ */
+static void
+timeout_tail(const struct run_status *st, char *buf, size_t len)
+{
+	const char	*b, *e;
+
+	if (last_line(st->err_text, st->err_len, 0, &b, &e))
+		quote_line(b, e, "; last stderr: ", buf, len);
+	else if (last_line(st->out_text, st->out_len, 0, &b, &e))
+		quote_line(b, e, "; last output: ", buf, len);
+	else
+		snprintf(buf, len, "; no output");
 }
 
 static const char *const config_errors[] = {
@@ -526,7 +553,12 @@ classify(const struct run_status *st, char *why, size_t len)
 		}
 	}
 	if (st->timed_out) {
-		snprintf(why, len, "%s timed out", st->program);
+		timeout_tail(st, tail, sizeof(tail));
+		if (st->timeout_seconds > 0)
+			snprintf(why, len, "%s timed out after %lld s%s",
+			    st->program, (long long)st->timeout_seconds, tail);
+		else
+			snprintf(why, len, "%s timed out%s", st->program, tail);
 		return OUT_TRANSIENT;
 	}
 	if (st->signal != 0) {

@@ -34,6 +34,7 @@ struct run_status {
 	int	 exit_code;
 	int	 signal;	/* killed by this signal */
 	int	 timed_out;
+	int64_t	 timeout_seconds;	/* the limit it ran under, for messages */
 	int	 container;	/* ran through docker/podman/container */
 	const char *program;	/* argv[0], for messages */
 	const char *err_text;	/* stderr, possibly truncated */

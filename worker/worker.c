@@ -198,6 +198,7 @@ worker_done(struct runner *r, void *arg)
 	out = worker_redact(&r->out, &outlen);
 	err = worker_redact(&r->err, &errlen);
 	runner_status(r, &st);
+	st.timeout_seconds = w.job.timeout_seconds;
 	st.err_text = err;
 	st.err_len = errlen;
 	/* Where a CLI that prints its errors on stdout puts them. */

@@ -159,6 +159,25 @@ def test_zero_values_kept(homes):
     assert h.files("dead-letter") == []
 
 
+def test_timeout_says_what_it_saw(homes):
+    # The last line on stderr (what a stuck CLI printed last), else that
+    # there was nothing: the dead letter alone tells a hang from a retry
+    # loop.
+    h = homes({"sandbox": {"timeout_seconds": 1, "kill_grace_seconds": 0,
+                           "max_attempts": 1},
+               "agents": {"sh": {"name": "Shell", "provider": "command",
+                                 "command": ["sh", "-c", "{message}"]}}})
+    said = h.drop("echo 'API overloaded, retrying' >&2; echo partial; "
+                  "echo 'attempt 2 of 10' >&2; exec sleep 30", agent="sh")
+    silent = h.drop("exec sleep 30", agent="sh")
+    rec, _ = h.wait_dead(said, timeout=20)
+    assert rec["errorMessage"] == ("sh timed out after 1 s; last stderr: "
+                                   "attempt 2 of 10"), rec
+    assert rec["errorClass"] == "transient"
+    rec, _ = h.wait_dead(silent, timeout=20)
+    assert rec["errorMessage"] == "sh timed out after 1 s; no output", rec
+
+
 def test_timeout_kills_process_group(homes):
     # SIGTERM at the timeout is ignored by "stubborn", so the SIGKILL comes
     # kill_grace_seconds later; the grandchild goes with its group. A second

@@ -64,11 +64,15 @@ static const struct rule rules[] = {
 	  NULL },
 
 	{ "timeout", 0, 0, 0, SIGKILL, 1, 0, NULL, OUT_TRANSIENT,
-	  "prog timed out" },
+	  "prog timed out; no output" },
 	{ "timeout after exit", 0, 1, 0, 0, 1, 0, NULL, OUT_TRANSIENT,
-	  "prog timed out" },
+	  "prog timed out; no output" },
 	{ "timeout in container", 0, 1, 137, 0, 1, 1, NULL, OUT_TRANSIENT,
-	  "docker timed out" },
+	  "docker timed out; no output" },
+	/* Its last line on stderr, whatever it says (not only errors). */
+	{ "timeout with stderr", 0, 0, 0, SIGKILL, 1, 0,
+	  "Retrying in 8 s (attempt 3/10)\n\n", OUT_TRANSIENT,
+	  "prog timed out; last stderr: Retrying in 8 s (attempt 3/10)" },
 	{ "SIGKILL", 0, 0, 0, SIGKILL, 0, 0, NULL, OUT_TRANSIENT,
 	  "prog killed by signal 9 (Killed)" },
 	{ "SIGSEGV", 0, 0, 0, SIGSEGV, 0, 0, "boom\n", OUT_TRANSIENT,
@@ -389,6 +393,34 @@ test_codex_report(void **state)
 }
 
 /* A CLI that cannot write its working directory: retrying cannot help. */
+/* A timeout says how long it waited and what it saw last. */
+static void
+test_timeout_text(void **state)
+{
+	struct run_status	st;
+	char			why[512];
+
+	(void)state;
+	memset(&st, 0, sizeof(st));
+	st.program = "claude";
+	st.timed_out = 1;
+	st.signal = SIGKILL;
+	st.timeout_seconds = 30;
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TRANSIENT);
+	assert_string_equal(why, "claude timed out after 30 s; no output");
+	/* stderr first, then stdout's tail. */
+	st.out_text = "{\"type\":\"system\"}\n";
+	st.out_len = strlen(st.out_text);
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TRANSIENT);
+	assert_string_equal(why, "claude timed out after 30 s; last output: "
+	    "{\"type\":\"system\"}");
+	st.err_text = "API overloaded, retrying\nstill waiting\n";
+	st.err_len = strlen(st.err_text);
+	assert_int_equal(classify(&st, why, sizeof(why)), OUT_TRANSIENT);
+	assert_string_equal(why, "claude timed out after 30 s; last stderr: "
+	    "still waiting");
+}
+
 static void
 test_workspace_denied(void **state)
 {
@@ -438,6 +470,7 @@ main(void)
 		cmocka_unit_test(test_why_tail),
 		cmocka_unit_test(test_stdout_errors),
 		cmocka_unit_test(test_codex_report),
+		cmocka_unit_test(test_timeout_text),
 		cmocka_unit_test(test_workspace_denied),
 	};
 
