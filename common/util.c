@@ -840,3 +840,54 @@ fail:
 	free(out);
 	return NULL;
 }
+
+/*
+ * Find name as execvp(3) does, on PATH (or its default): 1, its path in
+ * buf. 0: not there, and why says what a person needs (the doctor and a
+ * dead letter say it alike): not found, or found but not executable, or
+ * behind a PATH directory the process cannot search, which execvp
+ * reports as EACCES although nothing was found.
+ */
+int
+path_lookup(const char *name, char *buf, size_t len, char *why, size_t wlen)
+{
+	const char	*path, *p, *e;
+	char		 note[PATH_MAX + 64] = "";
+	struct stat	 st;
+
+	*why = '\0';
+	if (strchr(name, '/') != NULL) {
+		strlcpy(buf, name, len);
+		if (access(name, X_OK) == 0)
+			return 1;
+		snprintf(why, wlen, "cannot execute %s: %s", name,
+		    strerror(errno));
+		return 0;
+	}
+	if ((path = getenv("PATH")) == NULL)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path; ; p = e + 1) {
+		if ((e = strchr(p, ':')) == NULL)
+			e = p + strlen(p);
+		/* An empty element is the current directory. */
+		snprintf(buf, len, "%.*s/%s", e == p ? 1 : (int)(e - p),
+		    e == p ? "." : p, name);
+		if (access(buf, X_OK) == 0)
+			return 1;
+		if (*note == '\0' && errno == EACCES) {
+			if (stat(buf, &st) == 0)
+				snprintf(note, sizeof(note), "; %s is there but "
+				    "not executable", buf);
+			else
+				snprintf(note, sizeof(note), "; the PATH "
+				    "directory %.*s cannot be searched: %s",
+				    e == p ? 1 : (int)(e - p), e == p ? "." :
+				    p, strerror(EACCES));
+		}
+		if (*e == '\0')
+			break;
+	}
+	snprintf(why, wlen, "%s not found in PATH (%.200s%s)%s", name, path,
+	    strlen(path) > 200 ? "..." : "", note);
+	return 0;
+}

@@ -75,6 +75,7 @@ char	*name_shorten(const char *s, size_t max);
 size_t	 json_values(const char *, size_t);
 int	 json_single_quoted(const char *, size_t, size_t *);
 void	 text_position(const char *, size_t, size_t, size_t *, size_t *);
+int	 path_lookup(const char *, char *, size_t, char *, size_t);
 /* Parse JSON clawvisor wrote, as deep as a message it holds may make it. */
 struct json_object *json_parse_deep(const char *);
 

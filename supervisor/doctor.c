@@ -78,23 +78,10 @@ check(struct doctor *d, int ok, const char *name, const char *fix,
 static char *
 which(const char *name)
 {
-	const char	*path, *p, *e;
-	char		 buf[PATH_MAX];
+	char	buf[PATH_MAX], why[PATH_MAX + 512];
 
-	if (strchr(name, '/') != NULL)
-		return access(name, X_OK) == 0 ? xstrdup(name) : NULL;
-	if ((path = getenv("PATH")) == NULL)
-		path = "/usr/local/bin:/usr/bin:/bin";
-	for (p = path; ; p = e + 1) {
-		if ((e = strchr(p, ':')) == NULL)
-			e = p + strlen(p);
-		snprintf(buf, sizeof(buf), "%.*s/%s", (int)(e - p),
-		    e == p ? "." : p, name);
-		if (access(buf, X_OK) == 0)
-			return xstrdup(buf);
-		if (*e == '\0')
-			return NULL;
-	}
+	return path_lookup(name, buf, sizeof(buf), why, sizeof(why)) ?
+	    xstrdup(buf) : NULL;
 }
 
 static const char *
@@ -636,7 +623,7 @@ doctor_main(const char *home, int json)
 	struct doctor	 d = { NULL, 0, json };
 	struct config	*cf;
 	json_object	*denv, *o;
-	char		 err[512], *p;
+	char		 err[512], found[PATH_MAX], why[PATH_MAX + 512];
 	size_t		 i;
 	int		 used[MODE_INHERIT] = { 0 }, claude[MODE_INHERIT] = { 0 };
 	int		 codex[MODE_INHERIT] = { 0 }, m;
@@ -674,12 +661,14 @@ doctor_main(const char *home, int json)
 
 			if (!(i == 0 ? claude : codex)[MODE_HOST])
 				continue;
-			p = which(cli);
-			check(&d, p != NULL, "cli", "install it, or use a "
-			    "container mode", p != NULL ? "%s: %s" :
-			    "%s not found in PATH (host mode)%s", cli,
-			    p != NULL ? p : "");
-			free(p);
+			/* As a dead letter would say it (worker.c). */
+			if (path_lookup(cli, found, sizeof(found), why,
+			    sizeof(why)))
+				check(&d, 1, "cli", NULL, "%s: %s", cli, found);
+			else
+				check(&d, 0, "cli", "install it, or fix PATH, "
+				    "or use another sandbox.mode", "%s (host "
+				    "mode)", why);
 		}
 	for (m = MODE_DOCKER; m <= MODE_APPLE; m++) {
 		if (!used[m])

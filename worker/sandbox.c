@@ -52,26 +52,9 @@ add2(struct argv_b *a, const char *k, const char *v, const char *k2,
 static int
 path_find(const char *name, char *buf, size_t len)
 {
-	const char	*path, *p, *e;
+	char	why[PATH_MAX + 512];
 
-	if (strchr(name, '/') != NULL) {
-		strlcpy(buf, name, len);
-		return access(name, X_OK) == 0;
-	}
-	if ((path = getenv("PATH")) == NULL)
-		path = "/usr/local/bin:/usr/bin:/bin";
-	for (p = path; ; p = e + 1) {
-		e = strchr(p, ':');
-		if (e == NULL)
-			e = p + strlen(p);
-		/* An empty element is the current directory. */
-		snprintf(buf, len, "%.*s/%s", e == p ? 1 : (int)(e - p),
-		    e == p ? "." : p, name);
-		if (access(buf, X_OK) == 0)
-			return 1;
-		if (*e == '\0')
-			return 0;
-	}
+	return path_lookup(name, buf, len, why, sizeof(why));
 }
 
 static int
@@ -511,12 +494,15 @@ static int
 bwrap_cli(struct argv_b *a, const char *name, char *err, size_t errlen)
 {
 	char	found[PATH_MAX], dir[PATH_MAX], real[PATH_MAX], node[PATH_MAX];
-	char	*lib;
+	char	why[PATH_MAX + 512], *lib;
 
 	if (sandbox_cli_dir(name, found, sizeof(found), dir,
 	    sizeof(dir)) == -1) {
-		snprintf(err, errlen, "%s not found in PATH: bwrap mode runs "
-		    "the CLI installed on the host, read-only", name);
+		/* Why, as host mode and the doctor say it. */
+		(void)path_lookup(name, found, sizeof(found), why,
+		    sizeof(why));
+		snprintf(err, errlen, "%s: bwrap mode runs the CLI installed "
+		    "on the host, read-only", *why != '\0' ? why : name);
 		return -1;
 	}
 	if (!bwrap_visible(dir) && strcmp(dir, "/") != 0)

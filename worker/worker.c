@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,6 +192,7 @@ worker_done(struct runner *r, void *arg)
 	struct job_result	res;
 	struct run_status	st;
 	char			why[1024], *out, *err, *raw, *report = NULL;
+	char			found[PATH_MAX];
 	size_t			outlen, errlen, i;
 
 	(void)arg;
@@ -232,6 +234,11 @@ worker_done(struct runner *r, void *arg)
 		res.outcome = OUT_TERMINAL;
 	} else if (w.job.mode == MODE_BWRAP && bwrap_outcome(r, &st, why,
 	    sizeof(why)))
+		res.outcome = OUT_TERMINAL;
+	else if ((st.exec_errno == ENOENT || st.exec_errno == EACCES) &&
+	    !path_lookup(st.program, found, sizeof(found), why, sizeof(why)))
+		/* What the doctor says too: not found, and why (an EACCES
+		 * from execvp may be a PATH directory it could not search). */
 		res.outcome = OUT_TERMINAL;
 	else
 		res.outcome = classify(&st, why, sizeof(why));

@@ -1,9 +1,10 @@
 """Failures: retries with backoff, dead letters, terminal failures, limits,
 zero-valued settings, timeouts (SPEC §3, §5)."""
 import json
+import subprocess
 import time
 
-from conftest import NOTICE_TEXT, pid_alive, wait_for
+from conftest import BIN, NOTICE_TEXT, SUITE_MODE, pid_alive, wait_for
 
 DEAD_KEYS = {"failedAt", "errorClass", "errorMessage", "attempt",
              "maxAttempts", "payload"}
@@ -113,9 +114,12 @@ def test_terminal_failures_not_retried(homes):
     assert len(h.calls("fail auth please")) == 1
     assert len(h.calls("fail auth codex")) == 1
     assert "Invalid API key" in h.dead_letters(a)[0]["errorMessage"]
-    for mid in (c, d):
-        msg = h.dead_letters(mid)[0]["errorMessage"]
-        assert "No such file or directory" in msg, msg
+    msg = h.dead_letters(c)[0]["errorMessage"]
+    assert msg.startswith("clawvisor-no-such-program not found in PATH ("), \
+        msg
+    msg = h.dead_letters(d)[0]["errorMessage"]
+    assert msg == "cannot execute /nonexistent/dir/prog: No such file or " \
+        "directory", msg
 
 
 def test_message_too_big_is_terminal(home):
@@ -204,3 +208,39 @@ def test_timeout_kills_process_group(homes):
         assert call["end"] is None        # killed, not finished
     assert 2800 <= durations[slow] <= 5000, durations[slow]
     assert 900 <= durations[fast] <= 1900, durations[fast]
+
+
+def test_cli_not_found_says_why_as_the_doctor_does(homes, tmp_path):
+    # Host mode, no claude on PATH but a file of that name without the
+    # execute bit: execvp says EACCES ("Permission denied") for what is in
+    # effect not found. The dead letter and the doctor say the same thing,
+    # and say which it is.
+    bad = tmp_path / "bin"
+    bad.mkdir()
+    (bad / "claude").write_text("#!/bin/sh\necho hi\n")
+    (bad / "claude").chmod(0o644)
+    path = f"{bad}:/usr/bin:/bin"
+    h = homes({"sandbox": {"max_attempts": 3}}, start=False)
+    h.start(env={"PATH": path})
+    mid = h.drop("hello", agent="alpha")
+    rec, _ = h.wait_dead(mid, timeout=20)
+    want = (f"claude not found in PATH ({path}); {bad}/claude is there "
+            "but not executable")
+    if SUITE_MODE == "bwrap":
+        want += ": bwrap mode runs the CLI installed on the host, read-only"
+    assert rec["errorMessage"] == want, rec
+    assert rec["errorClass"] == "terminal" and rec["attempt"] == 1, rec
+    if SUITE_MODE == "bwrap":
+        return      # the doctor's bwrap checks are test_bwrap_mode.py's
+    p = subprocess.run([BIN, "--home", str(h.path), "sandbox", "doctor",
+                        "--json"], env=dict(h.env(), PATH=path),
+                       capture_output=True, text=True, timeout=60)
+    (cli,) = [c for c in json.loads(p.stdout)["checks"]
+              if c["name"] == "cli" and c["detail"].startswith("claude ")]
+    assert not cli["ok"], cli
+    assert cli["detail"] == want + " (host mode)", cli
+    # Plain not found: no note.
+    (bad / "claude").unlink()
+    mid = h.drop("hello again", agent="alpha")
+    rec, _ = h.wait_dead(mid, timeout=20)
+    assert rec["errorMessage"] == f"claude not found in PATH ({path})", rec
