@@ -532,6 +532,50 @@ cli_says(const struct run_status *st, const char *const *list)
 	return 0;
 }
 
+/*
+ * The engine's own failure to set the container up, on the host: what
+ * rootless Podman and Docker print when the host lacks something (a
+ * resource limit the user may not raise, /dev/net/tun for slirp4netns,
+ * a cgroup controller, subordinate ids). No retry helps and no image
+ * rebuild either: the fix is on the host (TROUBLESHOOTING.md).
+ */
+static const char *const engine_errors[] = {
+	"rlimit", "/dev/net/tun", "slirp4netns", "pasta failed", "netavark",
+	"cgroup", "newuidmap", "newgidmap", "subuid", "subgid",
+	"cannot find mappings", "insufficient uids", "XDG_RUNTIME_DIR",
+	NULL
+};
+
+/*
+ * The engine's error line (podman's "Error: ...", docker's "docker: Error
+ * response from daemon: ...") when it names a host set-up problem.
+ */
+static int
+engine_error(const struct run_status *st, char *buf, size_t len)
+{
+	const char	*t = st->err_text, *b, *e, *end, *const *p;
+
+	/* 125: the engine failed; 126, 127: it could not start the
+	 * command, its runtime's message saying why. Not the CLI's exits. */
+	if (!st->container || t == NULL || st->exit_code < 125 ||
+	    st->exit_code > 127)
+		return 0;
+	end = t + st->err_len;
+	for (b = t; b < end; b = e + 1) {
+		if ((e = memchr(b, '\n', end - b)) == NULL)
+			e = end;
+		if (!(e - b >= 7 && strncmp(b, "Error: ", 7) == 0) &&
+		    !text_has(b, e - b, "Error response from daemon:"))
+			continue;
+		for (p = engine_errors; *p != NULL; p++)
+			if (text_has(b, e - b, *p)) {
+				quote_line(b, e, "", buf, len);
+				return 1;
+			}
+	}
+	return 0;
+}
+
 enum outcome
 classify(const struct run_status *st, char *why, size_t len)
 {
@@ -569,6 +613,11 @@ classify(const struct run_status *st, char *why, size_t len)
 	if (st->exited && st->exit_code == 0) {
 		*why = '\0';
 		return OUT_OK;
+	}
+	if (engine_error(st, tail, sizeof(tail))) {
+		snprintf(why, len, "container engine error (%s exit %d, not the "
+		    "image's): %s", st->program, st->exit_code, tail);
+		return OUT_TERMINAL;
 	}
 	if (st->container && st->exit_code == 125 &&
 	    stderr_any(st, pull_errors)) {

@@ -62,6 +62,45 @@ static const struct rule rules[] = {
 	  NULL },
 	{ "container exit 126", 0, 1, 126, 0, 0, 1, NULL, OUT_TERMINAL,
 	  NULL },
+	/* The engine's own error line on the host's set-up: not the image. */
+	{ "engine: slirp4netns", 0, 1, 126, 0, 0, 1,
+	  "Error: /usr/bin/slirp4netns failed: \"open(\\\"/dev/net/tun\\\"): "
+	  "Permission denied\"\n", OUT_TERMINAL,
+	  "container engine error (docker exit 126, not the image's): Error: "
+	  "/usr/bin/slirp4netns failed: \"open(\\\"/dev/net/tun\\\"): "
+	  "Permission denied\"" },
+	{ "engine: rlimit", 0, 1, 126, 0, 0, 1,
+	  "time=\"2026-12-07T01:02:03Z\" level=warning msg=\"x\"\n"
+	  "Error: runc: runc create failed: unable to start container "
+	  "process: error during container init: error setting rlimits for "
+	  "ready process: error setting rlimit type 7: operation not "
+	  "permitted: OCI permission denied\n", OUT_TERMINAL,
+	  "container engine error (docker exit 126, not the image's): Error: "
+	  "runc: runc create failed: unable to start container process: "
+	  "error during container init: error setting rlimits for ready "
+	  "process: error setting rlimit type 7: operation not permitted: "
+	  "OCI permission denied" },
+	{ "engine: docker daemon, cgroups", 0, 1, 125, 0, 0, 1,
+	  "docker: Error response from daemon: failed to create task for "
+	  "container: failed to create shim task: OCI runtime create failed: "
+	  "cgroups: cgroup mountpoint does not exist: unknown.\n",
+	  OUT_TERMINAL, NULL },
+	{ "engine: subuid", 0, 1, 125, 0, 0, 1,
+	  "Error: cannot set up namespace using \"/usr/bin/newuidmap\": "
+	  "exit status 1\n", OUT_TERMINAL, NULL },
+	/* The image's own problem stays one: exit 127, no engine line. */
+	{ "image: command not found", 0, 1, 127, 0, 0, 1,
+	  "Error: runc create failed: unable to start container process: "
+	  "exec: \"claude\": executable file not found in $PATH: OCI runtime "
+	  "attempted to invoke a command that was not found\n", OUT_TERMINAL,
+	  "docker exit 127 (command not found): Error: runc create failed: "
+	  "unable to start container process: exec: \"claude\": executable "
+	  "file not found in $PATH: OCI runtime attempted to invoke a command "
+	  "that was not found" },
+	/* A CLI's own exit with such words is the CLI's. */
+	{ "cli exit 1 saying cgroup", 0, 1, 1, 0, 0, 1,
+	  "Error: cgroup v1 is deprecated\n", OUT_TRANSIENT,
+	  "docker exit 1: Error: cgroup v1 is deprecated" },
 
 	{ "timeout", 0, 0, 0, SIGKILL, 1, 0, NULL, OUT_TRANSIENT,
 	  "prog timed out; no output" },
