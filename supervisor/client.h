@@ -15,4 +15,14 @@ char	*client_request(int fd, json_object *req);
 int	 doctor_main(const char *home, int json);
 int	 build_image_main(const char *home);
 
+/*
+ * trial.c: a throwaway sandbox of mode built as a worker builds one, with
+ * `sh -c script` in place of the CLI. 0: it ran, its wait status in
+ * *status and the start of its output in out; -1: why in err.
+ */
+struct config;
+int	 trial_run(const struct config *, int mode, int provider,
+	    const char *workdir, const char *script, int *status, char *out,
+	    size_t outlen, char *err, size_t errlen);
+
 #endif

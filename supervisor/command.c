@@ -266,6 +266,10 @@ cmd_sandbox_env(json_object *req, int *stop)
 		    json_object_new_boolean(v != NULL && *v != '\0'));
 	}
 	json_object_object_add(o, "set", set);
+	/* Not a secret: the doctor's rootless Podman check reads it. */
+	v = getenv("PODMAN_USERNS");
+	json_object_object_add(o, "podmanUserns", v != NULL ?
+	    json_object_new_string(v) : NULL);
 	add_int(o, "uid", getuid());
 	add_int(o, "gid", getgid());
 	return o;

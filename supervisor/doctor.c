@@ -13,6 +13,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -91,9 +92,171 @@ first_line(char *s)
 	return s;
 }
 
+/*
+ * A throwaway container with a real run's flags (trial.c) runs `true`:
+ * what the engine says when it fails is the first run's failure, in the
+ * words classify() gives it (an engine error is not an image error). Then
+ * the CLIs, looked up in the same container.
+ */
+static void
+doctor_trial(struct doctor *d, const struct config *cf, int apple,
+    int need_claude, int need_codex)
+{
+	const struct runtime_conf	*rt = apple ? &cf->apple : &cf->docker;
+	struct run_status		 st;
+	char				 tmpl[] = "/tmp/clawvisor-doctor-XXXXXX";
+	char				 out[4096], err[1024], why[1024];
+	const char			*fix;
+	uid_t				 u;
+	gid_t				 g;
+	int				 status, prov, ok;
+
+	if (mkdtemp(tmpl) == NULL) {
+		check(d, 0, "sandbox", NULL, "mkdtemp: %s", strerror(errno));
+		return;
+	}
+	/* The throwaway workspace is the container user's, as a real one. */
+	if (getuid() == 0 && config_user(rt, &u, &g) == 0)
+		(void)chown(tmpl, u, g);
+	prov = need_claude ? PROV_ANTHROPIC : need_codex ? PROV_OPENAI :
+	    PROV_COMMAND;
+	if (trial_run(cf, apple ? MODE_APPLE : MODE_DOCKER, prov, tmpl, "true",
+	    &status, out, sizeof(out), err, sizeof(err)) == -1) {
+		check(d, 0, "sandbox", "see the message", "a container with a "
+		    "real run's flags cannot be built: %s", err);
+		goto done;
+	}
+	ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	if (ok) {
+		check(d, 1, "sandbox", NULL, "a container with a real run's "
+		    "flags (user, network, limits, mounts) ran `true` and was "
+		    "removed");
+	} else {
+		memset(&st, 0, sizeof(st));
+		st.exited = 1;
+		st.exit_code = WEXITSTATUS(status);
+		st.container = 1;
+		st.program = rt->runtime_command;
+		st.err_text = out;
+		st.err_len = strlen(out);
+		(void)classify(&st, why, sizeof(why));
+		fix = strncmp(why, "container engine error", 22) == 0 ? "fix "
+		    "the host as the engine's line says (docs/TROUBLESHOOTING.md"
+		    ", \"Engine errors\")" : "see docs/TROUBLESHOOTING.md, "
+		    "\"Invocation errors\"";
+		check(d, 0, "sandbox", fix, "a container with a real run's flags "
+		    "failed: %s", why);
+		goto done;
+	}
+	if (!need_claude && !need_codex)
+		goto done;
+	if (trial_run(cf, apple ? MODE_APPLE : MODE_DOCKER, prov, tmpl,
+	    need_claude && need_codex ? "command -v claude && command -v "
+	    "codex" : need_claude ? "command -v claude" : "command -v codex",
+	    &status, out, sizeof(out), err, sizeof(err)) == -1)
+		status = W_EXITCODE(1, 0);
+	check(d, WIFEXITED(status) && WEXITSTATUS(status) == 0, "clis",
+	    "rebuild the image: clawvisor sandbox build-image",
+	    WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "%s%s%s in %s" :
+	    "%s%s%s missing in %s", need_claude ? "claude" : "", need_claude &&
+	    need_codex ? " and " : "", need_codex ? "codex" : "", rt->image);
+done:
+	(void)rmdir(tmpl);
+}
+
+/* Whether the docker-mode runtime is Podman (or docker as its alias). */
+static int
+is_podman(const struct runtime_conf *rt)
+{
+	char	*argv[3], out[256];
+
+	argv[0] = rt->runtime_command;
+	argv[1] = "--version";
+	argv[2] = NULL;
+	return run_output(argv, out, sizeof(out), 10) == 0 &&
+	    strncasecmp(out, "podman", 6) == 0;
+}
+
+/* uid has a line in /etc/subuid (or /etc/subgid): by name or by number. */
+static int
+has_subids(const char *file, uid_t uid)
+{
+	struct passwd	*pw = getpwuid(uid);
+	char		 line[512], num[32];
+	FILE		*f;
+	int		 found = 0;
+
+	if ((f = fopen(file, "re")) == NULL)
+		return 0;
+	snprintf(num, sizeof(num), "%u:", (unsigned)uid);
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		found = strncmp(line, num, strlen(num)) == 0 || (pw != NULL &&
+		    strncmp(line, pw->pw_name, strlen(pw->pw_name)) == 0 &&
+		    line[strlen(pw->pw_name)] == ':');
+	fclose(f);
+	return found;
+}
+
+/*
+ * Rootless Podman keeps images, storage and settings per user: checks run
+ * as another user than the daemon's would look at the wrong ones. It needs
+ * subordinate ids for the user, and the units set PODMAN_USERNS=keep-id so
+ * that what the agent writes in the workspace is the user's.
+ */
+static int
+doctor_rootless(struct doctor *d, const struct config *cf, json_object *denv)
+{
+	struct passwd	*pw;
+	const char	*userns;
+	char		 fix[512], name[64];
+	long		 duid = (long)getuid();
+
+	if (!is_podman(&cf->docker))
+		return 0;
+	if (denv != NULL)
+		duid = (long)json_object_get_int64(json_object_object_get(denv,
+		    "uid"));
+	if ((pw = getpwuid((uid_t)duid)) != NULL)
+		snprintf(name, sizeof(name), "%s", pw->pw_name);
+	else
+		snprintf(name, sizeof(name), "%ld", duid);
+	if (duid != (long)getuid()) {
+		snprintf(fix, sizeof(fix), "run the doctor as the daemon's "
+		    "user: sudo -u %s clawvisor sandbox doctor (or runuser -u "
+		    "%s -- clawvisor sandbox doctor)", name, name);
+		check(d, 0, "user", fix, "the daemon runs as %s (uid %ld), this "
+		    "doctor as uid %ld: Podman's images, storage and settings "
+		    "are per user, so the checks below are not the daemon's",
+		    name, duid, (long)getuid());
+		return duid != 0;
+	}
+	if (duid == 0)
+		return 0;		/* rootful Podman */
+	snprintf(fix, sizeof(fix), "usermod --add-subuids 100000-165535 "
+	    "--add-subgids 100000-165535 %s, then podman system migrate as "
+	    "%s", name, name);
+	if (!has_subids("/etc/subuid", (uid_t)duid) ||
+	    !has_subids("/etc/subgid", (uid_t)duid))
+		check(d, 0, "subids", fix, "%s has no subordinate ids in "
+		    "/etc/subuid and /etc/subgid: rootless Podman cannot map "
+		    "the container's users", name);
+	else
+		check(d, 1, "subids", NULL, "%s has subordinate ids in "
+		    "/etc/subuid and /etc/subgid", name);
+	userns = denv != NULL ? json_object_get_string(json_object_object_get(
+	    denv, "podmanUserns")) : getenv("PODMAN_USERNS");
+	check(d, 1, "userns", NULL, userns != NULL && strcmp(userns,
+	    "keep-id") == 0 ? "PODMAN_USERNS=keep-id: files the agent writes "
+	    "in the workspace are %s's" : "warning: PODMAN_USERNS is not "
+	    "keep-id in the daemon's environment: files the agent writes in "
+	    "the workspace belong to a subordinate uid of %s, not to %s (the "
+	    "units set PODMAN_USERNS=keep-id)", name, name);
+	return 1;
+}
+
 static void
 doctor_runtime(struct doctor *d, const struct config *cf, int apple,
-    int need_claude, int need_codex)
+    int need_claude, int need_codex, int rootless)
 {
 	const struct runtime_conf	*rt = apple ? &cf->apple : &cf->docker;
 	char				*path, out[4096], fix[512];
@@ -127,25 +290,18 @@ doctor_runtime(struct doctor *d, const struct config *cf, int apple,
 	argv[3] = rt->image;
 	argv[4] = NULL;
 	r = run_output(argv, out, sizeof(out), 30);
-	check(d, r == 0, "image", "clawvisor sandbox build-image", r == 0 ?
-	    "%s present" : "%s not present", rt->image);
-	if (r != 0 || (!need_claude && !need_codex))
+	if (r != 0 && rootless)
+		snprintf(fix, sizeof(fix), "clawvisor sandbox build-image as "
+		    "this user, or copy it from where it was built: sudo podman "
+		    "save %s | podman load", rt->image);
+	check(d, r == 0, "image", rootless ? fix : "clawvisor sandbox "
+	    "build-image", r == 0 ? "%s present" : rootless ? "%s not present "
+	    "in this user's Podman storage (images are per user: one built "
+	    "as root or as another user is not visible here)" :
+	    "%s not present", rt->image);
+	if (r != 0)
 		return;
-	argv[1] = "run";
-	argv[2] = "--rm";
-	argv[3] = "--network";
-	argv[4] = "none";
-	argv[5] = rt->image;
-	argv[6] = "sh";
-	argv[7] = "-c";
-	argv[8] = need_claude && need_codex ? "command -v claude && command "
-	    "-v codex" : need_claude ? "command -v claude" : "command -v codex";
-	argv[9] = NULL;
-	r = run_output(argv, out, sizeof(out), 120);
-	check(d, r == 0, "clis", "rebuild the image: clawvisor sandbox "
-	    "build-image", r == 0 ? "%s%s%s in %s" : "%s%s%s missing in %s",
-	    need_claude ? "claude" : "", need_claude && need_codex ? " and " :
-	    "", need_codex ? "codex" : "", rt->image);
+	doctor_trial(d, cf, apple, need_claude, need_codex);
 }
 
 /* The daemon's view of the keys, or NULL without a daemon. */
@@ -321,130 +477,6 @@ writable_or_creatable(const char *path)
 	return ok;
 }
 
-/*
- * Run a bwrap sandbox built exactly as a worker builds one (sandbox.c),
- * with `sh -c SCRIPT` in place of the CLI, placed in its cgroup and under
- * the agent's ids as runner.c does. 0 and its exit status, or -1.
- */
-static int
-doctor_bwrap_run(const struct config *cf, enum provider prov,
-    const char *workdir, const char *script, int *status, char *err,
-    size_t errlen)
-{
-	struct sandbox_run	 sb;
-	struct job		 j;
-	struct pollfd		 pfd;
-	char			*allow[1] = { NULL }, out[1024];
-	char			*cmd[3] = { "sh", "-c", NULL };
-	int			 fds[CGROUP_MAX_DIRS], pe[2], rc = -1;
-	int			 placeholder = 0;
-	size_t			 i, n = 0, len = 0;
-	ssize_t			 r;
-	pid_t			 pid;
-	int64_t			 deadline;
-
-	memset(&j, 0, sizeof(j));
-	j.id = (uint64_t)getpid();
-	j.agent_id = "doctor";
-	j.provider = prov;
-	j.message = "";
-	cmd[2] = (char *)script;
-	j.command = cmd;
-	j.ncommand = 3;
-	j.workdir = (char *)workdir;
-	j.home = cf->home;
-	j.mode = MODE_BWRAP;
-	j.env_allowlist = allow;
-	j.path_mapping = cf->path_mapping;
-	j.rt = cf->bwrap;
-	j.rt.limits_best_effort = 1;	/* the limits are checked apart */
-	/*
-	 * The provider's view (its CLI's directory mounted): sandbox.c
-	 * wants its key set, which does not matter here; a placeholder in
-	 * this short-lived process's environment stands in for it.
-	 */
-	if (prov != PROV_COMMAND) {
-		allow[0] = (char *)provider_keys(prov)[0];
-		j.nallow = 1;
-		if (getenv(allow[0]) == NULL) {
-			setenv(allow[0], "doctor-placeholder", 1);
-			placeholder = 1;
-		}
-	}
-	r = sandbox_prepare(&j, &sb, err, errlen);
-	if (placeholder)
-		unsetenv(allow[0]);
-	if (r == -1)
-		return -1;
-	if (prov != PROV_COMMAND) {
-		/* That view, sh's command line. */
-		for (i = 0; strcmp(sb.argv[i], "--") != 0; i++)
-			;
-		for (n = i + 1; sb.argv[n] != NULL; n++)
-			free(sb.argv[n]);
-		sb.argv[i + 1] = xstrdup("sh");
-		sb.argv[i + 2] = xstrdup("-c");
-		sb.argv[i + 3] = xstrdup(script);
-		sb.argv[i + 4] = NULL;
-		n = 0;
-	}
-	if (sb.has_cg)
-		n = cgroup_procs_fds(&sb.cg, fds, CGROUP_MAX_DIRS);
-	if (pipe2(pe, O_CLOEXEC) == -1) {
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
-		goto done;
-	}
-	if ((pid = fork()) == -1) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
-		close(pe[0]);
-		close(pe[1]);
-		goto done;
-	}
-	if (pid == 0) {
-		gid_t g = sb.gid;
-
-		for (i = 0; i < n; i++)
-			if (write(fds[i], "0", 1) != 1)
-				_exit(125);
-		if (sb.setid && (setgroups(1, &g) == -1 ||
-		    setresgid(g, g, g) == -1 ||
-		    setresuid(sb.uid, sb.uid, sb.uid) == -1))
-			_exit(126);
-		if (dup2(pe[1], 2) == -1 || dup2(pe[1], 1) == -1 ||
-		    chdir(workdir) == -1)
-			_exit(127);
-		execvpe(sb.argv[0], sb.argv, sb.envp);
-		_exit(127);
-	}
-	close(pe[1]);
-	pfd.fd = pe[0];
-	pfd.events = POLLIN;
-	deadline = mono_ms() + 30000;
-	while (mono_ms() < deadline && poll(&pfd, 1, 200) >= 0) {
-		if (!(pfd.revents & (POLLIN | POLLHUP)))
-			continue;
-		r = read(pe[0], out + len, sizeof(out) - 1 - len);
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-		if (len == sizeof(out) - 1)
-			len = 0;	/* keep reading, keep the end */
-	}
-	out[len] = '\0';
-	close(pe[0]);
-	if (mono_ms() >= deadline)
-		kill(pid, SIGKILL);
-	while (waitpid(pid, status, 0) == -1 && errno == EINTR)
-		;
-	snprintf(err, errlen, "%s", first_line(out));
-	rc = 0;
-done:
-	for (i = 0; i < n; i++)
-		close(fds[i]);
-	sandbox_cleanup(&sb);
-	return rc;
-}
-
 /* bwrap mode: found, a real sandbox starts, limits, the CLIs inside. */
 static void
 doctor_bwrap(struct doctor *d, const struct config *cf, int need_claude,
@@ -452,7 +484,7 @@ doctor_bwrap(struct doctor *d, const struct config *cf, int need_claude,
 {
 	struct cgroup_limits	 l;
 	char			*path, tmpl[] = "/tmp/clawvisor-doctor-XXXXXX";
-	char			 err[1024], held[1024], fix[512];
+	char			 err[1024], held[1024], fix[512], out[4096];
 	int			 status, i;
 	unsigned long		 u, g;
 
@@ -496,14 +528,16 @@ doctor_bwrap(struct doctor *d, const struct config *cf, int need_claude,
 		(void)chown(tmpl, 65534, 65534);
 	snprintf(fix, sizeof(fix), "see the message; docs/TROUBLESHOOTING.md "
 	    "(bwrap mode)");
-	if (doctor_bwrap_run(cf, PROV_COMMAND, tmpl, "true", &status, err,
-	    sizeof(err)) == -1)
+	if (trial_run(cf, MODE_BWRAP, PROV_COMMAND, tmpl, "true", &status,
+	    out, sizeof(out), err, sizeof(err)) == -1)
 		check(d, 0, "sandbox", fix, "%s", err);
 	else
 		check(d, WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		    "sandbox", fix, WIFEXITED(status) &&
 		    WEXITSTATUS(status) == 0 ? "a test sandbox started and "
-		    "was torn down" : "a test sandbox failed: %s", err);
+		    "was torn down%s" : "a test sandbox failed: %s",
+		    WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "" :
+		    first_line(out));
 	for (i = 0; i < 2; i++) {
 		const char *cli = i == 0 ? "claude" : "codex";
 
@@ -512,16 +546,17 @@ doctor_bwrap(struct doctor *d, const struct config *cf, int need_claude,
 		snprintf(fix, sizeof(fix), "install %s on the host (its "
 		    "directory is mounted read-only), or add its directory "
 		    "to sandbox.bwrap.ro_paths", cli);
-		if (doctor_bwrap_run(cf, i == 0 ? PROV_ANTHROPIC : PROV_OPENAI,
-		    tmpl, i == 0 ? "command -v claude" : "command -v codex",
-		    &status, err, sizeof(err)) == -1)
+		if (trial_run(cf, MODE_BWRAP, i == 0 ? PROV_ANTHROPIC :
+		    PROV_OPENAI, tmpl, i == 0 ? "command -v claude" :
+		    "command -v codex", &status, out, sizeof(out), err,
+		    sizeof(err)) == -1)
 			check(d, 0, "cli", fix, "%s", err);
 		else
 			check(d, WIFEXITED(status) && WEXITSTATUS(status) == 0,
 			    "cli", fix, WIFEXITED(status) &&
 			    WEXITSTATUS(status) == 0 ? "%s is visible inside "
 			    "the sandbox: %s" : "%s is not visible inside the "
-			    "sandbox%s", cli, err);
+			    "sandbox%s", cli, first_line(out));
 	}
 	(void)rmdir(tmpl);
 }
@@ -626,7 +661,7 @@ doctor_main(const char *home, int json)
 	char		 err[512], found[PATH_MAX], why[PATH_MAX + 512];
 	size_t		 i;
 	int		 used[MODE_INHERIT] = { 0 }, claude[MODE_INHERIT] = { 0 };
-	int		 codex[MODE_INHERIT] = { 0 }, m;
+	int		 codex[MODE_INHERIT] = { 0 }, m, rootless;
 
 	d.checks = json_object_new_array();
 	if ((cf = config_load(home, err, sizeof(err))) == NULL) {
@@ -673,7 +708,9 @@ doctor_main(const char *home, int json)
 	for (m = MODE_DOCKER; m <= MODE_APPLE; m++) {
 		if (!used[m])
 			continue;
-		doctor_runtime(&d, cf, m == MODE_APPLE, claude[m], codex[m]);
+		rootless = m == MODE_DOCKER && doctor_rootless(&d, cf, denv);
+		doctor_runtime(&d, cf, m == MODE_APPLE, claude[m], codex[m],
+		    rootless);
 		if (claude[m])
 			doctor_key(&d, cf, denv, PROV_ANTHROPIC);
 		if (codex[m])

@@ -1331,6 +1331,15 @@ image)
 	echo "[{}]"
 	;;
 run)
+	# The doctor's throwaway container runs `sh -c true`, then
+	# `sh -c "command -v ..."`: the script is the last argument.
+	for last; do :; done
+	if [ -n "${FAKE_RT_RUN_ERR:-}" ]; then
+		# What rootless Podman says without /dev/net/tun.
+		echo 'Error: /usr/bin/slirp4netns failed: "open(\"/dev/net/tun\"): Permission denied"' >&2
+		exit 126
+	fi
+	[ "$last" = true ] && exit 0
 	[ -n "${FAKE_RT_NO_CLIS:-}" ] && exit 1
 	echo /usr/local/bin/claude
 	echo /usr/local/bin/codex
@@ -1458,6 +1467,12 @@ DOCTOR_FAILURES = [
     ("engine", {"FAKE_RT_INFO_FAIL": "1"}, {}, "Cannot connect"),
     ("image", {"FAKE_RT_NO_IMAGE": "1"}, {}, "not present"),
     ("clis", {"FAKE_RT_NO_CLIS": "1"}, {}, "missing"),
+    # `run` fails while info and image inspect work: the engine's own
+    # line, as an engine error, not "rebuild the image".
+    ("sandbox", {"FAKE_RT_RUN_ERR": "1"}, {},
+     "a container with a real run's flags failed: container engine error "
+     "(FAKE exit 126, not the image's): Error: /usr/bin/slirp4netns failed: "
+     "\"open(\\\"/dev/net/tun\\\"): Permission denied\""),
     ("allowlist", {}, {"sandbox": {"env_allowlist": ["OPENAI_API_KEY"]}},
      "ANTHROPIC_API_KEY"),
     ("uid", {}, {"sandbox": {"docker": {"user": "0:0"}}}, "root"),
@@ -1471,7 +1486,9 @@ DOCTOR_FAILURES = [
                          ids=[c[0] for c in DOCTOR_FAILURES])
 def test_doctor_each_failing_check(homes, fake_runtime, tmp_path, case):
     name, env, override, needle = case
-    conf = {"sandbox": {"mode": "docker",
+    # The fake's switches reach it in the throwaway container's run as
+    # they would any runtime: through runtime_pass_env.
+    conf = {"sandbox": {"mode": "docker", "runtime_pass_env": ["FAKE_RT_*"],
                         "docker": {"runtime_command": str(fake_runtime),
                                    "user": "10001:10001"}}}
     if override == "WORKSPACE":
@@ -1485,8 +1502,12 @@ def test_doctor_each_failing_check(homes, fake_runtime, tmp_path, case):
     assert rc != 0
     f = failed(rep)
     assert name in f, rep
-    assert needle in f[name]["detail"], f[name]
+    assert needle.replace("FAKE", str(fake_runtime)) in f[name]["detail"], \
+        f[name]
     assert f[name]["fix"]
+    if name == "sandbox":
+        assert "Engine errors" in f[name]["fix"], f[name]
+        assert "clis" not in f      # not run after the failed container
     if name in ("engine", "image"):
         # What depends on the failed check is not reported as failed too.
         assert set(f) == {name}

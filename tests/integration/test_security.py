@@ -575,6 +575,61 @@ def test_unreadable_settings_as_nobody(nobody_home):
     assert_same_daemon(h)
 
 
+# Podman's first words, as `podman --version` says them; the rest answers
+# as a rootless Podman with no image would.
+FAKE_PODMAN = r"""#!/bin/sh
+case "$1" in
+--version) echo "podman version 4.3.1" ;;
+info) echo "host:" ;;
+image) echo "Error: $3: image not known" >&2; exit 125 ;;
+*) exit 0 ;;
+esac
+"""
+
+
+@needs_root
+def test_doctor_rootless_podman_as_the_daemons_user(nobody_home):
+    h = nobody_home({"sandbox": {"mode": "docker", "docker": {
+        "runtime_command": "FAKE", "user": "10001:10001"}}})
+    fake = h.path / "podman"
+    fake.write_text(FAKE_PODMAN)
+    fake.chmod(0o755)
+    settings = json.loads((h.path / "settings.json").read_text())
+    settings["sandbox"]["docker"]["runtime_command"] = str(fake)
+    (h.path / "settings.json").write_text(json.dumps(settings))
+    start_as_nobody(h)             # no PODMAN_USERNS in its environment
+
+    def checks(prefix=()):
+        r = run(h, "sandbox", "doctor", "--json", argv_prefix=prefix)
+        return {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+
+    # As root: the daemon's user's storage is not root's; say so first.
+    c = checks()
+    assert not c["user"]["ok"], c
+    assert c["user"]["detail"].startswith(
+        "the daemon runs as nobody (uid 65534), this doctor as uid 0: "
+        "Podman's images, storage and settings are per user"), c["user"]
+    assert c["user"]["fix"] == (
+        "run the doctor as the daemon's user: sudo -u nobody clawvisor "
+        "sandbox doctor (or runuser -u nobody -- clawvisor sandbox doctor)")
+    # As the daemon's user: its subordinate ids (none here), its
+    # PODMAN_USERNS, and an image missing from its own storage.
+    c = checks(NOBODY)
+    assert "user" not in c, c
+    assert not c["subids"]["ok"], c
+    assert c["subids"]["fix"].startswith(
+        "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 "
+        "nobody"), c["subids"]
+    assert c["userns"]["ok"] and c["userns"]["detail"].startswith(
+        "warning: PODMAN_USERNS is not keep-id"), c["userns"]
+    assert not c["image"]["ok"]
+    assert "not present in this user's Podman storage (images are per " \
+        "user: one built as root or as another user is not visible here)" \
+        in c["image"]["detail"], c["image"]
+    assert "podman save tinyclaw/agent-runner:latest | podman load" in \
+        c["image"]["fix"], c["image"]
+
+
 def test_world_writable_settings_warned(homes):
     h = homes(start=False)
     settings = h.path / "settings.json"
