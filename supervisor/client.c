@@ -296,6 +296,27 @@ fail:
 	return NULL;
 }
 
+/* sandbox build-image [--base IMAGE] [--extra-ca FILE] */
+static int
+build_image_args(const char *home, int argc, char **argv)
+{
+	const char	*base = NULL, *ca = NULL;
+	int		 i;
+
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--base") == 0 && i + 1 < argc &&
+		    base == NULL && *argv[i + 1] != '\0')
+			base = argv[++i];
+		else if (strcmp(argv[i], "--extra-ca") == 0 && i + 1 < argc &&
+		    ca == NULL && *argv[i + 1] != '\0')
+			ca = argv[++i];
+		else
+			return usage_error("usage: clawvisor sandbox "
+			    "build-image [--base IMAGE] [--extra-ca FILE]");
+	}
+	return build_image_main(home, base, ca);
+}
+
 int
 client_main(const char *home, int argc, char **argv, int json)
 {
@@ -310,8 +331,7 @@ client_main(const char *home, int argc, char **argv, int json)
 		    usage_error("usage: clawvisor sandbox doctor");
 	if (strcmp(argv[0], "sandbox") == 0 && argc >= 2 &&
 	    strcmp(argv[1], "build-image") == 0)
-		return argc == 2 ? build_image_main(home) :
-		    usage_error("usage: clawvisor sandbox build-image");
+		return build_image_args(home, argc - 2, argv + 2);
 	if ((req = build_request(argc, argv, &err)) == NULL) {
 		fprintf(stderr, "clawvisor: %s: %s\n", argv[0], err);
 		return 2;

@@ -11,9 +11,10 @@ int	 client_main(const char *home, int argc, char **argv, int json);
 int	 client_connect(const char *home, int quiet);
 char	*client_request(int fd, json_object *req);
 
-/* doctor.c: these work without a daemon. */
+/* doctor.c, image.c: these work without a daemon. */
 int	 doctor_main(const char *home, int json);
-int	 build_image_main(const char *home);
+int	 build_image_main(const char *home, const char *base,
+	    const char *extra_ca);
 
 /*
  * trial.c: a throwaway sandbox of mode built as a worker builds one, with

@@ -1,9 +1,8 @@
 /*
- * `sandbox doctor` and `sandbox build-image`, which work without a running
- * daemon. The doctor checks what an invocation will need, one line per
- * check with a fix hint, and exits non-zero if any check fails; where a
- * daemon runs, it asks the daemon which keys it has, since its environment
- * is the one that matters.
+ * `sandbox doctor`, which works without a running daemon: it checks what
+ * an invocation will need, one line per check with a fix hint, and exits
+ * non-zero if any check fails; where a daemon runs, it asks the daemon
+ * which keys it has, since its environment is the one that matters.
  */
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -32,9 +31,6 @@
 #include "supervisor.h"
 #include "util.h"
 
-#ifndef CLAWVISOR_DATADIR
-#define CLAWVISOR_DATADIR "/usr/local/share/clawvisor"
-#endif
 
 struct doctor {
 	json_object	*checks;
@@ -295,7 +291,9 @@ doctor_runtime(struct doctor *d, const struct config *cf, int apple,
 		    "this user, or copy it from where it was built: sudo podman "
 		    "save %s | podman load", rt->image);
 	check(d, r == 0, "image", rootless ? fix : "clawvisor sandbox "
-	    "build-image", r == 0 ? "%s present" : rootless ? "%s not present "
+	    "build-image (without Docker Hub: contrib/agent-runner/"
+	    "verify-image.sh, then clawvisor sandbox build-image --base "
+	    "localhost/clawvisor-node-base:22-bookworm)", r == 0 ? "%s present" : rootless ? "%s not present "
 	    "in this user's Podman storage (images are per user: one built "
 	    "as root or as another user is not visible here)" :
 	    "%s not present", rt->image);
@@ -744,90 +742,4 @@ out:
 		printf("%d check(s) failed\n", d.failed);
 	}
 	return d.failed == 0 ? 0 : 1;
-}
-
-static char *
-find_dockerfile(void)
-{
-	char		 exe[PATH_MAX], *cand[3], *dir, *found = NULL;
-	const char	*env = getenv("CLAWVISOR_CONTRIB");
-	ssize_t		 n;
-	int		 i, nc = 0;
-
-	if (env != NULL)
-		xasprintf(&cand[nc++], "%s/Dockerfile.agent-runner", env);
-	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) > 0) {
-		exe[n] = '\0';
-		if ((dir = strrchr(exe, '/')) != NULL)
-			*dir = '\0';
-		/* Run from the build tree: build/ is beside contrib/. */
-		xasprintf(&cand[nc++], "%s/../contrib/Dockerfile.agent-runner",
-		    exe);
-	}
-	xasprintf(&cand[nc++], "%s/Dockerfile.agent-runner",
-	    CLAWVISOR_DATADIR);
-	for (i = 0; i < nc; i++) {
-		if (found == NULL && access(cand[i], R_OK) == 0)
-			found = cand[i];
-		else
-			free(cand[i]);
-	}
-	return found;
-}
-
-int
-build_image_main(const char *home)
-{
-	struct config	*cf;
-	const struct runtime_conf *rt;
-	char		 err[512], *file, *ctx, *argv[10];
-	pid_t		 pid;
-	int		 st;
-
-	if ((cf = config_load(home, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "clawvisor: %s\n", err);
-		return 1;
-	}
-	rt = cf->mode == MODE_APPLE ? &cf->apple : &cf->docker;
-	if ((file = find_dockerfile()) == NULL) {
-		fprintf(stderr, "clawvisor: Dockerfile.agent-runner not found "
-		    "(set CLAWVISOR_CONTRIB to the directory that holds it)\n");
-		config_free(cf);
-		return 1;
-	}
-	ctx = xstrdup(file);
-	*strrchr(ctx, '/') = '\0';
-	argv[0] = rt->runtime_command;
-	argv[1] = "build";
-	argv[2] = "-t";
-	argv[3] = rt->image;
-	argv[4] = "-f";
-	argv[5] = file;
-	argv[6] = ctx;
-	argv[7] = NULL;
-	printf("building %s with %s from %s\n", rt->image,
-	    rt->runtime_command, file);
-	fflush(stdout);
-	if ((pid = fork()) == 0) {
-		execvp(argv[0], argv);
-		fprintf(stderr, "clawvisor: cannot run %s: %s\n", argv[0],
-		    strerror(errno));
-		_exit(127);
-	}
-	st = -1;
-	if (pid > 0)
-		waitpid(pid, &st, 0);
-	free(file);
-	free(ctx);
-	if (pid == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		fprintf(stderr, "clawvisor: the image build failed\n");
-		config_free(cf);
-		return 1;
-	}
-	printf("\nbuilt %s. Next:\n"
-	    "  clawvisor sandbox set %s     # run agents in containers\n"
-	    "  clawvisor sandbox doctor         # check runtime, image, keys\n",
-	    rt->image, cf->mode == MODE_APPLE ? "apple" : "docker");
-	config_free(cf);
-	return 0;
 }

@@ -28,8 +28,10 @@ usage(void)
 	    "[--syslog]\n"
 	    "       clawvisor [--home DIR] status|reload|pause|resume|stop "
 	    "[--json]\n"
-	    "       clawvisor [--home DIR] sandbox show|set MODE|doctor|"
-	    "build-image [--json]\n"
+	    "       clawvisor [--home DIR] sandbox show|set MODE|doctor "
+	    "[--json]\n"
+	    "       clawvisor [--home DIR] sandbox build-image [--base IMAGE] "
+	    "[--extra-ca FILE]\n"
 	    "       clawvisor [--home DIR] dead list|show ID|requeue ID|"
 	    "requeue --all|purge ID [--json]\n");
 	exit(2);

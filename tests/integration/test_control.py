@@ -1345,9 +1345,20 @@ run)
 	echo /usr/local/bin/codex
 	;;
 build)
+	# What the build gets: the context's files, as the engine would.
+	for last; do :; done
+	[ -n "${FAKE_RT_LOG:-}" ] && (cd "$last" && find . -type f | sort |
+	    while read -r f; do echo "ctx $f $(head -c 40 "$f" | head -n 1)"; done) >> "$FAKE_RT_LOG"
 	if [ -n "${FAKE_RT_BUILD_FAIL:-}" ]; then
 		echo "build failed: no space left" >&2
 		exit 1
+	fi
+	if [ -n "${FAKE_RT_PULL_FAIL:-}" ]; then
+		# Podman 4.3 without Docker Hub.
+		echo "STEP 1/9: FROM docker.io/library/node:22-bookworm-slim"
+		echo "Trying to pull docker.io/library/node:22-bookworm-slim..."
+		echo 'Error: error creating build container: initializing source docker://node:22-bookworm-slim: pinging container registry registry-1.docker.io: Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host' >&2
+		exit 125
 	fi
 	echo "built"
 	;;
@@ -1608,15 +1619,60 @@ def test_build_image(homes, fake_runtime, tmp_path):
     env = h.env({"CLAWVISOR_CONTRIB": str(ctx), "FAKE_RT_LOG": str(rtlog)})
     r = cli(h, "sandbox", "build-image", env=env)
     assert r.returncode == 0, r
-    assert rtlog.read_text().splitlines() == [
-        f"build -t example/runner:7 -f {ctx}/Dockerfile.agent-runner {ctx}"]
+    # A context of its own: the Dockerfile and agent-runner/ca/ (its
+    # README alone without --extra-ca), nothing else; removed after.
+    build, *files = rtlog.read_text().splitlines()
+    m = re.fullmatch(r"build -t example/runner:7 -f (/tmp/clawvisor-build-"
+                     r"\w+)/Dockerfile.agent-runner (\S+)", build)
+    assert m and m[1] == m[2], build
+    assert files == ["ctx ./Dockerfile.agent-runner FROM scratch",
+                     "ctx ./agent-runner/ca/README Certificates (*.crt) "
+                     "here go into the im"], files
+    assert not os.path.exists(m[1])
+    assert "built" in r.stdout      # the build's output passed through
     assert "clawvisor sandbox set docker" in r.stdout
     assert "sandbox doctor" in r.stdout
+
+    # --base and --extra-ca (a PEM certificate, refused otherwise).
+    ca = tmp_path / "corp.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END "
+                  "CERTIFICATE-----\n")
+    rtlog.unlink()
+    r = cli(h, "sandbox", "build-image", "--base", "localhost/b:1",
+            "--extra-ca", str(ca), env=env)
+    assert r.returncode == 0, r
+    build, *files = rtlog.read_text().splitlines()
+    assert " --build-arg BASE=localhost/b:1 /tmp/clawvisor-build-" in build
+    assert files[1] == "ctx ./agent-runner/ca/extra.crt -----BEGIN " \
+        "CERTIFICATE-----", files
+    ca.write_text("not a certificate\n")
+    r = cli(h, "sandbox", "build-image", "--extra-ca", str(ca), env=env)
+    assert r.returncode == 1, r
+    assert r.stderr == f"clawvisor: {ca}: not a PEM certificate (no " \
+        "\"-----BEGIN CERTIFICATE-----\" line)\n", r.stderr
+    for bad in (["--base"], ["--extra-ca", ""], ["--base", "a", "--base",
+                                                "b"], ["extra"]):
+        r = cli(h, "sandbox", "build-image", *bad, env=env)
+        assert r.returncode == 2 and "usage: clawvisor sandbox " \
+            "build-image [--base IMAGE] [--extra-ca FILE]" in r.stderr, bad
 
     env["FAKE_RT_BUILD_FAIL"] = "1"
     r = cli(h, "sandbox", "build-image", env=env)
     assert r.returncode == 1, r
-    assert "failed" in r.stderr
+    assert r.stderr.endswith("clawvisor: the image build failed\n"), r
+
+    # No registry: said so, with the offline route.
+    del env["FAKE_RT_BUILD_FAIL"]
+    env["FAKE_RT_PULL_FAIL"] = "1"
+    r = cli(h, "sandbox", "build-image", env=env)
+    assert r.returncode == 1, r
+    assert "clawvisor: the image build failed: the base image docker.io/" \
+        "library/node:22-bookworm-slim cannot be pulled (Error: error " \
+        "creating build container: initializing source docker://" in \
+        r.stderr, r.stderr
+    assert "contrib/agent-runner/verify-image.sh" in r.stderr
+    assert "clawvisor sandbox build-image --base localhost/clawvisor-node-" \
+        "base:22-bookworm" in r.stderr
 
     reconfigure(h, {"sandbox": {"docker": {"runtime_command":
                                            str(tmp_path / "none")}}})
