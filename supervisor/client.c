@@ -196,14 +196,18 @@ print_dead_list(json_object *r)
 	time_t		 t;
 	size_t		 i, n = json_object_array_length(a);
 
+	if (n > 0)
+		printf("ID\tMESSAGE ID\tAGENT\tCLASS\tATTEMPTS\tFAILED AT\t"
+		    "ERROR\n");
 	for (i = 0; i < n; i++) {
 		d = json_object_array_get_idx(a, i);
 		t = (time_t)(num(d, "failedAt") / 1000);
 		gmtime_r(&t, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		/* One line each, tab-separated: no field may hold either. */
-		printf("%s\t%s\t%s\t%lld/%lld\t%s\t%s\n", text(d, "id"),
-		    text(d, "messageId"), text(d, "errorClass"),
+		printf("%s\t%s\t%s\t%s\t%lld/%lld\t%s\t%s\n", text(d, "id"),
+		    text(d, "messageId"), json_object_object_get(d, "agent") !=
+		    NULL ? text(d, "agent") : "-", text(d, "errorClass"),
 		    (long long)num(d, "attempt"),
 		    (long long)num(d, "maxAttempts"), when,
 		    text(d, "errorMessage"));

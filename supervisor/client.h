@@ -21,6 +21,15 @@ int	 build_image_main(const char *home, const char *base,
  * `sh -c script` in place of the CLI. 0: it ran, its wait status in
  * *status and the start of its output in out; -1: why in err.
  */
+/* help.c */
+#include <stdio.h>
+void	 help_usage(FILE *);
+int	 help_main(int argc, char **argv);
+int	 version_main(void);
+
+/* send.c: drop a message as a channel client does; --wait for its reply. */
+int	 send_main(const char *home, int argc, char **argv);
+
 struct config;
 int	 trial_run(const struct config *, int mode, int provider,
 	    const char *workdir, const char *script, int *status, char *out,

@@ -23,17 +23,7 @@
 static void __attribute__((noreturn))
 usage(void)
 {
-	fprintf(stderr,
-	    "usage: clawvisor [--home DIR] serve [-f] [--log-level LEVEL] "
-	    "[--syslog]\n"
-	    "       clawvisor [--home DIR] status|reload|pause|resume|stop "
-	    "[--json]\n"
-	    "       clawvisor [--home DIR] sandbox show|set MODE|doctor "
-	    "[--json]\n"
-	    "       clawvisor [--home DIR] sandbox build-image [--base IMAGE] "
-	    "[--extra-ca FILE]\n"
-	    "       clawvisor [--home DIR] dead list|show ID|requeue ID|"
-	    "requeue --all|purge ID [--json]\n");
+	help_usage(stderr);
 	exit(2);
 }
 
@@ -96,11 +86,21 @@ main(int argc, char **argv, char **envp)
 			log_stderr = 1;
 		else if (strcmp(argv[i], "--syslog") == 0)
 			use_syslog = 1;
+		else if (nargs == 0 && (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0))
+			return help_main(1, argv);
+		else if (nargs == 0 && (strcmp(argv[i], "--version") == 0 ||
+		    strcmp(argv[i], "-V") == 0))
+			return version_main();
 		else
 			args[nargs++] = argv[i];
 	}
 	if (nargs == 0)
 		usage();
+	if (strcmp(args[0], "help") == 0)
+		return help_main(nargs, args);
+	if (strcmp(args[0], "version") == 0 && nargs == 1)
+		return version_main();
 	home = home_resolve(homeflag);
 	log_set_level(lvl);
 	if (use_syslog)
@@ -111,6 +111,8 @@ main(int argc, char **argv, char **envp)
 		r = supervisor_main(argv[0], home, foreground);
 	} else if (strcmp(args[0], "worker") == 0)
 		r = worker_main(fd, index, home, log_stderr);
+	else if (strcmp(args[0], "send") == 0)
+		r = send_main(home, nargs, args);
 	else
 		r = client_main(home, nargs, args, json);
 	free(home);

@@ -47,7 +47,7 @@ _clawvisor_reply()
 _clawvisor()
 {
 	local cur prev i cmd="" sub="" nargs=0
-	local commands="serve status reload pause resume stop sandbox dead"
+	local commands="serve status reload pause resume stop send sandbox dead help version"
 
 	COMPREPLY=()
 	cur=${COMP_WORDS[COMP_CWORD]}
@@ -123,7 +123,7 @@ _clawvisor()
 		if [[ -z $sub ]]; then
 			_clawvisor_reply -W "show set doctor build-image" -- "$cur"
 		elif [[ $sub == set && $nargs == 0 ]]; then
-			_clawvisor_reply -W "host docker apple" -- "$cur"
+			_clawvisor_reply -W "host docker apple bwrap" -- "$cur"
 		fi
 		;;
 	dead)

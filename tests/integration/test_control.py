@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, deep_merge, read_json, wait_for
+from conftest import BIN, NOTICE_TEXT, deep_merge, read_json, wait_for
 
 EX_USAGE = 2
 EX_UNAVAILABLE = 69
@@ -1744,15 +1744,16 @@ def test_dead_list_and_show(homes, tmp_path):
 
     r = cli(h, "dead", "list")
     assert r.returncode == 0, r
-    lines = r.stdout.splitlines()
+    header, *lines = r.stdout.splitlines()
+    assert header == "ID\tMESSAGE ID\tAGENT\tCLASS\tATTEMPTS\tFAILED AT\tERROR"
     assert len(lines) == 3
     for m in mids:
         (ln,) = [ln for ln in lines if ln.startswith(ids[m] + "\t")]
         f = ln.split("\t")
-        assert f[0] == ids[m] and f[1] == m and f[2] == "transient"
-        assert f[3] == "2/2"
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", f[4])
-        assert "boom" in f[5]
+        assert f[0] == ids[m] and f[1] == m and f[2] == "broken"
+        assert f[3] == "transient" and f[4] == "2/2"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", f[5])
+        assert "boom" in f[6]
     j = cli_ok(h, "dead", "list")
     with Ctl(h) as c:
         assert c.request({"cmd": "dead.list"}) == j
@@ -2016,3 +2017,79 @@ def test_stop_lets_in_flight_finish_within_grace(homes):
     assert "finish me" in h.responses(mid)[0]["message"]
     assert h.files("incoming") == [] and h.files("processing") == []
     assert not sock_path(h).exists()
+
+
+# -- help, version, send -------------------------------------------------------
+
+
+COMMANDS = ["serve", "status", "reload", "pause", "resume", "stop", "send",
+            "sandbox show", "sandbox set", "sandbox doctor",
+            "sandbox build-image", "dead list", "dead show", "dead requeue",
+            "dead purge", "help", "--version"]
+
+
+def test_help_and_version(homes):
+    h = homes(start=False)
+    for args in (["--help"], ["-h"], ["help"]):
+        r = cli(h, *args)
+        assert r.returncode == 0 and r.stderr == "", (args, r)
+        for c in COMMANDS:
+            assert f"clawvisor [--home DIR] {c}" in r.stdout, (c, r.stdout)
+    # One command's usage and what it does; a usage error says all.
+    r = cli(h, "help", "dead")
+    assert r.returncode == 0, r
+    assert [ln.split()[4] for ln in r.stdout.splitlines()
+            if ln.startswith("  clawvisor")] == ["list", "show", "requeue",
+                                                 "purge"]
+    r = cli(h, "help", "nope")
+    assert r.returncode == 2 and 'no command "nope"' in r.stderr, r
+    r = cli(h, "no-such-command")
+    assert r.returncode == 2, r
+    r = subprocess.run([BIN], capture_output=True, text=True)
+    assert r.returncode == 2 and "clawvisor [--home DIR] send" in r.stderr
+    for args in (["--version"], ["-V"], ["version"]):
+        r = cli(h, *args)
+        assert r.returncode == 0, r
+        assert re.fullmatch(r"clawvisor \d+\.\d+\.\d+ \(worker protocol "
+                            r"\d+\)\n", r.stdout), r.stdout
+
+
+def test_send(homes, tmp_path):
+    h = homes({"agents": {"echo": echo_agent("v1"),
+                          "broken": failing_agent()},
+               "sandbox": {"max_attempts": 1}}, start=False)
+    # No daemon: --wait refuses (a reply could never come), writes nothing.
+    r = cli(h, "send", "--wait", "hello")
+    assert r.returncode == 69 and "no daemon runs on" in r.stderr, r
+    assert h.files("incoming") == []
+    h.start()
+    # The reply printed, its response taken from outgoing/ as a channel
+    # client takes it.
+    r = cli(h, "send", "--agent", "echo", "--wait", "hello", "there")
+    assert r.returncode == 0, r
+    assert r.stdout == "v1: hello there\n", r
+    assert h.files("outgoing") == []
+    # Without --wait: the messageId; the message as a channel client
+    # writes one.
+    r = cli(h, "send", "--agent", "echo", "--channel", "ops", "--sender",
+            "Ann", "hi")
+    assert r.returncode == 0, r
+    mid = r.stdout.strip()
+    assert re.fullmatch(r"\d+_[0-9a-f]{8}", mid), mid
+    resp = h.wait_response(mid)
+    assert resp["_path"].name.startswith(f"ops_{mid}_")
+    assert resp["message"] == "v1: hi" and resp["agent"] == "echo"
+    assert resp["sender"] == "Ann" and resp["channel"] == "ops"
+    assert resp["senderId"] == str(os.getuid())
+    # A dead letter: its notice printed, exit 1.
+    r = cli(h, "send", "--agent", "broken", "--wait", "fail")
+    assert r.returncode == 1, r
+    assert r.stdout == NOTICE_TEXT + "\n", r
+    # Bad arguments: usage, nothing written.
+    for bad in (["send"], ["send", "--agent"], ["send", "--agent", "a/b",
+                                                "x"],
+                ["send", "--channel", "", "x"], ["send", "--timeout", "0",
+                                                 "x"], ["send", "   "]):
+        r = cli(h, *bad)
+        assert r.returncode == 2 and "usage: clawvisor" in r.stderr, bad
+    assert h.files("incoming") == []
