@@ -17,6 +17,7 @@
 
 #include "control.h"
 #include "log.h"
+#include "metrics.h"
 #include "redact.h"
 #include "supervisor.h"
 #include "util.h"
@@ -155,6 +156,25 @@ cmd_status(json_object *req, int *stop)
 	json_object_object_add(o, "counters", c);
 	json_object_object_add(o, "lanes", sched_status());
 	json_object_object_add(o, "warnings", status_warnings());
+	return o;
+}
+
+/* The exposition as one string: `clawvisor metrics` prints it as is. */
+static json_object *
+cmd_metrics(json_object *req, int *stop)
+{
+	json_object	*o;
+	char		*text;
+	size_t		 len;
+
+	(void)req;
+	(void)stop;
+	if ((text = metrics_render(&len)) == NULL)
+		return err_reply("cannot render the metrics: out of memory");
+	o = ok_reply();
+	json_object_object_add(o, "metrics",
+	    json_object_new_string_len(text, (int)len));
+	free(text);
 	return o;
 }
 
@@ -679,6 +699,7 @@ static const struct {
 	cmd_fn		 fn;
 } commands[] = {
 	{ "status",		cmd_status },
+	{ "metrics",		cmd_metrics },
 	{ "reload",		cmd_reload },
 	{ "pause",		cmd_pause },
 	{ "resume",		cmd_resume },

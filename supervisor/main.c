@@ -26,8 +26,8 @@ usage(void)
 	fprintf(stderr,
 	    "usage: clawvisor [--home DIR] serve [-f] [--log-level LEVEL] "
 	    "[--syslog]\n"
-	    "       clawvisor [--home DIR] status|reload|pause|resume|stop "
-	    "[--json]\n"
+	    "       clawvisor [--home DIR] status|metrics|reload|pause|resume|"
+	    "stop [--json]\n"
 	    "       clawvisor [--home DIR] sandbox show|set MODE|doctor|"
 	    "build-image [--json]\n"
 	    "       clawvisor [--home DIR] dead list|show ID|requeue ID|"
