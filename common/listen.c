@@ -72,6 +72,9 @@ listen_parse(const char *spec, struct listen_addr *la, char *why,
 			goto bad;
 		hlen = colon - spec;
 		port = colon + 1;
+		/* An IPv6 address goes in brackets: "::1:80" is ambiguous. */
+		if (memchr(spec, ':', hlen) != NULL)
+			goto bad;
 	}
 	if (hlen == 0 || hlen >= sizeof(host))
 		goto bad;
