@@ -189,14 +189,18 @@ conn_close(struct conn *c)
 static void
 conn_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	struct conn *c = t->data;
+	struct conn	*c = t->data;
+	struct linger	 l = { 1, 0 };
 
 	(void)loop;
 	(void)revents;
-	if (c->state != C_LINGER)
+	if (c->state != C_LINGER) {
 		log_debug("metrics: a client too slow to %s: closed",
 		    c->state == C_READ ? "send its request" :
 		    "take the answer");
+		/* A reset: what it did not take is dropped, not kept queued. */
+		(void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	}
 	conn_close(c);
 }
 
