@@ -204,7 +204,18 @@ conn_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	conn_close(c);
 }
 
-static void	conn_io(struct ev_loop *, ev_io *, int);
+/* The next state, the event it waits for, and its own time limit. */
+static void
+conn_state(struct conn *c, enum conn_state state, int events, double secs)
+{
+	c->state = state;
+	ev_io_stop(sv.loop, &c->io);
+	ev_io_set(&c->io, c->fd, events);
+	ev_io_start(sv.loop, &c->io);
+	ev_timer_stop(sv.loop, &c->timer);
+	ev_timer_set(&c->timer, secs, 0.);
+	ev_timer_start(sv.loop, &c->timer);
+}
 
 static void
 conn_answer(struct conn *c, int status)
@@ -231,13 +242,7 @@ conn_answer(struct conn *c, int status)
 	memcpy(c->out + strlen(hdr), body, blen);
 	free(hdr);
 	free(body);
-	c->state = C_WRITE;
-	ev_io_stop(sv.loop, &c->io);
-	ev_io_set(&c->io, c->fd, EV_WRITE);
-	ev_io_start(sv.loop, &c->io);
-	ev_timer_stop(sv.loop, &c->timer);
-	ev_timer_set(&c->timer, RESPONSE_SECONDS, 0.);
-	ev_timer_start(sv.loop, &c->timer);
+	conn_state(c, C_WRITE, EV_WRITE, RESPONSE_SECONDS);
 }
 
 static void
@@ -282,13 +287,7 @@ conn_write(struct conn *c)
 	 * the connection before it has read the answer.
 	 */
 	shutdown(c->fd, SHUT_WR);
-	c->state = C_LINGER;
-	ev_io_stop(sv.loop, &c->io);
-	ev_io_set(&c->io, c->fd, EV_READ);
-	ev_io_start(sv.loop, &c->io);
-	ev_timer_stop(sv.loop, &c->timer);
-	ev_timer_set(&c->timer, LINGER_SECONDS, 0.);
-	ev_timer_start(sv.loop, &c->timer);
+	conn_state(c, C_LINGER, EV_READ, LINGER_SECONDS);
 }
 
 static void
