@@ -15,8 +15,10 @@ import urllib.request
 
 import pytest
 
-from conftest import BIN, TIME_SCALE, wait_for
+from conftest import BIN, SUITE_MODE, TIME_SCALE, wait_for
 
+# The suite's second pass runs every agent in bwrap mode (tests/run).
+MODE = "bwrap" if SUITE_MODE == "bwrap" else "host"
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None,
@@ -162,7 +164,7 @@ def test_metrics_fresh_daemon(homes):
     for agent in ("alpha", "beta"):
         for o in ("ok", "transient", "terminal"):
             assert (("clawvisor_invocations_total",
-                     (("agent", agent), ("mode", "host"),
+                     (("agent", agent), ("mode", MODE),
                       ("outcome", o))) in s)
     wait_for(lambda: val(checked(h), "clawvisor_workers", state="idle")
              == 4, 20, what="4 idle workers")
@@ -185,15 +187,15 @@ def test_metrics_follow_outcomes_and_reloads(homes):
     assert val(s, "clawvisor_messages_received_total") == 1
     assert val(s, "clawvisor_messages_finished_total", outcome="ok") == 1
     assert val(s, "clawvisor_invocations_total", agent="alpha",
-               mode="host", outcome="ok") == 1
+               mode=MODE, outcome="ok") == 1
     assert val(s, "clawvisor_invocation_duration_seconds_count",
-               mode="host") == 1
+               mode=MODE) == 1
     assert val(s, "clawvisor_message_pickup_delay_seconds_count") == 1
 
     term = h.drop("fail auth", agent="beta")
     h.wait_dead(term)
     s = checked(h)
-    assert val(s, "clawvisor_invocations_total", agent="beta", mode="host",
+    assert val(s, "clawvisor_invocations_total", agent="beta", mode=MODE,
                outcome="terminal") == 1
     assert val(s, "clawvisor_dead_letters_total", **{"class": "terminal"}) \
         == 1
@@ -203,7 +205,7 @@ def test_metrics_follow_outcomes_and_reloads(homes):
     tr = h.drop("fail transient", agent="alpha")
     h.wait_dead(tr)
     s = checked(h)
-    assert val(s, "clawvisor_invocations_total", agent="alpha", mode="host",
+    assert val(s, "clawvisor_invocations_total", agent="alpha", mode=MODE,
                outcome="transient") == 2
     assert val(s, "clawvisor_retries_total") == 1
     assert val(s, "clawvisor_dead_letters_total",
