@@ -241,6 +241,8 @@ sandbox_json(const struct config *cf)
 	add_int(sup, "max_chain_steps", cf->max_chain_steps);
 	json_object_object_add(sup, "watch_settings",
 	    json_object_new_boolean(cf->watch_settings));
+	json_object_object_add(sup, "metrics_listen", cf->metrics_listen !=
+	    NULL ? json_object_new_string(cf->metrics_listen) : NULL);
 	json_object_object_add(o, "supervisor", sup);
 	ags = json_object_new_object();
 	for (i = 0; i < cf->nagents; i++) {

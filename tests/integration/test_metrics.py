@@ -150,6 +150,8 @@ def raw_request(connect, data, read_timeout=20):
 @needs_promtool
 def test_metrics_fresh_daemon(homes):
     h = homes()
+    shown = json.loads(cli(h, "sandbox", "show", "--json").stdout)
+    assert shown["supervisor"]["metrics_listen"] is None
     s = checked(h)
     assert val(s, "clawvisor_build_info", version="0.1.0") == 1
     assert val(s, "clawvisor_config_generation") == 1
@@ -308,6 +310,8 @@ def test_metrics_http_requests(homes, tmp_path):
     port = free_port()
     addr = f"127.0.0.1:{port}"
     h = homes({"supervisor": {"metrics_listen": addr}})
+    shown = json.loads(cli(h, "sandbox", "show", "--json").stdout)
+    assert shown["supervisor"]["metrics_listen"] == addr
     status, hdrs, body = http_get(addr)
     assert status == 200
     assert hdrs["Content-Type"] == \
