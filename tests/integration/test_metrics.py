@@ -269,6 +269,21 @@ def test_metrics_listen_refuses_non_loopback(homes, bad):
     assert "supervisor.metrics_listen" in err, err
 
 
+def test_metrics_listen_port_in_use_at_start(homes):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        taken = busy.getsockname()[1]
+        h = homes({"supervisor": {"metrics_listen": f"127.0.0.1:{taken}"}},
+                  start=False)
+        p = h.spawn()
+        assert p.wait(30 * TIME_SCALE) == 1
+    err = h.stderr_text(p)
+    assert f"supervisor.metrics_listen: cannot listen on 127.0.0.1:{taken}" \
+        in err, err
+    assert not (h.path / "run" / "clawvisor.pid").exists()
+
+
 def test_metrics_listen_refused_on_reload(homes):
     port = free_port()
     h = homes({"supervisor": {"metrics_listen": f"127.0.0.1:{port}"}})
