@@ -409,8 +409,11 @@ def test_metrics_slow_clients_do_not_stall_the_queue(homes):
     mid = h.drop("after the slow ones", agent="alpha")
     h.wait_response(mid, timeout=30)
     lazy.close()
-    # Then the listener serves again at once.
-    assert http_get(addr)[0] == 200
+    # Then the listener serves again at once, and what it serves lints.
+    status, _, body = http_get(addr)
+    assert status == 200
+    if PROMTOOL is not None:
+        promtool_ok(body)
     assert time.monotonic() - t0 < 300 * TIME_SCALE
 
 
@@ -510,6 +513,8 @@ def test_prometheus_scrapes_what_was_sent(homes, tmp_path):
         # Nothing else finished: no ok beyond the three, no retry beyond
         # the one.
         assert prom_query(base, "sum(clawvisor_invocations_total)") == 5
+        if PROMTOOL is not None:
+            promtool_ok(http_get(addr)[2])
     finally:
         prom.send_signal(signal.SIGTERM)
         try:
