@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "listen.h"
 #include "log.h"
 #include "util.h"
 
@@ -690,6 +691,24 @@ parse_pass_env(struct ctx *c, json_object *s, struct config *cf)
 	return 0;
 }
 
+/* Off unless set; loopback or a unix socket only (common/listen.c). */
+static int
+parse_metrics_listen(struct ctx *c, json_object *sup, struct config *cf)
+{
+	struct listen_addr	 la;
+	char			 why[160];
+
+	if (get_str(c, sup, "supervisor", "metrics_listen", NULL,
+	    &cf->metrics_listen) == -1)
+		return -1;
+	if (cf->metrics_listen == NULL ||
+	    listen_parse(cf->metrics_listen, &la, why, sizeof(why)) == 0)
+		return 0;
+	snprintf(c->err, c->errlen, "supervisor.metrics_listen: %s, got "
+	    "\"%.64s\"", why, cf->metrics_listen);
+	return -1;
+}
+
 static int
 parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 {
@@ -761,7 +780,8 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 	    get_int(c, sup, "supervisor", "max_chain_steps", 10, 1, 1000,
 	    &cf->max_chain_steps) == -1 ||
 	    get_bool(c, sup, "supervisor", "watch_settings", 1,
-	    &cf->watch_settings) == -1)
+	    &cf->watch_settings) == -1 ||
+	    parse_metrics_listen(c, sup, cf) == -1)
 		return -1;
 	return 0;
 }
@@ -1214,6 +1234,7 @@ config_free(struct config *cf)
 	runtime_free(&cf->docker);
 	runtime_free(&cf->apple);
 	runtime_free(&cf->bwrap);
+	free(cf->metrics_listen);
 	free(cf->workspace);
 	free(cf->tinyclaw_dir);
 	free(cf->home);

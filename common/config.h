@@ -99,6 +99,7 @@ struct config {
 	int64_t		 scan_interval_ms;
 	int64_t		 max_chain_steps;
 	int		 watch_settings;	/* reload on a change on disk */
+	char		*metrics_listen;	/* NULL: off (docs/METRICS.md) */
 
 	char		 warning[1024];	/* non-fatal notes joined by "; ", or "" */
 };

@@ -221,6 +221,8 @@ print_reply(const char *cmd, json_object *r)
 {
 	if (strcmp(cmd, "status") == 0)
 		print_status(r);
+	else if (strcmp(cmd, "metrics") == 0)
+		fputs(str(r, "metrics"), stdout);	/* built for output as is */
 	else if (strcmp(cmd, "dead.list") == 0)
 		print_dead_list(r);
 	else if (strcmp(cmd, "dead.show") == 0 ||
@@ -247,7 +249,8 @@ build_request(int argc, char **argv, const char **err)
 	int		 nargs = 1;
 
 	*err = NULL;
-	if (strcmp(c, "status") == 0 || strcmp(c, "reload") == 0 ||
+	if (strcmp(c, "status") == 0 || strcmp(c, "metrics") == 0 ||
+	    strcmp(c, "reload") == 0 ||
 	    strcmp(c, "pause") == 0 || strcmp(c, "resume") == 0 ||
 	    strcmp(c, "stop") == 0)
 		snprintf(name, sizeof(name), "%s", c);

@@ -17,6 +17,7 @@
 
 #include "control.h"
 #include "log.h"
+#include "metrics.h"
 #include "redact.h"
 #include "supervisor.h"
 #include "util.h"
@@ -158,6 +159,25 @@ cmd_status(json_object *req, int *stop)
 	return o;
 }
 
+/* The exposition as one string: `clawvisor metrics` prints it as is. */
+static json_object *
+cmd_metrics(json_object *req, int *stop)
+{
+	json_object	*o;
+	char		*text;
+	size_t		 len;
+
+	(void)req;
+	(void)stop;
+	if ((text = metrics_render(&len)) == NULL)
+		return err_reply("cannot render the metrics: out of memory");
+	o = ok_reply();
+	json_object_object_add(o, "metrics",
+	    json_object_new_string_len(text, (int)len));
+	free(text);
+	return o;
+}
+
 static json_object *
 cmd_reload(json_object *req, int *stop)
 {
@@ -221,6 +241,8 @@ sandbox_json(const struct config *cf)
 	add_int(sup, "max_chain_steps", cf->max_chain_steps);
 	json_object_object_add(sup, "watch_settings",
 	    json_object_new_boolean(cf->watch_settings));
+	json_object_object_add(sup, "metrics_listen", cf->metrics_listen !=
+	    NULL ? json_object_new_string(cf->metrics_listen) : NULL);
 	json_object_object_add(o, "supervisor", sup);
 	ags = json_object_new_object();
 	for (i = 0; i < cf->nagents; i++) {
@@ -683,6 +705,7 @@ static const struct {
 	cmd_fn		 fn;
 } commands[] = {
 	{ "status",		cmd_status },
+	{ "metrics",		cmd_metrics },
 	{ "reload",		cmd_reload },
 	{ "pause",		cmd_pause },
 	{ "resume",		cmd_resume },

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "supervisor.h"
 #include "util.h"
 
@@ -336,6 +337,7 @@ commit_start(const char *name, json_object *resp, json_object *dead,
 	}
 	if (!now)
 		strlcpy(why, failed, sizeof(why));
+	metrics_commit_failure();
 	if (sv.loop == NULL) {
 		/* No loop to wait in: the next start finishes it. */
 		log_error("%s: commit failed: %s", name, why);
@@ -558,6 +560,7 @@ commit_dead_record(json_object *payload, const char *cls, const char *error,
 {
 	json_object *rec = json_object_new_object();
 
+	metrics_dead_letter(cls);
 	json_object_object_add(rec, "failedAt", json_object_new_int64(now_ms()));
 	json_object_object_add(rec, "errorClass", json_object_new_string(cls));
 	json_object_object_add(rec, "errorMessage",

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "supervisor.h"
 #include "util.h"
 
@@ -169,6 +170,7 @@ event_emit(const char *type, json_object *fields)
 	uint32_t		 seq;
 	int			 i, j;
 
+	metrics_event(type);
 	event_pending();
 	if (e.n == BATCH_MAX)
 		event_flush();

@@ -24,6 +24,8 @@ static const struct help helps[] = {
 	  "stderr too)" },
 	{ "status", "status [--json]",
 	  "workers, permits, queue depths, counters, warnings" },
+	{ "metrics", "metrics",
+	  "the daemon's figures in Prometheus' text format (docs/METRICS.md)" },
 	{ "reload", "reload [--json]",
 	  "read settings.json again (as SIGHUP); a bad file is refused and "
 	  "the running configuration kept" },

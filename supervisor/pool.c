@@ -19,6 +19,7 @@
 
 #include "cgroup.h"
 #include "log.h"
+#include "metrics.h"
 #include "supervisor.h"
 #include "util.h"
 
@@ -97,6 +98,7 @@ worker_result(struct worker *w, uint64_t id, json_object *o)
 	w->jobs++;
 	w->state = W_IDLE;
 	pool.delay = RESPAWN_MIN;
+	metrics_invocation(m, r.outcome);
 	sched_done(m, &r);
 	result_free(&r);
 	if (w->retired && w->state == W_IDLE)
@@ -196,6 +198,7 @@ worker_reaped(struct ev_loop *loop, ev_child *c, int revents)
 	}
 	log_info("worker %d %s; respawning in %.1fs", w->index, why,
 	    pool.delay);
+	metrics_worker_restart();
 	ev_timer_init(&w->respawn, worker_respawn, pool.delay, 0.);
 	w->respawn.data = w;
 	ev_timer_start(sv.loop, &w->respawn);
@@ -233,6 +236,7 @@ worker_dead(struct worker *w, const char *why)
 		snprintf(buf, sizeof(buf), "worker %d died during the "
 		    "invocation (%s)", w->index, why != NULL ? why :
 		    "stopped");
+		metrics_invocation(m, OUT_TRANSIENT);
 		sched_worker_lost(m, buf);
 	}
 }

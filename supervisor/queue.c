@@ -22,6 +22,7 @@
 #include <sys/tree.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "supervisor.h"
 #include "util.h"
 
@@ -962,6 +963,8 @@ queue_claim(struct msg *m)
 		return -1;
 	}
 	q.claim_delay = 1.;
+	if (m->where == AT_INCOMING)
+		metrics_pickup(m->name);
 	m->where = AT_PROCESSING;
 	if ((h = held_find(m->name)) != NULL)
 		held_claimed(h);

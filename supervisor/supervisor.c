@@ -18,6 +18,7 @@
 #include "cgroup.h"
 #include "control.h"
 #include "log.h"
+#include "metrics.h"
 #include "provider.h"
 #include "supervisor.h"
 #include "util.h"
@@ -292,7 +293,9 @@ supervisor_reload(char *err, size_t errlen)
 
 	notify_reloading();
 	watch_note_loaded();	/* before: a change while loading is seen */
-	if ((cf = config_load(sv.home, err, errlen)) == NULL) {
+	if ((cf = config_load(sv.home, err, errlen)) == NULL ||
+	    metrics_http_reload(cf, err, errlen) == -1) {
+		config_free(cf);
 		notify_send("READY=1\nSTATUS=reload refused: old "
 		    "configuration in force");
 		log_error("reload refused, keeping generation %u: %s",
@@ -520,7 +523,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	delegate(sv.conf);
 	commit_recover();
 	commit_load_deferred();
-	if (control_init() == -1) {
+	if (control_init() == -1 || metrics_http_start() == -1) {
 		pid_remove();
 		return 1;
 	}
@@ -537,6 +540,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	signals_block(SIG_UNBLOCK, NULL);
 	ev_run(sv.loop, 0);
 
+	metrics_http_close();
 	event_close();
 	commit_close();
 	pool_wait(WORKER_EXIT_MS);
@@ -544,6 +548,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	pid_remove();
 	sched_free_all();
 	pool_free();
+	metrics_free();
 	config_free(sv.conf);
 	free(sv.home);
 	free(sv.self_exe);

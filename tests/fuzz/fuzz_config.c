@@ -7,7 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
 #include "config.h"
+#include "listen.h"
 #include "log.h"
 
 int	LLVMFuzzerInitialize(int *, char ***);
@@ -58,6 +62,23 @@ check(const struct config *cf)
 		for (j = 0; j < cf->teams[i].nagents; j++)
 			if (config_agent(cf, cf->teams[i].agents[j]) == NULL)
 				abort();
+	}
+	/* An accepted metrics_listen is loopback or an absolute path. */
+	if (cf->metrics_listen != NULL) {
+		struct listen_addr	la;
+		char			why[160];
+
+		if (listen_parse(cf->metrics_listen, &la, why,
+		    sizeof(why)) == -1)
+			abort();
+		if (la.family == AF_INET && (ntohl(((struct sockaddr_in *)
+		    &la.ss)->sin_addr.s_addr) >> 24) != 127)
+			abort();
+		if (la.family == AF_INET6 && !IN6_IS_ADDR_LOOPBACK(
+		    &((struct sockaddr_in6 *)&la.ss)->sin6_addr))
+			abort();
+		if (la.family == AF_UNIX && la.path[0] != '/')
+			abort();
 	}
 	o = config_sandbox_json(cf);
 	(void)json_object_to_json_string(o);
