@@ -193,7 +193,6 @@ void		 sched_add(struct msg *, int front);
 void		 sched_kick(void);
 void		 sched_done(struct msg *, struct job_result *);
 void		 sched_worker_lost(struct msg *, const char *why);
-void		 sched_fail(struct msg *, enum outcome, const char *why);
 size_t		 sched_running(void);
 size_t		 sched_waiting(void);
 size_t		 sched_permits_in_use(void);
@@ -202,10 +201,20 @@ json_object	*sched_status(void);
 void		 sched_free_all(void);
 void		 sched_msg_done(struct msg *);
 void		 sched_detach(struct msg *);
-void		 sched_retry_in(struct msg *, int64_t delay);
-int64_t		 sched_backoff_ms(int attempt);
-void		 sched_response_event(struct msg *, json_object *resp);
-void		 msg_free(struct msg *);
+void		 sched_defer(struct msg *, int64_t delay);
+void		 sched_job_base(struct job *, const struct agent *);
+
+/* message.c: a queued message's job and outcome */
+json_object	*message_job(struct msg *);
+void		 message_started(struct msg *);
+void		 message_ended(struct msg *, const struct job_result *);
+void		 message_done(struct msg *, struct job_result *);
+void		 message_lost(struct msg *, const char *why);
+void		 message_abandoned(struct msg *);
+void		 message_fail(struct msg *, enum outcome, const char *why);
+int64_t		 message_backoff_ms(int attempt);
+void		 message_response_event(struct msg *, json_object *resp);
+void		 message_free(struct msg *);
 
 /* chain.c */
 void		 chain_dispatched(struct msg *);
