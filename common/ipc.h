@@ -69,6 +69,10 @@ int	 ipc_flush_blocking(struct ipc_conn *);
 int	 ipc_fill(struct ipc_conn *);
 /* 1: a frame in *hdr / *obj (caller puts obj); 0: need more; -1: error. */
 int	 ipc_next(struct ipc_conn *, struct ipc_hdr *, json_object **);
+/* Descriptors (SCM_RIGHTS): an exec'd invocation's stdio. */
+#define IPC_MAX_FDS	3
+int	 ipc_flush_fds(struct ipc_conn *, const int *fds, size_t nfds);
+int	 ipc_fill_fds(struct ipc_conn *, int *fds, size_t max, size_t *nfds);
 /* At EOF: 0 if the input ended on a frame boundary, -1 (short read) if not. */
 int	 ipc_eof_check(struct ipc_conn *);
 

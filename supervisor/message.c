@@ -23,6 +23,7 @@ message_free(struct msg *m)
 	if (m == NULL)
 		return;
 	ev_timer_stop(sv.loop, &m->retry);
+	exec_forget(m);
 	chain_forget(m);
 	json_object_put(m->obj);
 	free(m->name);

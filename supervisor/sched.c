@@ -139,6 +139,12 @@ again:
 	if (l->running || l->in_ready || m->deferred)
 		return;
 	if (permits_exhausted() && s.nready >= (size_t)sv.conf->max_waiters) {
+		if (m->exec != NULL) {
+			exec_refused(m, "too many invocations waiting for a "
+			    "permit (sandbox.max_waiters)");
+			msg_done(m);
+			goto again;
+		}
 		/* Claim it so the failure is recorded like any other. */
 		if (queue_claim(m) == -1) {
 			msg_done(m);
@@ -218,14 +224,19 @@ dispatch(struct msg *m, struct worker *w)
 {
 	json_object	*job;
 
-	if ((job = message_job(m)) == NULL)
+	job = m->exec != NULL ? exec_job(m) : message_job(m);
+	if (job == NULL)
 		return -1;
 	m->job_id = sv.next_job_id++;
 	m->lane->running = 1;
 	s.running++;
 	m->started_ms = mono_ms();
-	message_started(m);
-	pool_run(w, m, job);
+	if (m->exec != NULL)
+		exec_run(m, w, job);
+	else {
+		message_started(m);
+		pool_run(w, m, job);
+	}
 	json_object_put(job);
 	return 0;
 }
@@ -235,6 +246,7 @@ sched_kick(void)
 {
 	struct lane	*l;
 	struct worker	*w;
+	struct msg	*m;
 
 	while (!sv.stopping && !sv.paused && s.nready > 0 &&
 	    !permits_exhausted() && (w = pool_idle()) != NULL) {
@@ -242,8 +254,11 @@ sched_kick(void)
 		TAILQ_REMOVE(&s.ready, l, ready);
 		l->in_ready = 0;
 		s.nready--;
+		/* An exec cancelled while it waited may have left it. */
+		if ((m = TAILQ_FIRST(&l->msgs)) == NULL || m->deferred)
+			continue;
 		/* On -1 the message ended without running; w stays idle. */
-		(void)dispatch(TAILQ_FIRST(&l->msgs), w);
+		(void)dispatch(m, w);
 	}
 	lane_gc();
 }
@@ -272,7 +287,8 @@ sched_done(struct msg *m, struct job_result *r)
 
 	m->worker = NULL;
 	lane_finished(l);
-	message_ended(m, r);
+	if (m->exec == NULL)
+		message_ended(m, r);
 	/*
 	 * The worker is idle again: give it the next ready lane's message
 	 * before this outcome is committed (a write, an fsync, a rename), so
@@ -280,7 +296,10 @@ sched_done(struct msg *m, struct job_result *r)
 	 * FIFO and m is still its head, so it cannot be picked.
 	 */
 	sched_kick();
-	message_done(m, r);
+	if (m->exec != NULL)
+		exec_done(m, r);
+	else
+		message_done(m, r);
 	lane_check(l);
 	queue_pull();
 	supervisor_check_exit();
@@ -293,7 +312,10 @@ sched_worker_lost(struct msg *m, const char *why)
 
 	m->worker = NULL;
 	lane_finished(l);
-	message_lost(m, why);
+	if (m->exec != NULL)
+		exec_lost(m, why);
+	else
+		message_lost(m, why);
 	lane_check(l);
 	sched_kick();
 	supervisor_check_exit();
@@ -312,7 +334,10 @@ sched_handback_running(void)
 			pool_abandon(m->worker);
 			m->worker = NULL;
 			lane_finished(l);
-			message_abandoned(m);
+			if (m->exec != NULL)
+				exec_abandoned(m);
+			else
+				message_abandoned(m);
 		}
 	}
 }

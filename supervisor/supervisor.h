@@ -24,6 +24,8 @@
 enum msg_where { AT_INCOMING, AT_DEFERRED, AT_PROCESSING };
 
 struct chain;
+struct client;
+struct exec;
 struct lane;
 struct worker;
 
@@ -54,6 +56,7 @@ struct msg {
 	struct msg		*parent;	/* a chain step: its root */
 	struct chain		*chain;		/* a root: its team chain */
 	size_t			 step;		/* step number in the chain */
+	struct exec		*exec;		/* clawvisor exec, not a message */
 };
 
 TAILQ_HEAD(msgq, msg);
@@ -225,6 +228,34 @@ void		 chain_dead(struct msg *, const char *);
 void		 chain_forget(struct msg *);
 void		 chain_handback_all(void);
 
+/* exec.c: clawvisor exec, the daemon's side */
+#define EXEC_MAX_ARGS	4096
+struct exec_req {
+	char	**argv;
+	size_t	  nargv;
+	char	 *cwd;
+	char	 *agent;	/* --agent, or NULL */
+	int	  stdin_fd;	/* the caller passes its stdin */
+};
+int		 exec_req_parse(json_object *, struct exec_req *, char *err,
+		    size_t);
+void		 exec_req_free(struct exec_req *);
+json_object	*exec_request(struct client *, json_object *, int *fds,
+		    size_t nfds);
+json_object	*exec_job(struct msg *);
+void		 exec_run(struct msg *, struct worker *, json_object *job);
+void		 exec_done(struct msg *, struct job_result *);
+void		 exec_lost(struct msg *, const char *why);
+void		 exec_abandoned(struct msg *);
+void		 exec_refused(struct msg *, const char *why);
+void		 exec_cancel(struct exec *, int gone);
+void		 exec_forget(struct msg *);
+
+/* control.c: an exec's client, waiting for its one reply */
+void		 control_exec_attach(struct client *, struct exec *);
+void		 control_exec_detach(struct client *);
+void		 control_exec_reply(struct client *, json_object *);
+
 /* notify.c */
 int		 notify_send(const char *state);
 void		 notify_reloading(void);
@@ -235,6 +266,9 @@ void		 pool_init(void);
 void		 pool_resize(int n);
 struct worker	*pool_idle(void);
 int		 pool_run(struct worker *, struct msg *, json_object *job);
+int		 pool_run_fds(struct worker *, struct msg *, json_object *job,
+		    const int *fds, size_t nfds);
+void		 pool_cancel(struct worker *);
 void		 pool_abandon(struct worker *);
 void		 pool_shutdown(void);
 void		 pool_wait(int ms);

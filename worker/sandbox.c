@@ -316,7 +316,7 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
     size_t errlen)
 {
 	struct argv_b	  a = { NULL, 0, 0 };
-	char		**cli, uidgid[64], cpus[32], *w;
+	char		**cli, uidgid[64], cpus[32], *w, *cwd;
 	size_t		  i;
 	int		  apple = j->mode == MODE_APPLE;
 
@@ -390,7 +390,12 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	add(&a, "--label");
 	add2(&a, "clawvisor.home=", j->home, NULL, NULL);
 	add(&a, "--workdir");
-	add(&a, w);
+	if (j->exec_cwd != NULL) {
+		cwd = provider_map_path(j, j->exec_cwd);
+		add(&a, cwd);
+		free(cwd);
+	} else
+		add(&a, w);
 	add(&a, "--network");
 	add(&a, j->rt.network == NET_NONE ? "none" : apple ? "default" :
 	    "bridge");
@@ -680,7 +685,7 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	struct argv_b	  a = { NULL, 0, 0 };
 	struct stat	  st;
 	const char	 *const *p, *w;
-	char		**cli, buf[64], target[PATH_MAX];
+	char		**cli, buf[64], target[PATH_MAX], *cwd;
 	size_t		  i;
 	ssize_t		  n;
 
@@ -757,7 +762,12 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	add(&a, j->workdir);
 	add(&a, w);
 	add(&a, "--chdir");
-	add(&a, w);
+	if (j->exec_cwd != NULL) {
+		cwd = provider_map_path(j, j->exec_cwd);
+		add(&a, cwd);
+		free(cwd);
+	} else
+		add(&a, w);
 	add(&a, "--remount-ro");
 	add(&a, "/");
 	add(&a, "--");
