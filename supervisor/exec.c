@@ -382,7 +382,7 @@ exec_event(const char *type, struct msg *m, json_object *o)
 	json_object_object_add(o, "exec", json_object_new_boolean(1));
 	json_object_object_add(o, "mode", json_object_new_string(
 	    config_mode_name(m->job_mode)));
-	event_emit(type, o);
+	event_emit_lazy(type, o);
 }
 
 /* Hand the job and the caller's descriptors to w; ours are closed. */

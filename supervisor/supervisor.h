@@ -297,6 +297,7 @@ const char	*teammates_install_bad(const char *dir);
 
 /* event.c */
 void		 event_emit(const char *type, json_object *fields);
+void		 event_emit_lazy(const char *type, json_object *fields);
 void		 event_flush(void);
 void		 event_pending(void);
 void		 event_close(void);
