@@ -385,6 +385,9 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	add(&a, j->rt.runtime_command);
 	add(&a, "run");
 	add(&a, "--rm");
+	/* clawvisor exec with the caller's stdin: the runtime forwards it. */
+	if (j->exec_argv != NULL && j->exec_stdin)
+		add(&a, "--interactive");
 	add(&a, "--name");
 	add(&a, sb->container);
 	add(&a, "--label");

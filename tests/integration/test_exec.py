@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import BIN, TIME_SCALE, wait_for
+from containers import engine, parse_probe  # noqa: F401 (fixture)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "exec", "fake_cli.py")
@@ -438,3 +439,55 @@ def test_caller_that_stops_reading_100mb(ex):
     after = h.vm_hwm_kb()
     print(f"daemon VmHWM {before} kB -> {after} kB")
     assert after - before < 8 * 1024
+
+
+# -- docker mode with podman ----------------------------------------------
+
+def test_docker_mode_with_podman(homes, engine, tmp_path):  # noqa: F811
+    """The suite's busybox image (containers.py): its claude is the suite's
+    fake, cv-probe answers "probe" messages with facts of the container."""
+    s = {"agents": {"alpha": {"name": "A", "provider": "anthropic"}},
+         "sandbox": {"mode": "docker", "timeout_seconds": 60,
+                     "kill_grace_seconds": 1,
+                     "runtime_pass_env": ["CLAWVISOR_TEST_TAG"],
+                     "docker": {"runtime_command": "podman",
+                                "image": engine.image, "network": "default",
+                                "memory": "256m", "cpus": "1.0",
+                                "pids_limit": 64, "user": "auto"}}}
+    h = homes(s, start=False)
+    h.settings["agents"] = s["agents"]
+    h.write_settings(h.settings)
+    (h.workspace / "alpha").mkdir()
+    h.start(env={"CONTAINERS_CONF": str(engine.conf), "DOCKER_HOST": "",
+                 "ANTHROPIC_API_KEY": "sk-ant-exec-docker"})
+    wd = h.workspace / "alpha"
+
+    def run(*args, **kw):
+        return subprocess.run([BIN, "--home", str(h.path), "exec", "--",
+                               *args], cwd=str(wd), capture_output=True,
+                              env=h.env(), timeout=120 * TIME_SCALE, **kw)
+    # A host path to the CLI (a shim's) means the image's own claude.
+    r = run(str(setup_fakes(tmp_path) / "claude"), "-p", "probe")
+    assert r.returncode == 0, r.stderr
+    facts = parse_probe(r.stdout.decode())
+    assert facts["root"] == "ro" and facts["workdir"] == "/workspace"
+    assert facts["uid"] == str(os.getuid())
+    # The key reached the container through the env-file, not argv.
+    assert facts["key"] != "unset"
+    # The CLI's own failure: its status and its output, as they are.
+    r = run("claude", "-p", "fail auth")
+    assert r.returncode == 1
+    assert b"Invalid API key" in r.stdout
+    # SIGTERM: the container is killed by name, nothing is left.
+    p = subprocess.Popen([BIN, "--home", str(h.path), "exec", "--",
+                          "claude", "-p", "sleep 120"], cwd=str(wd),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=h.env())
+    wait_for(lambda: engine.names(h.path), 60 * TIME_SCALE,
+             what="the container")
+    p.send_signal(signal.SIGTERM)
+    p.wait(60 * TIME_SCALE)
+    assert p.returncode == 128 + signal.SIGTERM
+    wait_for(lambda: not engine.names(h.path), 30 * TIME_SCALE,
+             what="no container left")
+    assert os.listdir(h.path / "run" / "secrets") == []
