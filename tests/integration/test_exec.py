@@ -275,6 +275,46 @@ def test_cancel_while_waiting_for_the_lane(ex):
     assert len([x for x in exec_log(h, "alpha") if x[0] == "start"]) == 1
 
 
+def test_daemon_stop_answers_75(ex):
+    """A graceful stop: a running exec gets kill_grace_seconds, then it is
+    killed and its caller told 75; a waiting one is told 75 too."""
+    h = ex()
+    p = subprocess.Popen([BIN, "--home", str(h.path), "exec", "--",
+                          "claude", "sleep", "302"],
+                         cwd=str(h.workspace / "alpha"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=h.env())
+    pid = int(p.stdout.readline().split()[1])
+    q = subprocess.Popen([BIN, "--home", str(h.path), "exec", "--",
+                          "claude", "cwd"], cwd=str(h.workspace / "alpha"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=h.env())
+    time.sleep(0.5)
+    assert h.stop() == 0
+    p.wait(15 * TIME_SCALE)
+    q.wait(15 * TIME_SCALE)
+    assert p.returncode == 75, p.stderr.read()
+    assert q.returncode == 75
+    assert q.stdout.read() == b""
+    assert no_pid(pid)
+
+
+def test_max_waiters_75(ex):
+    """max_concurrency 1, max_waiters 0: with a permit taken, an exec of
+    another agent is refused at once as transient."""
+    h = ex(override={"sandbox": {"max_concurrency": 1, "max_waiters": 0}})
+    p = subprocess.Popen([BIN, "--home", str(h.path), "exec", "--",
+                          "claude", "sleep", "5"],
+                         cwd=str(h.workspace / "alpha"),
+                         stdout=subprocess.PIPE, env=h.env())
+    p.stdout.readline()
+    r = h.run("codex", "cwd", cwd=h.workspace / "beta")
+    assert r.returncode == 75
+    assert b"max_waiters" in r.stderr
+    p.wait(30 * TIME_SCALE)
+    assert p.returncode == 0
+
+
 # -- shims -----------------------------------------------------------------
 
 
