@@ -68,7 +68,9 @@ main(int argc, char **argv, char **envp)
 {
 	enum log_level	  lvl = LOG_LVL_INFO;
 	const char	 *homeflag = NULL, *base;
-	char		**args, *home;
+	/* Static: still reachable when usage() exits (LeakSanitizer). */
+	static char	**args;
+	char		 *home;
 	int		  nargs = 0, i, foreground = 0, json = 0, fd = 3;
 	int		  index = 0, log_stderr = 0, use_syslog = 0, r;
 

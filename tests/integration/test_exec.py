@@ -395,7 +395,8 @@ def test_tinyagi_adapter_through_the_shim(ex, tmp_path, mode):
     assert o["lines"][4]["at"] - o["lines"][0]["at"] > 0.9
     # Exit statuses as the adapter sees them.
     o = harness(h, shims, 0, "claude", "exit", "7")
-    assert o["code"] == 7 and "leaving with 7" in o["stderr"]
+    assert o["code"] == 7 and "leaving with 7" in o["stderr"], \
+        json.dumps(o) + "\n" + h.log()[-3000:]
     # SIGTERM to stop a run: exec exits 143, nothing left behind.
     o = harness(h, shims, 1500, "claude", "sleep", "300")
     assert o["code"] == 128 + signal.SIGTERM or \
