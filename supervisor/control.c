@@ -504,11 +504,17 @@ control_exec_detach(struct client *c)
 	ev_timer_again(sv.loop, &c->idle);
 }
 
-/* The exec's one reply (o taken); c may be freed if it does not read. */
+/*
+ * The exec's one reply (o taken). Written by the loop, not here: this may
+ * run inside c's own read callback (a cancel whose worker died), where a
+ * write error must not free c under its caller.
+ */
 void
 control_exec_reply(struct client *c, json_object *o)
 {
-	(void)client_send(c, o);
+	if (client_reply(c, o) == 0)
+		ev_io_start(sv.loop, &c->wio);
+	json_object_put(o);
 }
 
 void

@@ -390,13 +390,16 @@ void
 exec_run(struct msg *m, struct worker *w, json_object *job)
 {
 	struct exec	*e = m->exec;
-	size_t		 i;
+	int		 fds[IPC_MAX_FDS];
+	size_t		 i, n = e->nfds;
 
 	exec_event("sandbox_invocation_start", m, json_object_new_object());
-	(void)pool_run_fds(w, m, job, e->fds, e->nfds);
-	for (i = 0; i < e->nfds; i++)
-		close(e->fds[i]);
+	/* Ours from here: a failed hand-over frees e (and m) on the way. */
+	memcpy(fds, e->fds, n * sizeof(int));
 	e->nfds = 0;
+	(void)pool_run_fds(w, m, job, fds, n);
+	for (i = 0; i < n; i++)
+		close(fds[i]);
 }
 
 /* The worker's result: the caller's exit status. */
