@@ -487,7 +487,9 @@ def test_caller_that_stops_reading_100mb(ex):
 def test_docker_mode_with_podman(homes, engine, tmp_path):  # noqa: F811
     """The suite's busybox image (containers.py): its claude is the suite's
     fake, cv-probe answers "probe" messages with facts of the container."""
-    s = {"agents": {"alpha": {"name": "A", "provider": "anthropic"}},
+    s = {"agents": {"alpha": {"name": "A", "provider": "anthropic"},
+                    "cat": {"name": "Cat", "provider": "command",
+                            "command": ["cat"]}},
          "sandbox": {"mode": "docker", "timeout_seconds": 60,
                      "kill_grace_seconds": 1,
                      "runtime_pass_env": ["CLAWVISOR_TEST_TAG"],
@@ -499,6 +501,7 @@ def test_docker_mode_with_podman(homes, engine, tmp_path):  # noqa: F811
     h.settings["agents"] = s["agents"]
     h.write_settings(h.settings)
     (h.workspace / "alpha").mkdir()
+    (h.workspace / "cat").mkdir()
     h.start(env={"CONTAINERS_CONF": str(engine.conf), "DOCKER_HOST": "",
                  "ANTHROPIC_API_KEY": "sk-ant-exec-docker"})
     wd = h.workspace / "alpha"
@@ -515,6 +518,13 @@ def test_docker_mode_with_podman(homes, engine, tmp_path):  # noqa: F811
     assert facts["uid"] == str(os.getuid())
     # The key reached the container through the env-file, not argv.
     assert facts["key"] != "unset"
+    # The caller's stdin reaches the container (--interactive).
+    r = subprocess.run([BIN, "--home", str(h.path), "exec", "--", "cat"],
+                       cwd=str(h.workspace / "cat"), capture_output=True,
+                       env=h.env(), input=b"through podman\n",
+                       timeout=120 * TIME_SCALE)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"through podman\n"
     # The CLI's own failure: its status and its output, as they are.
     r = run("claude", "-p", "fail auth")
     assert r.returncode == 1
