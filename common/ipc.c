@@ -340,13 +340,12 @@ ipc_get_int(json_object *o, const char *key, int64_t min, int64_t max,
 }
 
 /*
- * Descriptors ride with the first bytes of what is pending in c->out
- * (SCM_RIGHTS); the rest goes through ipc_flush(). The caller queued a
- * frame on an empty buffer, so the descriptors arrive with its header.
- * Same return as ipc_flush().
+ * sendmsg(2) of buf with nfds descriptors (SCM_RIGHTS) on any stream
+ * socket: what was sent, or -1 with errno. EINTR is retried.
  */
-int
-ipc_flush_fds(struct ipc_conn *c, const int *fds, size_t nfds)
+ssize_t
+ipc_send_fds(int sock, const void *buf, size_t len, const int *fds,
+    size_t nfds)
 {
 	union {
 		struct cmsghdr	hdr;
@@ -357,14 +356,14 @@ ipc_flush_fds(struct ipc_conn *c, const int *fds, size_t nfds)
 	struct iovec	 iov;
 	ssize_t		 n;
 
-	if (nfds == 0 || nfds > IPC_MAX_FDS || c->out.off >= c->out.len) {
-		snprintf(c->err, sizeof(c->err), "descriptors without a frame");
+	if (nfds == 0 || nfds > IPC_MAX_FDS) {
+		errno = EINVAL;
 		return -1;
 	}
 	memset(&msg, 0, sizeof(msg));
 	memset(&cm, 0, sizeof(cm));
-	iov.iov_base = c->out.data + c->out.off;
-	iov.iov_len = c->out.len - c->out.off;
+	iov.iov_base = (void *)buf;
+	iov.iov_len = len;
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
 	msg.msg_control = cm.buf;
@@ -375,9 +374,84 @@ ipc_flush_fds(struct ipc_conn *c, const int *fds, size_t nfds)
 	cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
 	memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
 	do
-		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
 	while (n == -1 && errno == EINTR);
-	if (n == -1) {
+	return n;
+}
+
+/*
+ * recvmsg(2) into buf, appending the descriptors passed with those bytes
+ * to fds[*nfds...] (close-on-exec), at most max in all: more, or a set the
+ * kernel had to cut, are closed and *over is set. What was read, 0 at
+ * EOF, or -1 with errno (EINTR is retried).
+ */
+ssize_t
+ipc_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max,
+    size_t *nfds, int *over)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(IPC_MAX_FDS * sizeof(int))];
+	} cm;
+	struct msghdr	 msg;
+	struct cmsghdr	*cmsg;
+	struct iovec	 iov;
+	ssize_t		 n;
+	size_t		 i, k;
+	int		 fd;
+
+	*over = 0;
+	memset(&msg, 0, sizeof(msg));
+	iov.iov_base = buf;
+	iov.iov_len = len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof(cm.buf);
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return -1;
+	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
+	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+		if (cmsg->cmsg_level != SOL_SOCKET ||
+		    cmsg->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < k; i++) {
+			memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int),
+			    sizeof(int));
+			if (*nfds < max)
+				fds[(*nfds)++] = fd;
+			else {
+				close(fd);
+				*over = 1;
+			}
+		}
+	}
+	if (msg.msg_flags & MSG_CTRUNC)
+		*over = 1;
+	return n;
+}
+
+/*
+ * Descriptors ride with the first bytes of what is pending in c->out
+ * (SCM_RIGHTS); the rest goes through ipc_flush(). The caller queued a
+ * frame on an empty buffer, so the descriptors arrive with its header.
+ * Same return as ipc_flush().
+ */
+int
+ipc_flush_fds(struct ipc_conn *c, const int *fds, size_t nfds)
+{
+	ssize_t n;
+
+	if (c->out.off >= c->out.len) {
+		snprintf(c->err, sizeof(c->err), "descriptors without a frame");
+		return -1;
+	}
+	if ((n = ipc_send_fds(c->fd, c->out.data + c->out.off,
+	    c->out.len - c->out.off, fds, nfds)) == -1) {
 		snprintf(c->err, sizeof(c->err), "sendmsg: %s",
 		    strerror(errno));
 		return -1;
@@ -394,28 +468,12 @@ ipc_flush_fds(struct ipc_conn *c, const int *fds, size_t nfds)
 int
 ipc_fill_fds(struct ipc_conn *c, int *fds, size_t max, size_t *nfds)
 {
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(IPC_MAX_FDS * sizeof(int))];
-	} cm;
-	struct msghdr	 msg;
-	struct cmsghdr	*cmsg;
-	struct iovec	 iov;
-	ssize_t		 n;
-	size_t		 i, k;
-	int		 fd, over = 0;
+	ssize_t	n;
+	int	over;
 
 	buf_reserve(&c->in, 65536);
-	memset(&msg, 0, sizeof(msg));
-	iov.iov_base = c->in.data + c->in.len;
-	iov.iov_len = c->in.cap - c->in.len;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cm.buf;
-	msg.msg_controllen = sizeof(cm.buf);
-	do
-		n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
-	while (n == -1 && errno == EINTR);
+	n = ipc_recv_fds(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len,
+	    fds, max, nfds, &over);
 	if (n == -1) {
 		if (errno == EAGAIN)
 			return 1;
@@ -423,24 +481,7 @@ ipc_fill_fds(struct ipc_conn *c, int *fds, size_t max, size_t *nfds)
 		    strerror(errno));
 		return -1;
 	}
-	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
-	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-		if (cmsg->cmsg_level != SOL_SOCKET ||
-		    cmsg->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (i = 0; i < k; i++) {
-			memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int),
-			    sizeof(int));
-			if (*nfds < max)
-				fds[(*nfds)++] = fd;
-			else {
-				close(fd);
-				over = 1;
-			}
-		}
-	}
-	if (over || (msg.msg_flags & MSG_CTRUNC)) {
+	if (over) {
 		snprintf(c->err, sizeof(c->err), "too many descriptors passed");
 		return -1;
 	}

@@ -53,17 +53,10 @@ stdin_passable(void)
 static int
 send_request(int fd, json_object *req, int with_stdin)
 {
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(3 * sizeof(int))];
-	} cm;
-	struct msghdr	 msg;
-	struct cmsghdr	*cmsg;
-	struct iovec	 iov;
-	int		 fds[3], n = 0;
-	char		*line;
-	size_t		 len, off;
-	ssize_t		 w;
+	int	 fds[3], n = 0;
+	char	*line;
+	size_t	 len, off;
+	ssize_t	 w;
 
 	if (with_stdin)
 		fds[n++] = 0;
@@ -72,26 +65,16 @@ send_request(int fd, json_object *req, int with_stdin)
 	xasprintf(&line, "%s\n", json_object_to_json_string_ext(req,
 	    JSON_C_TO_STRING_PLAIN));
 	len = strlen(line);
-	memset(&msg, 0, sizeof(msg));
-	memset(&cm, 0, sizeof(cm));
-	iov.iov_base = line;
-	iov.iov_len = len;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cm.buf;
-	msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
-	cmsg = CMSG_FIRSTHDR(&msg);
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(n * sizeof(int));
-	memcpy(CMSG_DATA(cmsg), fds, n * sizeof(int));
-	do
-		w = sendmsg(fd, &msg, MSG_NOSIGNAL);
-	while (w == -1 && errno == EINTR);
-	for (off = w > 0 ? (size_t)w : 0; w > 0 && off < len; off += w)
-		if ((w = send(fd, line + off, len - off, MSG_NOSIGNAL)) == -1 &&
-		    errno == EINTR)
+	/* The descriptors with the first bytes, the rest as it goes. */
+	w = ipc_send_fds(fd, line, len, fds, n);
+	off = w > 0 ? (size_t)w : 0;
+	while (w != -1 && off < len) {
+		w = send(fd, line + off, len - off, MSG_NOSIGNAL);
+		if (w > 0)
+			off += w;
+		else if (w == -1 && errno == EINTR)
 			w = 0;
+	}
 	free(line);
 	return w == -1 ? -1 : 0;
 }

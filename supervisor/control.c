@@ -271,53 +271,20 @@ client_line(struct client *c, const char *line, size_t len)
 
 /*
  * read(2) that also takes the descriptors an exec request carries (at
- * most IPC_MAX_FDS; more, or a truncated set, is an error: -1, EPROTO).
+ * most IPC_MAX_FDS; more, or a truncated set, drops the client: 0).
  */
 static ssize_t
 client_recv(struct client *c, char *buf, size_t len)
 {
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(IPC_MAX_FDS * sizeof(int))];
-	} cm;
-	struct msghdr	 msg;
-	struct cmsghdr	*cmsg;
-	struct iovec	 iov;
-	ssize_t		 n;
-	size_t		 i, k;
-	int		 fd, bad = 0;
+	ssize_t	n;
+	int	over;
 
-	memset(&msg, 0, sizeof(msg));
-	iov.iov_base = buf;
-	iov.iov_len = len;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cm.buf;
-	msg.msg_controllen = sizeof(cm.buf);
-	if ((n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC)) == -1)
-		return -1;
-	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
-	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-		if (cmsg->cmsg_level != SOL_SOCKET ||
-		    cmsg->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (i = 0; i < k; i++) {
-			memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int),
-			    sizeof(int));
-			if (c->nfds < IPC_MAX_FDS)
-				c->fds[c->nfds++] = fd;
-			else {
-				close(fd);
-				bad = 1;
-			}
-		}
-	}
-	if (bad || (msg.msg_flags & MSG_CTRUNC)) {
+	n = ipc_recv_fds(c->fd, buf, len, c->fds, IPC_MAX_FDS, &c->nfds,
+	    &over);
+	if (n > 0 && over) {
 		log_warnx("control: a client passed too many descriptors: "
 		    "dropped");
-		errno = EPROTO;
-		return 0;	/* dropped as at EOF */
+		return 0;
 	}
 	return n;
 }

@@ -49,6 +49,21 @@ add2(struct argv_b *a, const char *k, const char *v, const char *k2,
 }
 
 /* Like execvp's search: where is the executable NAME on PATH? */
+/* The working directory inside: W, or an exec's own cwd mapped there. */
+static void
+add_cwd(struct argv_b *a, const struct job *j, const char *w)
+{
+	char *cwd;
+
+	if (j->exec_cwd == NULL) {
+		add(a, w);
+		return;
+	}
+	cwd = provider_map_path(j, j->exec_cwd);
+	add(a, cwd);
+	free(cwd);
+}
+
 static int
 path_find(const char *name, char *buf, size_t len)
 {
@@ -316,7 +331,7 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
     size_t errlen)
 {
 	struct argv_b	  a = { NULL, 0, 0 };
-	char		**cli, uidgid[64], cpus[32], *w, *cwd;
+	char		**cli, uidgid[64], cpus[32], *w;
 	size_t		  i;
 	int		  apple = j->mode == MODE_APPLE;
 
@@ -393,12 +408,7 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	add(&a, "--label");
 	add2(&a, "clawvisor.home=", j->home, NULL, NULL);
 	add(&a, "--workdir");
-	if (j->exec_cwd != NULL) {
-		cwd = provider_map_path(j, j->exec_cwd);
-		add(&a, cwd);
-		free(cwd);
-	} else
-		add(&a, w);
+	add_cwd(&a, j, w);
 	add(&a, "--network");
 	add(&a, j->rt.network == NET_NONE ? "none" : apple ? "default" :
 	    "bridge");
@@ -688,7 +698,7 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	struct argv_b	  a = { NULL, 0, 0 };
 	struct stat	  st;
 	const char	 *const *p, *w;
-	char		**cli, buf[64], target[PATH_MAX], *cwd;
+	char		**cli, buf[64], target[PATH_MAX];
 	size_t		  i;
 	ssize_t		  n;
 
@@ -765,12 +775,7 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	add(&a, j->workdir);
 	add(&a, w);
 	add(&a, "--chdir");
-	if (j->exec_cwd != NULL) {
-		cwd = provider_map_path(j, j->exec_cwd);
-		add(&a, cwd);
-		free(cwd);
-	} else
-		add(&a, w);
+	add_cwd(&a, j, w);
 	add(&a, "--remount-ro");
 	add(&a, "/");
 	add(&a, "--");
