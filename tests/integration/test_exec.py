@@ -362,6 +362,12 @@ def test_daemon_with_shims_on_its_path_does_not_loop(homes, tmp_path):
 
 
 def harness(h, shims, kill_after_ms, *args, cwd=None):
+    # Another pytest session starting meanwhile chmods /tmp/pytest-of-root
+    # back to 0700 (_pytest/tmpdir.py), which the agent's uid cannot
+    # traverse: open the way again just before each run.
+    if h.settings["sandbox"]["mode"] == "bwrap":
+        open_up(h.workspace / "alpha")
+        open_up(h.cli)
     env = h.env({"PATH": f"{shims}:{h.cli}:/usr/bin:/bin",
                  "TINYCLAW_HOME": str(h.path)})
     r = subprocess.run(["node", HARNESS, str(cwd or h.workspace / "alpha"),
