@@ -203,8 +203,9 @@ bwrap_outcome(const struct runner *r, const struct run_status *st, char *why,
  * An exec'd program that ran: its own status is the answer (ok, with
  * exit_code or signal), whatever it is, except where clawvisor or the
  * runtime failed around it: a timeout or a cancel (transient), a
- * container runtime's own exit 125 (terminal: its configuration). 1 if
- * that decided; 0 leaves it to the usual rules.
+ * container runtime's own exit 125 or bwrap's memory limit (terminal).
+ * No classify(): its rules decide retries, which an exec does not have
+ * (DECISIONS.md 306). Always decides: returns 1.
  */
 static int
 exec_outcome(const struct runner *r, const struct run_status *st, char *why,
