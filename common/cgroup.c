@@ -176,6 +176,9 @@ read_file(const char *dir, const char *file, char *buf, size_t len)
 	return 0;
 }
 
+static int	write_file(const char *, const char *, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+
 static int
 write_file(const char *dir, const char *file, const char *fmt, ...)
 {
@@ -219,6 +222,9 @@ needed(const struct cgroup_limits *l, size_t i)
 		return l->cpus != NULL;
 	}
 }
+
+static void	append(char *, size_t, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
 
 static void
 append(char *buf, size_t len, const char *fmt, ...)

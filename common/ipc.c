@@ -3,6 +3,9 @@
  * hand in a fixed little-endian layout so that both ends agree without
  * depending on struct padding.
  */
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -334,4 +337,156 @@ ipc_get_int(json_object *o, const char *key, int64_t min, int64_t max,
 	}
 	*out = n;
 	return 0;
+}
+
+/*
+ * sendmsg(2) of buf with nfds descriptors (SCM_RIGHTS) on any stream
+ * socket: what was sent, or -1 with errno. EINTR is retried.
+ */
+ssize_t
+ipc_send_fds(int sock, const void *buf, size_t len, const int *fds,
+    size_t nfds)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(IPC_MAX_FDS * sizeof(int))];
+	} cm;
+	struct msghdr	 msg;
+	struct cmsghdr	*cmsg;
+	struct iovec	 iov;
+	ssize_t		 n;
+
+	if (nfds == 0 || nfds > IPC_MAX_FDS) {
+		errno = EINVAL;
+		return -1;
+	}
+	memset(&msg, 0, sizeof(msg));
+	memset(&cm, 0, sizeof(cm));
+	iov.iov_base = (void *)buf;
+	iov.iov_len = len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+	memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
+	do
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	while (n == -1 && errno == EINTR);
+	return n;
+}
+
+/*
+ * recvmsg(2) into buf, appending the descriptors passed with those bytes
+ * to fds[*nfds...] (close-on-exec), at most max in all: more, or a set the
+ * kernel had to cut, are closed and *over is set. What was read, 0 at
+ * EOF, or -1 with errno (EINTR is retried).
+ */
+ssize_t
+ipc_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max,
+    size_t *nfds, int *over)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(IPC_MAX_FDS * sizeof(int))];
+	} cm;
+	struct msghdr	 msg;
+	struct cmsghdr	*cmsg;
+	struct iovec	 iov;
+	ssize_t		 n;
+	size_t		 i, k;
+	int		 fd;
+
+	*over = 0;
+	memset(&msg, 0, sizeof(msg));
+	iov.iov_base = buf;
+	iov.iov_len = len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof(cm.buf);
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return -1;
+	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
+	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+		if (cmsg->cmsg_level != SOL_SOCKET ||
+		    cmsg->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < k; i++) {
+			memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int),
+			    sizeof(int));
+			if (*nfds < max)
+				fds[(*nfds)++] = fd;
+			else {
+				close(fd);
+				*over = 1;
+			}
+		}
+	}
+	if (msg.msg_flags & MSG_CTRUNC)
+		*over = 1;
+	return n;
+}
+
+/*
+ * Descriptors ride with the first bytes of what is pending in c->out
+ * (SCM_RIGHTS); the rest goes through ipc_flush(). The caller queued a
+ * frame on an empty buffer, so the descriptors arrive with its header.
+ * Same return as ipc_flush().
+ */
+int
+ipc_flush_fds(struct ipc_conn *c, const int *fds, size_t nfds)
+{
+	ssize_t n;
+
+	if (c->out.off >= c->out.len) {
+		snprintf(c->err, sizeof(c->err), "descriptors without a frame");
+		return -1;
+	}
+	if ((n = ipc_send_fds(c->fd, c->out.data + c->out.off,
+	    c->out.len - c->out.off, fds, nfds)) == -1) {
+		snprintf(c->err, sizeof(c->err), "sendmsg: %s",
+		    strerror(errno));
+		return -1;
+	}
+	c->out.off += n;
+	return ipc_flush(c);
+}
+
+/*
+ * ipc_fill() that also takes descriptors passed with the bytes read: up
+ * to max of them into fds[*nfds...]; more than that are closed and the
+ * call fails (a protocol error).
+ */
+int
+ipc_fill_fds(struct ipc_conn *c, int *fds, size_t max, size_t *nfds)
+{
+	ssize_t	n;
+	int	over;
+
+	buf_reserve(&c->in, 65536);
+	n = ipc_recv_fds(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len,
+	    fds, max, nfds, &over);
+	if (n == -1) {
+		if (errno == EAGAIN)
+			return 1;
+		snprintf(c->err, sizeof(c->err), "recvmsg: %s",
+		    strerror(errno));
+		return -1;
+	}
+	if (over) {
+		snprintf(c->err, sizeof(c->err), "too many descriptors passed");
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	c->in.len += n;
+	return 1;
 }

@@ -8,6 +8,8 @@
 #ifndef CLAWVISOR_IPC_H
 #define CLAWVISOR_IPC_H
 
+#include <sys/types.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +71,14 @@ int	 ipc_flush_blocking(struct ipc_conn *);
 int	 ipc_fill(struct ipc_conn *);
 /* 1: a frame in *hdr / *obj (caller puts obj); 0: need more; -1: error. */
 int	 ipc_next(struct ipc_conn *, struct ipc_hdr *, json_object **);
+/* Descriptors (SCM_RIGHTS): an exec'd invocation's stdio. */
+#define IPC_MAX_FDS	3
+ssize_t	 ipc_send_fds(int sock, const void *, size_t, const int *fds,
+	    size_t nfds);
+ssize_t	 ipc_recv_fds(int sock, void *, size_t, int *fds, size_t max,
+	    size_t *nfds, int *over);
+int	 ipc_flush_fds(struct ipc_conn *, const int *fds, size_t nfds);
+int	 ipc_fill_fds(struct ipc_conn *, int *fds, size_t max, size_t *nfds);
 /* At EOF: 0 if the input ended on a frame boundary, -1 (short read) if not. */
 int	 ipc_eof_check(struct ipc_conn *);
 

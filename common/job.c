@@ -188,6 +188,12 @@ job_to_json(const struct job *j)
 	json_object_object_add(o, "rt", rt);
 	ADD_STR(o, "templates", j->templates != NULL ? j->templates : "");
 	ADD_STR(o, "teammates", j->teammates != NULL ? j->teammates : "");
+	if (j->exec_argv != NULL) {
+		json_object_object_add(o, "exec", strv_json(j->exec_argv,
+		    j->nexec));
+		ADD_STR(o, "exec_cwd", j->exec_cwd);
+		ADD_INT(o, "exec_stdin", j->exec_stdin);
+	}
 	return o;
 }
 
@@ -270,6 +276,17 @@ job_from_json(json_object *o, struct job *j, char *err, size_t len)
 		free(j->templates);
 		j->templates = NULL;
 	}
+	if (!json_object_object_get_ex(o, "exec", NULL))
+		return 0;
+	if (strv_get(o, "exec", &j->exec_argv, &j->nexec, err, len) == -1 ||
+	    get_dup(o, "exec_cwd", &j->exec_cwd, err, len) == -1 ||
+	    ipc_get_int(o, "exec_stdin", 0, 1, &n, err, len) == -1)
+		return -1;
+	j->exec_stdin = n;
+	if (j->nexec == 0) {
+		snprintf(err, len, "field \"exec\": empty");
+		return -1;
+	}
 	return 0;
 }
 
@@ -292,6 +309,8 @@ job_free(struct job *j)
 	free(j->templates);
 	free(j->teammates);
 	strv_free(j->rt.ro_paths, j->rt.nro_paths);
+	strv_free(j->exec_argv, j->nexec);
+	free(j->exec_cwd);
 	memset(j, 0, sizeof(*j));
 }
 

@@ -39,6 +39,14 @@ struct job {
 	 * directory to copy from (NULL: none) and the teammates block. */
 	char		*templates;
 	char		*teammates;
+	/* clawvisor exec (supervisor/exec.c): the caller's argv instead of
+	 * the provider's, run in exec_cwd (inside workdir); its stdio are
+	 * the caller's descriptors, passed with the job (stdin too if
+	 * exec_stdin, else /dev/null). exec_argv NULL: a queued message. */
+	char		**exec_argv;
+	size_t		 nexec;
+	char		*exec_cwd;
+	int		 exec_stdin;
 };
 
 struct job_result {

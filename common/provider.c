@@ -71,6 +71,8 @@ provider_argv(const struct job *j, size_t *argcp)
 	char	**v;
 	size_t	  n = 0, i;
 
+	if (j->exec_argv != NULL)
+		return provider_exec_argv(j, argcp);
 	v = xcalloc(j->ncommand + 16, sizeof(char *));
 	switch (j->provider) {
 	case PROV_ANTHROPIC:
@@ -113,6 +115,46 @@ provider_argv(const struct job *j, size_t *argcp)
 	v[n] = NULL;
 	if (argcp != NULL)
 		*argcp = n;
+	return v;
+}
+
+/*
+ * A path inside the agent's working directory as the sandbox sees it:
+ * under /workspace when mapped in a container or bwrap mode, else as is.
+ * Returns a new string.
+ */
+char *
+provider_map_path(const struct job *j, const char *path)
+{
+	size_t	 n = strlen(j->workdir);
+	char	*m;
+
+	if (j->mode == MODE_HOST || j->path_mapping != MAP_MAPPED ||
+	    strncmp(path, j->workdir, n) != 0 ||
+	    (path[n] != '\0' && path[n] != '/'))
+		return xstrdup(path);
+	xasprintf(&m, "/workspace%s", path + n);
+	return m;
+}
+
+/* clawvisor exec: the caller's argv, arguments naming files mapped. */
+char **
+provider_exec_argv(const struct job *j, size_t *argcp)
+{
+	char	**v;
+	size_t	  i;
+
+	const char	 *p;
+
+	v = xcalloc(j->nexec + 1, sizeof(char *));
+	/* A host path to the CLI means nothing inside an image. */
+	p = strrchr(j->exec_argv[0], '/');
+	v[0] = xstrdup((j->mode == MODE_DOCKER || j->mode == MODE_APPLE) &&
+	    p != NULL ? p + 1 : j->exec_argv[0]);
+	for (i = 1; i < j->nexec; i++)
+		v[i] = provider_map_path(j, j->exec_argv[i]);
+	if (argcp != NULL)
+		*argcp = j->nexec;
 	return v;
 }
 

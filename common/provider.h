@@ -14,6 +14,8 @@
 /* The CLI argv (NULL-terminated) for the job's provider, without sandbox. */
 char		**provider_argv(const struct job *, size_t *argc);
 void		  argv_free(char **);
+char		**provider_exec_argv(const struct job *, size_t *argc);
+char		 *provider_map_path(const struct job *, const char *path);
 const char	 *provider_model_id(const char *model);
 /* The variables the provider's CLI can take its credential from, in order
  * of preference, NULL-terminated; NULL for the command provider. */

@@ -504,7 +504,7 @@ chain_end(struct chain *c)
 	free(text);
 	sv.count.ok++;
 	commit_respond(root, resp);
-	sched_response_event(root, resp);
+	message_response_event(root, resp);
 	json_object_put(resp);
 	sched_msg_done(root);
 }
@@ -571,7 +571,7 @@ chain_result(struct msg *m, struct job_result *r)
 		return 0;
 	c = m->parent != NULL ? m->parent->chain : m->chain;
 	if (r->outcome != OUT_OK) {
-		sched_fail(m, r->outcome, r->error);
+		message_fail(m, r->outcome, r->error);
 		return 1;
 	}
 	text = response_scan(m, r->reply, &c->files, &c->nfiles, &c->att);
@@ -604,11 +604,13 @@ chain_step_failed(struct msg *m, enum outcome o, const char *why)
 	m->attempt++;
 	if (o == OUT_TRANSIENT && m->attempt < sv.conf->max_attempts &&
 	    !sv.stopping) {
-		delay = sched_backoff_ms(m->attempt);
+		delay = message_backoff_ms(m->attempt);
 		log_warnx("%s (agent %s): chain step failed, attempt %d of %lld,"
 		    " retry in %.1fs: %s", m->name, m->agent, m->attempt,
 		    (long long)sv.conf->max_attempts, delay / 1000., why);
-		sched_retry_in(m, delay);
+		m->retry_at = now_ms() + delay;
+		sv.count.retried++;
+		sched_defer(m, delay);
 		return 1;
 	}
 	log_warnx("%s (agent %s): chain step failed (%s): ending the chain: "

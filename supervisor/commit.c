@@ -734,7 +734,7 @@ recover_inflight(const char *name)
 		notice = response_notice(obj, NULL, NOTICE_TEXT);
 		commit_start(name, notice, rec, STEP_DEAD, 1, NULL);
 		/* The notice is the message's response, as TinyClaw's was. */
-		sched_response_event(NULL, notice);
+		message_response_event(NULL, notice);
 		json_object_put(rec);
 		json_object_put(notice);
 		sv.count.dead++;

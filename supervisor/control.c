@@ -6,6 +6,7 @@
  * holds up the loop; past the bounds a client gets an error or is dropped.
  */
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
@@ -38,6 +39,9 @@ struct client {
 	size_t			 outlen;
 	size_t			 outoff;
 	size_t			 outcap;
+	int			 fds[IPC_MAX_FDS];	/* passed, for exec */
+	size_t			 nfds;
+	struct exec		*exec;		/* waiting for its reply */
 };
 
 static struct {
@@ -50,8 +54,25 @@ static struct {
 } ctl = { -1, { 0 }, { 0 }, NULL, 0, TAILQ_HEAD_INITIALIZER(ctl.clients) };
 
 static void
+fds_close(struct client *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nfds; i++)
+		close(c->fds[i]);
+	c->nfds = 0;
+}
+
+static void
 client_free(struct client *c)
 {
+	struct exec *e = c->exec;
+
+	/* A caller that went away cancels its invocation. */
+	c->exec = NULL;
+	if (e != NULL)
+		exec_cancel(e, 1);
+	fds_close(c);
 	ev_io_stop(sv.loop, &c->rio);
 	ev_io_stop(sv.loop, &c->wio);
 	ev_timer_stop(sv.loop, &c->idle);
@@ -191,15 +212,81 @@ control_stop(struct ev_loop *loop, ev_timer *w, int revents)
 	supervisor_stop("control command");
 }
 
+/*
+ * exec and exec.cancel need the connection (its descriptors, a reply that
+ * comes when the invocation ends): 1 if the line was one of them, -1 if c
+ * was freed, 0 for any other line.
+ */
+static int
+client_exec(struct client *c, const char *line, size_t len)
+{
+	json_tokener	*tok;
+	json_object	*o, *cmd, *reply = NULL;
+	const char	*name;
+	int		 r = 1;
+
+	tok = json_tokener_new();
+	o = json_tokener_parse_ex(tok, line, (int)len);
+	json_tokener_free(tok);
+	if (o == NULL || !json_object_is_type(o, json_type_object) ||
+	    !json_object_object_get_ex(o, "cmd", &cmd) ||
+	    !json_object_is_type(cmd, json_type_string)) {
+		json_object_put(o);
+		return c->exec != NULL ? (client_send(c, error_reply("an exec "
+		    "runs on this connection: only exec.cancel is taken")) ==
+		    -1 ? -1 : 1) : 0;
+	}
+	name = json_object_get_string(cmd);
+	if (strcmp(name, "exec.cancel") == 0) {
+		if (c->exec != NULL)
+			exec_cancel(c->exec, 0);
+	} else if (c->exec != NULL)
+		reply = error_reply("an exec runs on this connection: only "
+		    "exec.cancel is taken");
+	else if (strcmp(name, "exec") == 0) {
+		reply = exec_request(c, o, c->fds, c->nfds);
+		c->nfds = 0;	/* taken */
+	} else
+		r = 0;
+	json_object_put(o);
+	if (reply != NULL && client_send(c, reply) == -1)
+		return -1;
+	return r;
+}
+
 static int
 client_line(struct client *c, const char *line, size_t len)
 {
 	int stop = 0, r;
 
+	if ((r = client_exec(c, line, len)) != 0)
+		return r == -1 ? -1 : 0;
+	/* Descriptors are for exec alone. */
+	fds_close(c);
 	r = client_send(c, control_handle_line(line, len, &stop));
 	if (stop && !ev_is_active(&ctl.stop))
 		ev_timer_start(sv.loop, &ctl.stop);
 	return r;
+}
+
+/*
+ * read(2) that also takes the descriptors an exec request carries (at
+ * most IPC_MAX_FDS; more, or a truncated set, drops the client: 0).
+ */
+static ssize_t
+client_recv(struct client *c, char *buf, size_t len)
+{
+	ssize_t	n;
+	int	over;
+
+	n = ipc_recv_fds(c->fd, buf, len, c->fds, IPC_MAX_FDS, &c->nfds,
+	    &over);
+	if (n > 0 && over) {
+		log_warnx("control: a client passed too many descriptors: "
+		    "dropped");
+		return 0;
+	}
+	return n;
 }
 
 static void
@@ -213,14 +300,15 @@ client_read(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	n = read(c->fd, buf, sizeof(buf));
+	n = client_recv(c, buf, sizeof(buf));
 	if (n == -1 && (errno == EINTR || errno == EAGAIN))
 		return;
 	if (n <= 0) {
 		client_free(c);
 		return;
 	}
-	ev_timer_again(sv.loop, &c->idle);
+	if (c->exec == NULL)
+		ev_timer_again(sv.loop, &c->idle);
 	for (p = buf; p < buf + n; p += take) {
 		nl = memchr(p, '\n', buf + n - p);
 		take = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(buf + n - p);
@@ -366,6 +454,34 @@ control_init(void)
 	ev_io_start(sv.loop, &ctl.io);
 	ev_timer_init(&ctl.stop, control_stop, 0., 0.);
 	return 0;
+}
+
+void
+control_exec_attach(struct client *c, struct exec *e)
+{
+	c->exec = e;
+	/* It may run for timeout_seconds without a byte either way. */
+	ev_timer_stop(sv.loop, &c->idle);
+}
+
+void
+control_exec_detach(struct client *c)
+{
+	c->exec = NULL;
+	ev_timer_again(sv.loop, &c->idle);
+}
+
+/*
+ * The exec's one reply (o taken). Written by the loop, not here: this may
+ * run inside c's own read callback (a cancel whose worker died), where a
+ * write error must not free c under its caller.
+ */
+void
+control_exec_reply(struct client *c, json_object *o)
+{
+	if (client_reply(c, o) == 0)
+		ev_io_start(sv.loop, &c->wio);
+	json_object_put(o);
 }
 
 void

@@ -27,6 +27,7 @@
 #define RETENTION_MS	(24LL * 3600 * 1000)
 #define PRUNE_EVERY_MS	(60LL * 1000)
 #define BATCH_MAX	512
+#define LAZY_SECONDS	1.0
 
 struct pending_event {
 	char	name[32];
@@ -41,6 +42,8 @@ static struct {
 	int			 started;
 	int64_t			 last_prune;
 	uint32_t		 name_seq;
+	size_t			 nlazy;		/* of n, event_emit_lazy's */
+	ev_timer		 lazy;
 } e;
 
 static void
@@ -128,6 +131,9 @@ event_flush(void)
 		free(p->data);
 	}
 	e.n = 0;
+	e.nlazy = 0;
+	if (sv.loop != NULL)
+		ev_timer_stop(sv.loop, &e.lazy);
 	commit_cleanup();
 }
 
@@ -139,7 +145,9 @@ event_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 	(void)loop;
 	(void)w;
 	(void)revents;
-	event_flush();
+	/* Lazy events alone wait for their timer or for company. */
+	if (e.n > e.nlazy || commit_pending() > 0)
+		event_flush();
 	now = now_ms();
 	if (now - e.last_prune > PRUNE_EVERY_MS)
 		event_prune(now);
@@ -204,11 +212,41 @@ event_emit(const char *type, json_object *fields)
 		event_flush();
 }
 
+static void
+event_lazy_due(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	event_flush();
+}
+
+/*
+ * An event that need not be on disk before the loop waits again (an
+ * exec'd invocation's: its caller has its answer on the socket): written
+ * with the next batch, or within LAZY_SECONDS, so that a stream of short
+ * execs shares one syncfs a second instead of paying one each.
+ */
+void
+event_emit_lazy(const char *type, json_object *fields)
+{
+	event_emit(type, fields);
+	if (sv.loop == NULL || e.n == 0)
+		return;
+	e.nlazy++;
+	if (!ev_is_active(&e.lazy)) {
+		ev_timer_init(&e.lazy, event_lazy_due, LAZY_SECONDS, 0.);
+		ev_timer_start(sv.loop, &e.lazy);
+	}
+}
+
 /* At exit: nothing may stay unwritten. */
 void
 event_close(void)
 {
 	event_flush();
+	if (sv.loop != NULL)
+		ev_timer_stop(sv.loop, &e.lazy);
 	if (e.started) {
 		ev_ref(sv.loop);
 		ev_prepare_stop(sv.loop, &e.prepare);

@@ -37,6 +37,12 @@ static const struct help helps[] = {
 	  "[--timeout SECONDS] TEXT...",
 	  "drop a message into queue/incoming/ as a channel client does; "
 	  "--wait prints the reply" },
+	{ "exec", "exec [--agent ID] [--json-status] -- PROGRAM ARGS...",
+	  "run one invocation of an agent's CLI through the daemon's sandbox, "
+	  "output streamed, its exit status (docs/EXEC.md)" },
+	{ "shim", "shim DIR",
+	  "write claude and codex shims into DIR: put DIR first on an "
+	  "orchestrator's PATH and its runs go through exec" },
 	{ "sandbox", "sandbox show [--json]", "the sandbox settings in force" },
 	{ "sandbox", "sandbox set host|docker|apple|bwrap",
 	  "change sandbox.mode in settings.json, then reload" },

@@ -56,14 +56,44 @@ int
 main(int argc, char **argv, char **envp)
 {
 	enum log_level	  lvl = LOG_LVL_INFO;
-	const char	 *homeflag = NULL;
-	char		**args, *home;
+	const char	 *homeflag = NULL, *base;
+	/* Static: still reachable when usage() exits (LeakSanitizer). */
+	static char	**args;
+	char		 *home;
 	int		  nargs = 0, i, foreground = 0, json = 0, fd = 3;
 	int		  index = 0, log_stderr = 0, use_syslog = 0, r;
 
+	/* Run as a shim: every argument is the CLI's, untouched. */
+	base = strrchr(argv[0], '/') != NULL ? strrchr(argv[0], '/') + 1 :
+	    argv[0];
+	if (strcmp(base, "claude") == 0 || strcmp(base, "codex") == 0) {
+		home = home_resolve(NULL);
+		r = client_shim_main(home, base, argc, argv);
+		free(home);
+		return r;
+	}
 	setproctitle_init(argc, argv, envp);
 	args = xcalloc(argc + 1, sizeof(char *));
 	for (i = 1; i < argc; i++) {
+		/* send reads its own options and text, whatever they are. */
+		if (nargs > 0 && strcmp(args[0], "send") == 0) {
+			while (i < argc)
+				args[nargs++] = argv[i++];
+			break;
+		}
+		/* exec's PROGRAM ARGS are not ours to read. */
+		if (nargs > 0 && strcmp(args[0], "exec") == 0 &&
+		    (strcmp(argv[i], "--") == 0 || argv[i][0] != '-')) {
+			while (i < argc)
+				args[nargs++] = argv[i++];
+			break;
+		}
+		if (nargs > 0 && strcmp(args[0], "exec") == 0 &&
+		    strcmp(argv[i], "--agent") == 0 && i + 1 < argc) {
+			args[nargs++] = argv[i++];
+			args[nargs++] = argv[i];
+			continue;
+		}
 		if (strcmp(argv[i], "--home") == 0) {
 			if (++i == argc)
 				usage();
@@ -113,6 +143,10 @@ main(int argc, char **argv, char **envp)
 		r = worker_main(fd, index, home, log_stderr);
 	else if (strcmp(args[0], "send") == 0)
 		r = send_main(home, nargs, args);
+	else if (strcmp(args[0], "exec") == 0)
+		r = client_exec_main(home, nargs, args);
+	else if (strcmp(args[0], "shim") == 0)
+		r = client_shim_write(nargs, args);
 	else
 		r = client_main(home, nargs, args, json);
 	free(home);

@@ -386,6 +386,38 @@ pool_run(struct worker *w, struct msg *m, json_object *job)
 	return 0;
 }
 
+/*
+ * An exec'd invocation: the caller's stdio go with the job's frame
+ * (SCM_RIGHTS), to be the child's own. The worker is idle, so its
+ * socket's buffer is empty and the frame's first bytes carry them.
+ */
+int
+pool_run_fds(struct worker *w, struct msg *m, json_object *job,
+    const int *fds, size_t nfds)
+{
+	int r;
+
+	w->state = W_BUSY;
+	w->msg = m;
+	m->worker = w;
+	if (ipc_queue(&w->conn, MSG_JOB_RUN, m->job_id, job) == -1 ||
+	    (r = ipc_flush_fds(&w->conn, fds, nfds)) == -1) {
+		worker_dead(w, w->conn.err);
+		return -1;
+	}
+	if (r == 0 && !ev_is_active(&w->wio))
+		ev_io_start(sv.loop, &w->wio);
+	return 0;
+}
+
+/* Stop w's job now (an exec's caller went away or was signalled). */
+void
+pool_cancel(struct worker *w)
+{
+	if (w->msg != NULL && w->state == W_BUSY)
+		worker_send(w, MSG_JOB_CANCEL, w->msg->job_id, NULL);
+}
+
 /* Graceful stop ran out of time: kill what w runs, forget the job. */
 void
 pool_abandon(struct worker *w)

@@ -1018,7 +1018,7 @@ corrupt_notice(const char *name, const char *buf, size_t len,
 	    json_object_get_string(json_object_object_get(who, "sender")),
 	    json_object_get_string(json_object_object_get(who, "channel")));
 	commit_notice(name, notice);
-	sched_response_event(NULL, notice);
+	message_response_event(NULL, notice);
 	json_object_put(notice);
 	json_object_put(who);
 }

@@ -24,6 +24,8 @@
 enum msg_where { AT_INCOMING, AT_DEFERRED, AT_PROCESSING };
 
 struct chain;
+struct client;
+struct exec;
 struct lane;
 struct worker;
 
@@ -54,6 +56,7 @@ struct msg {
 	struct msg		*parent;	/* a chain step: its root */
 	struct chain		*chain;		/* a root: its team chain */
 	size_t			 step;		/* step number in the chain */
+	struct exec		*exec;		/* clawvisor exec, not a message */
 };
 
 TAILQ_HEAD(msgq, msg);
@@ -193,7 +196,6 @@ void		 sched_add(struct msg *, int front);
 void		 sched_kick(void);
 void		 sched_done(struct msg *, struct job_result *);
 void		 sched_worker_lost(struct msg *, const char *why);
-void		 sched_fail(struct msg *, enum outcome, const char *why);
 size_t		 sched_running(void);
 size_t		 sched_waiting(void);
 size_t		 sched_permits_in_use(void);
@@ -202,10 +204,20 @@ json_object	*sched_status(void);
 void		 sched_free_all(void);
 void		 sched_msg_done(struct msg *);
 void		 sched_detach(struct msg *);
-void		 sched_retry_in(struct msg *, int64_t delay);
-int64_t		 sched_backoff_ms(int attempt);
-void		 sched_response_event(struct msg *, json_object *resp);
-void		 msg_free(struct msg *);
+void		 sched_defer(struct msg *, int64_t delay);
+void		 sched_job_base(struct job *, const struct agent *);
+
+/* message.c: a queued message's job and outcome */
+json_object	*message_job(struct msg *);
+void		 message_started(struct msg *);
+void		 message_ended(struct msg *, const struct job_result *);
+void		 message_done(struct msg *, struct job_result *);
+void		 message_lost(struct msg *, const char *why);
+void		 message_abandoned(struct msg *);
+void		 message_fail(struct msg *, enum outcome, const char *why);
+int64_t		 message_backoff_ms(int attempt);
+void		 message_response_event(struct msg *, json_object *resp);
+void		 message_free(struct msg *);
 
 /* chain.c */
 void		 chain_dispatched(struct msg *);
@@ -215,6 +227,34 @@ void		 chain_answered(struct msg *, const char *);
 void		 chain_dead(struct msg *, const char *);
 void		 chain_forget(struct msg *);
 void		 chain_handback_all(void);
+
+/* exec.c: clawvisor exec, the daemon's side */
+#define EXEC_MAX_ARGS	4096
+struct exec_req {
+	char	**argv;
+	size_t	  nargv;
+	char	 *cwd;
+	char	 *agent;	/* --agent, or NULL */
+	int	  stdin_fd;	/* the caller passes its stdin */
+};
+int		 exec_req_parse(json_object *, struct exec_req *, char *err,
+		    size_t);
+void		 exec_req_free(struct exec_req *);
+json_object	*exec_request(struct client *, json_object *, int *fds,
+		    size_t nfds);
+json_object	*exec_job(struct msg *);
+void		 exec_run(struct msg *, struct worker *, json_object *job);
+void		 exec_done(struct msg *, struct job_result *);
+void		 exec_lost(struct msg *, const char *why);
+void		 exec_abandoned(struct msg *);
+void		 exec_refused(struct msg *, const char *why);
+void		 exec_cancel(struct exec *, int gone);
+void		 exec_forget(struct msg *);
+
+/* control.c: an exec's client, waiting for its one reply */
+void		 control_exec_attach(struct client *, struct exec *);
+void		 control_exec_detach(struct client *);
+void		 control_exec_reply(struct client *, json_object *);
 
 /* notify.c */
 int		 notify_send(const char *state);
@@ -226,6 +266,9 @@ void		 pool_init(void);
 void		 pool_resize(int n);
 struct worker	*pool_idle(void);
 int		 pool_run(struct worker *, struct msg *, json_object *job);
+int		 pool_run_fds(struct worker *, struct msg *, json_object *job,
+		    const int *fds, size_t nfds);
+void		 pool_cancel(struct worker *);
 void		 pool_abandon(struct worker *);
 void		 pool_shutdown(void);
 void		 pool_wait(int ms);
@@ -254,6 +297,7 @@ const char	*teammates_install_bad(const char *dir);
 
 /* event.c */
 void		 event_emit(const char *type, json_object *fields);
+void		 event_emit_lazy(const char *type, json_object *fields);
 void		 event_flush(void);
 void		 event_pending(void);
 void		 event_close(void);

@@ -361,7 +361,7 @@ child_exec(const struct runner_spec *s, int out, int err, int rep,
 {
 	sigset_t	set;
 	size_t		i;
-	int		sig, null;
+	int		sig, null, in = -1;
 
 	setsid();
 	/*
@@ -381,6 +381,16 @@ child_exec(const struct runner_spec *s, int out, int err, int rep,
 	sigprocmask(SIG_SETMASK, &set, NULL);
 	if ((null = open("/dev/null", O_RDONLY)) == -1)
 		child_fail(rep, 2);
+	if (s->stdio != NULL) {
+		/* Out of the way of 0-2 (the worker's own) before the dup2s. */
+		if ((s->stdio[0] != -1 && (in = fcntl(s->stdio[0],
+		    F_DUPFD_CLOEXEC, 4)) == -1) ||
+		    (out = fcntl(s->stdio[1], F_DUPFD_CLOEXEC, 4)) == -1 ||
+		    (err = fcntl(s->stdio[2], F_DUPFD_CLOEXEC, 4)) == -1)
+			child_fail(rep, 2);
+		if (in != -1)
+			null = in;
+	}
 	/* Move rep out of the way of 0-2 before the dup2s. */
 	if (rep < 3) {
 		int nrep = fcntl(rep, F_DUPFD_CLOEXEC, 3);
@@ -434,8 +444,8 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 	pid_t		 pid, self = getpid();
 	sigset_t	 all, old;
 
-	if (pipe2(po, O_CLOEXEC) == -1 || pipe2(pe, O_CLOEXEC) == -1 ||
-	    pipe2(px, O_CLOEXEC) == -1) {
+	if ((s->stdio == NULL && (pipe2(po, O_CLOEXEC) == -1 ||
+	    pipe2(pe, O_CLOEXEC) == -1)) || pipe2(px, O_CLOEXEC) == -1) {
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
 		goto fail;
 	}
@@ -460,8 +470,10 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 	sigprocmask(SIG_SETMASK, &all, &old);
 	pid = SPAWN_FORK();
 	if (pid == 0) {
-		close(po[0]);
-		close(pe[0]);
+		if (s->stdio == NULL) {
+			close(po[0]);
+			close(pe[0]);
+		}
 		close(px[0]);
 		child_exec(s, po[1], pe[1], px[1], self);
 	}
@@ -471,10 +483,13 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 		snprintf(err, errlen, "fork: %s", strerror(saved));
 		goto fail;
 	}
-	close(po[1]);
-	close(pe[1]);
+	if (s->stdio == NULL) {
+		close(po[1]);
+		close(pe[1]);
+	}
 	close(px[1]);
 	r = xcalloc(1, sizeof(*r));
+	r->out.fd = r->err.fd = -1;
 	r->loop = loop;
 	r->pid = pid;
 	r->execfd = px[0];
@@ -496,8 +511,10 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 		ev_timer_set(&r->timeout, (double)s->timeout_seconds, 0.);
 		ev_timer_start(loop, &r->timeout);
 	}
-	capture_init(r, &r->out, po[0], s->max_output_bytes);
-	capture_init(r, &r->err, pe[0], s->max_output_bytes);
+	if (s->stdio == NULL) {
+		capture_init(r, &r->out, po[0], s->max_output_bytes);
+		capture_init(r, &r->err, pe[0], s->max_output_bytes);
+	}
 	return r;
 fail:
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 0);

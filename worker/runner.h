@@ -49,6 +49,13 @@ struct runner_spec {
 	 * setid, takes uid:gid (a root daemon's bwrap runs unprivileged).
 	 */
 	const int	 *cgroup_fds;
+	/*
+	 * clawvisor exec: the caller's stdin (-1: /dev/null), stdout and
+	 * stderr, given to the child as they are: nothing is captured, the
+	 * child's writes wait on the caller's reads (docs/EXEC.md). NULL:
+	 * pipes captured up to max_output_bytes.
+	 */
+	const int	 *stdio;
 	size_t		  ncgroup_fds;
 	int		  setid;
 	uid_t		  uid;

@@ -49,6 +49,21 @@ add2(struct argv_b *a, const char *k, const char *v, const char *k2,
 }
 
 /* Like execvp's search: where is the executable NAME on PATH? */
+/* The working directory inside: W, or an exec's own cwd mapped there. */
+static void
+add_cwd(struct argv_b *a, const struct job *j, const char *w)
+{
+	char *cwd;
+
+	if (j->exec_cwd == NULL) {
+		add(a, w);
+		return;
+	}
+	cwd = provider_map_path(j, j->exec_cwd);
+	add(a, cwd);
+	free(cwd);
+}
+
 static int
 path_find(const char *name, char *buf, size_t len)
 {
@@ -368,12 +383,15 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	add(&a, j->rt.runtime_command);
 	add(&a, "run");
 	add(&a, "--rm");
+	/* clawvisor exec with the caller's stdin: the runtime forwards it. */
+	if (j->exec_argv != NULL && j->exec_stdin)
+		add(&a, "--interactive");
 	add(&a, "--name");
 	add(&a, sb->container);
 	add(&a, "--label");
 	add2(&a, "clawvisor.home=", j->home, NULL, NULL);
 	add(&a, "--workdir");
-	add(&a, w);
+	add_cwd(&a, j, w);
 	add(&a, "--network");
 	add(&a, j->rt.network == NET_NONE ? "none" : apple ? "default" :
 	    "bridge");
@@ -743,7 +761,7 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	add(&a, j->workdir);
 	add(&a, w);
 	add(&a, "--chdir");
-	add(&a, w);
+	add_cwd(&a, j, w);
 	add(&a, "--remount-ro");
 	add(&a, "/");
 	add(&a, "--");

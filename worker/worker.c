@@ -45,6 +45,8 @@ static struct {
 	struct job		 job;
 	struct sandbox_run	 sb;
 	struct runner		*runner;
+	int			 fds[IPC_MAX_FDS];	/* an exec's stdio */
+	size_t			 nfds;
 } w;
 
 static void	container_reap(int);
@@ -78,6 +80,16 @@ worker_send(enum ipc_type type, uint64_t id, json_object *o)
 }
 
 static void
+fds_close(void)
+{
+	size_t i;
+
+	for (i = 0; i < w.nfds; i++)
+		close(w.fds[i]);
+	w.nfds = 0;
+}
+
+static void
 worker_finish(struct job_result *res)
 {
 	json_object	*o;
@@ -98,6 +110,7 @@ worker_finish(struct job_result *res)
 	result_free(res);
 	sandbox_cleanup(&w.sb);
 	job_free(&w.job);
+	fds_close();
 	w.busy = 0;
 }
 
@@ -186,6 +199,41 @@ bwrap_outcome(const struct runner *r, const struct run_status *st, char *why,
 	return 0;
 }
 
+/*
+ * An exec'd program that ran: its own status is the answer (ok, with
+ * exit_code or signal), whatever it is, except where clawvisor or the
+ * runtime failed around it: a timeout or a cancel (transient), a
+ * container runtime's own exit 125 or bwrap's memory limit (terminal).
+ * No classify(): its rules decide retries, which an exec does not have
+ * (DECISIONS.md 306). Always decides: returns 1.
+ */
+static int
+exec_outcome(const struct runner *r, const struct run_status *st, char *why,
+    size_t len, enum outcome *o)
+{
+	*why = '\0';
+	if (r->timed_out) {
+		snprintf(why, len, "timed out after %lld s "
+		    "(sandbox.timeout_seconds)",
+		    (long long)w.job.timeout_seconds);
+		*o = OUT_TRANSIENT;
+	} else if (r->cancelled) {
+		snprintf(why, len, "cancelled");
+		*o = OUT_TRANSIENT;
+	} else if (w.sb.container_mode && st->exited && st->exit_code == 125) {
+		snprintf(why, len, "%s run failed (exit 125): see the daemon's "
+		    "log and `clawvisor sandbox doctor`", w.job.rt.runtime_command);
+		*o = OUT_TERMINAL;
+	} else if (w.job.mode == MODE_BWRAP && w.sb.has_cg &&
+	    cgroup_oom(&w.sb.cg)) {
+		snprintf(why, len, "killed: memory limit (sandbox.bwrap.memory "
+		    "%s)", w.job.rt.memory);
+		*o = OUT_TERMINAL;
+	} else
+		*o = OUT_OK;
+	return 1;
+}
+
 static void
 worker_done(struct runner *r, void *arg)
 {
@@ -223,7 +271,10 @@ worker_done(struct runner *r, void *arg)
 	    MAP_MAPPED ? "/workspace" : w.job.workdir;
 	st.workspace_denied = !(st.exited && st.exit_code == 0) &&
 	    workdir_denied(&w.job);
-	if (r->exec_stage == 1) {
+	if (w.job.exec_argv != NULL && r->exec_stage == 0 &&
+	    exec_outcome(r, &st, why, sizeof(why), &res.outcome))
+		;
+	else if (r->exec_stage == 1) {
 		snprintf(why, sizeof(why), "cannot enter working directory %s:"
 		    " %s", w.job.workdir, strerror(r->exec_errno));
 		res.outcome = OUT_TERMINAL;
@@ -252,7 +303,9 @@ worker_done(struct runner *r, void *arg)
 	res.truncated = r->out.truncated || r->err.truncated;
 	res.duration_ms = r->duration_ms;
 	res.error = xstrdup(why);
-	if (res.outcome == OUT_OK && w.job.provider == PROV_OPENAI) {
+	if (w.job.exec_argv != NULL)
+		res.reply = xstrdup("");	/* it went to the caller */
+	else if (res.outcome == OUT_OK && w.job.provider == PROV_OPENAI) {
 		/*
 		 * codex's JSON lines are parsed as printed, the text they
 		 * hold redacted after: a redaction inside a JSON string could
@@ -320,13 +373,61 @@ workdir_make(const struct job *j, char *err, size_t len)
 	return 0;
 }
 
+/*
+ * The exec'd CLI on the host (host and bwrap modes): argv[0] as given if
+ * it is a path, else the first on PATH; never the clawvisor binary itself
+ * (a shim directory on the daemon's PATH would otherwise send the run
+ * back to the daemon, to wait for its own lane for ever).
+ */
+static int
+exec_resolve(struct job *j, char *err, size_t len)
+{
+	struct stat	 self, st;
+	const char	*path, *p, *e, *name = j->exec_argv[0];
+	char		 buf[PATH_MAX];
+
+	if (j->mode != MODE_HOST && j->mode != MODE_BWRAP)
+		return 0;
+	if (stat("/proc/self/exe", &self) == -1)
+		memset(&self, 0, sizeof(self));
+	if (strchr(name, '/') != NULL) {
+		if (stat(name, &st) == 0 && st.st_dev == self.st_dev &&
+		    st.st_ino == self.st_ino) {
+			snprintf(err, len, "%s is clawvisor itself (a shim), "
+			    "not the CLI", name);
+			return -1;
+		}
+		return 0;
+	}
+	if ((path = getenv("PATH")) == NULL)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path; ; p = e + 1) {
+		if ((e = strchr(p, ':')) == NULL)
+			e = p + strlen(p);
+		snprintf(buf, sizeof(buf), "%.*s/%s", e == p ? 1 : (int)(e - p),
+		    e == p ? "." : p, name);
+		if (access(buf, X_OK) == 0 && stat(buf, &st) == 0 &&
+		    S_ISREG(st.st_mode) && !(st.st_dev == self.st_dev &&
+		    st.st_ino == self.st_ino)) {
+			free(j->exec_argv[0]);
+			j->exec_argv[0] = xstrdup(buf);
+			return 0;
+		}
+		if (*e == '\0')
+			break;
+	}
+	snprintf(err, len, "%s: not found on the daemon's PATH (other than "
+	    "clawvisor's shims)", name);
+	return -1;
+}
+
 static void
 worker_run(uint64_t id, json_object *o)
 {
 	struct runner_spec	 spec;
 	json_object		*started;
 	char			 err[1024];
-	int			 cgfds[CGROUP_MAX_DIRS];
+	int			 cgfds[CGROUP_MAX_DIRS], stdio[3];
 	size_t			 ncg = 0, i;
 
 	if (w.busy) {
@@ -341,11 +442,26 @@ worker_run(uint64_t id, json_object *o)
 		worker_exit(1);
 	}
 	w.job.id = id;
+	if (w.job.exec_argv != NULL &&
+	    w.nfds != (size_t)(2 + w.job.exec_stdin)) {
+		log_error("fatal: protocol error: an exec job with %zu "
+		    "descriptors", w.nfds);
+		worker_exit(1);
+	}
+	if (w.job.exec_argv == NULL && w.nfds != 0) {
+		log_error("fatal: protocol error: descriptors with a job");
+		worker_exit(1);
+	}
 	if (workdir_make(&w.job, err, sizeof(err)) == -1) {
 		worker_fail(OUT_TERMINAL, err);
 		return;
 	}
-	agentdir_setup(&w.job);
+	if (w.job.exec_argv == NULL)
+		agentdir_setup(&w.job);
+	else if (exec_resolve(&w.job, err, sizeof(err)) == -1) {
+		worker_fail(OUT_TERMINAL, err);
+		return;
+	}
 	if (sandbox_prepare(&w.job, &w.sb, err, sizeof(err)) == -1) {
 		worker_fail(OUT_TERMINAL, err);
 		return;
@@ -353,7 +469,14 @@ worker_run(uint64_t id, json_object *o)
 	memset(&spec, 0, sizeof(spec));
 	spec.argv = w.sb.argv;
 	spec.envp = w.sb.envp;
-	spec.workdir = w.job.workdir;
+	spec.workdir = w.job.exec_cwd != NULL && w.job.mode == MODE_HOST ?
+	    w.job.exec_cwd : w.job.workdir;
+	if (w.job.exec_argv != NULL) {
+		stdio[0] = w.job.exec_stdin ? w.fds[0] : -1;
+		stdio[1] = w.fds[w.job.exec_stdin];
+		stdio[2] = w.fds[w.job.exec_stdin + 1];
+		spec.stdio = stdio;
+	}
 	spec.timeout_seconds = w.job.timeout_seconds;
 	spec.kill_grace_seconds = w.job.kill_grace_seconds;
 	spec.max_output_bytes = w.job.max_output_bytes;
@@ -379,6 +502,9 @@ worker_run(uint64_t id, json_object *o)
 	    sizeof(err));
 	for (i = 0; i < ncg; i++)
 		close(cgfds[i]);
+	/* The child has the caller's descriptors: ours would keep its
+	 * pipes open after the child is gone. */
+	fds_close();
 	if (w.runner == NULL) {
 		worker_fail(OUT_TRANSIENT, err);
 		return;
@@ -407,7 +533,7 @@ worker_read(struct ev_loop *loop, ev_io *io, int revents)
 	(void)loop;
 	(void)io;
 	(void)revents;
-	if ((r = ipc_fill(&w.conn)) == -1) {
+	if ((r = ipc_fill_fds(&w.conn, w.fds, IPC_MAX_FDS, &w.nfds)) == -1) {
 		/* ECONNRESET: the supervisor died with our data unread. */
 		log_warnx("supervisor connection: %s", w.conn.err);
 		worker_quit("supervisor connection lost");

@@ -29,6 +29,11 @@ Measures, in one run, side by side:
               (true) in host mode, bwrap mode and docker mode with podman,
               in the same run (samples interleaved): bwrap's overhead over
               host in ms and as a ratio, and podman's over bwrap
+  exec        `clawvisor exec -- /bin/true` (host mode, the `command`
+              agent /bin/true) against a bare spawn of /bin/true, samples
+              interleaved in the same run: p50/p99 of each and the p50
+              added by exec (client start, control socket, lane, worker,
+              the child's fork/exec, the reply)
 
 Only the Python 3 standard library; the small C helper benchhelp.c next to
 this file is compiled with `cc -O2` on first use. See docs/PERFORMANCE.md.
@@ -59,7 +64,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 PARTS = ["baseline", "throughput", "latency", "backlog", "idle", "container",
-         "bwrap"]
+         "bwrap", "exec"]
 NCPU = os.cpu_count() or 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -813,6 +818,48 @@ exec podman "$@"
             self.row("bwrap", "podman (docker mode) over bwrap, p50",
                      f"x{p50 / b50:.1f}", f"{p50 - b50:+.0f} ms "
                      "[target: bwrap at least 30x faster]")
+
+    # 8. exec
+    def exec(self):
+        a = self.args
+        d = Daemon(self, "exec", agents=1, workers=1, command=["/bin/true"])
+        bare, via, ping = [], [], []
+        try:
+            (d.home / "workspace" / d.agents[0]).mkdir(parents=True)
+            d.start()
+            d.wait_ready()
+            cmd = [self.bin, "--home", str(d.home), "exec", "--agent",
+                   d.agents[0], "--", "/bin/true"]
+            self.note_load("exec")
+            for i in range(a.samples + 5):
+                t0 = time.perf_counter()
+                subprocess.run(["/bin/true"], check=True)
+                t1 = time.perf_counter()
+                r = subprocess.run(cmd, stdin=subprocess.DEVNULL)
+                t2 = time.perf_counter()
+                if r.returncode != 0:
+                    raise RuntimeError(f"clawvisor exec exited "
+                                       f"{r.returncode}, see {d.home}")
+                # The client's own start and one control round trip.
+                subprocess.run([self.bin, "--home", str(d.home), "status",
+                                "--json"], stdout=subprocess.DEVNULL)
+                t3 = time.perf_counter()
+                if i >= 5:      # the first few warm the caches
+                    bare.append((t1 - t0) * 1000)
+                    via.append((t2 - t1) * 1000)
+                    ping.append((t3 - t2) * 1000)
+        finally:
+            d.cleanup()
+        self.row("exec", f"bare spawn /bin/true, p50 / p99 ({len(bare)})",
+                 f"{pct(bare, 50):.2f} / {pct(bare, 99):.2f} ms")
+        self.row("exec", f"clawvisor exec -- /bin/true, p50 / p99",
+                 f"{pct(via, 50):.2f} / {pct(via, 99):.2f} ms")
+        self.row("exec", "clawvisor status (client start + one control "
+                 "round trip), p50", f"{pct(ping, 50):.2f} ms", "for reference")
+        added = pct(via, 50) - pct(bare, 50)
+        self.res["exec_added_p50"] = added
+        self.row("exec", "added by exec, p50", f"{added:+.2f} ms",
+                 "[target < 3 ms, host mode]")
 
     def report(self, parts):
         print()

@@ -78,6 +78,21 @@ WRAP_DESELECT = {
         "valgrind the new workers start after the work is done",
     "test_order.py::test_cross_agent_parallel":
         "bounds four parallel 1 s runs to 2.5 s of wall time",
+    "test_exec.py::test_shim_finds_the_real_cli_after_itself":
+        "a shim is a link to the binary run under its name; under a "
+        "wrapper the link reaches the wrapper script, which runs the "
+        "binary as clawvisor",
+    "test_exec.py::test_daemon_with_shims_on_its_path_does_not_loop":
+        "a shim is a link to the binary run under its name, which a "
+        "wrapper script cannot be",
+    "test_exec.py::test_tinyagi_adapter_through_the_shim":
+        "runs the CLI through a shim, which a wrapper script cannot be",
+    "test_exec.py::test_cancel_while_waiting_for_the_lane":
+        "signals the client 0.5 s after its start, before valgrind has "
+        "started it and its handlers are in place",
+    "test_exec.py::test_caller_that_stops_reading_100mb":
+        "measures the supervisor's VmHWM, which under valgrind is the "
+        "tool's own memory",
 }
 _deselected = []
 
@@ -157,6 +172,7 @@ SUITE_DESELECT = {
  "test_docker_mode.py": "about docker mode",
  "test_apple_mode.py": "about apple mode",
  "test_bwrap_mode.py": "runs in bwrap mode in every pass",
+ "test_exec.py": "chooses each test's mode itself (host, bwrap, docker) in every pass",
  "test_security.py::test_missing_settings_runs_on_defaults":
         "no settings.json: host mode, the defaults",
 }

@@ -2023,7 +2023,8 @@ def test_stop_lets_in_flight_finish_within_grace(homes):
 # -- help, version, send -------------------------------------------------------
 
 
-COMMANDS = ["serve", "status", "metrics", "reload", "pause", "resume", "stop", "send",
+COMMANDS = ["serve", "status", "metrics", "reload", "pause", "resume", "stop",
+            "send", "exec", "shim",
             "sandbox show", "sandbox set", "sandbox doctor",
             "sandbox build-image", "dead list", "dead show", "dead requeue",
             "dead purge", "help", "--version"]

@@ -123,6 +123,49 @@ test_job_roundtrip(void **state)
 	assert_null(out.agent_id);
 }
 
+/* clawvisor exec's fields: present only on an exec's job, checked. */
+static void
+test_job_exec_fields(void **state)
+{
+	static char	*xargv[] = { "claude", "-p", "--", "-x" };
+	struct job	 in, out;
+	json_object	*o;
+	char		 err[128];
+
+	(void)state;
+	sample_job(&in);
+	o = over_the_wire(job_to_json(&in));
+	assert_int_equal(job_from_json(o, &out, err, sizeof(err)), 0);
+	assert_null(out.exec_argv);
+	assert_null(out.exec_cwd);
+	json_object_put(o);
+	job_free(&out);
+	in.exec_argv = xargv;
+	in.nexec = 4;
+	in.exec_cwd = "/home/u/tinyclaw-workspace/coder/src";
+	in.exec_stdin = 1;
+	o = over_the_wire(job_to_json(&in));
+	assert_int_equal(job_from_json(o, &out, err, sizeof(err)), 0);
+	assert_int_equal(out.nexec, 4);
+	assert_string_equal(out.exec_argv[3], "-x");
+	assert_null(out.exec_argv[4]);
+	assert_string_equal(out.exec_cwd, in.exec_cwd);
+	assert_int_equal(out.exec_stdin, 1);
+	job_free(&out);
+	/* An empty argv, a missing cwd: protocol errors. */
+	json_object_object_add(o, "exec", json_object_new_array());
+	assert_int_equal(job_from_json(o, &out, err, sizeof(err)), -1);
+	job_free(&out);
+	json_object_object_del(o, "exec_cwd");
+	json_object_object_add(o, "exec", json_object_new_array());
+	json_object_array_add(json_object_object_get(o, "exec"),
+	    json_object_new_string("claude"));
+	assert_int_equal(job_from_json(o, &out, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "exec_cwd"));
+	job_free(&out);
+	json_object_put(o);
+}
+
 static void
 test_job_roundtrip_minimal(void **state)
 {
@@ -566,6 +609,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_job_roundtrip),
+		cmocka_unit_test(test_job_exec_fields),
 		cmocka_unit_test(test_job_roundtrip_minimal),
 		cmocka_unit_test(test_job_bad_fields),
 		cmocka_unit_test(test_job_too_many_elements),

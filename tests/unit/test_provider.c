@@ -316,11 +316,49 @@ test_provider_reply(void **state)
 	free(r);
 }
 
+/* clawvisor exec: the caller's argv, paths inside the workdir mapped in a
+ * sandbox with path_mapping_mode mapped, the CLI's path dropped in an
+ * image. */
+static void
+test_exec_argv(void **state)
+{
+	char		*argv[] = { "/opt/bin/claude", "-p", "/w/alpha/src/a.c",
+			    "/w/alpha", "/w/alphabet/x", "--", "/etc/passwd",
+			    NULL };
+	struct job	 j;
+	static const char *const host[] = { "/opt/bin/claude", "-p",
+	    "/w/alpha/src/a.c", "/w/alpha", "/w/alphabet/x", "--",
+	    "/etc/passwd", NULL };
+	static const char *const bwrap[] = { "/opt/bin/claude", "-p",
+	    "/workspace/src/a.c", "/workspace", "/w/alphabet/x", "--",
+	    "/etc/passwd", NULL };
+	static const char *const docker[] = { "claude", "-p",
+	    "/workspace/src/a.c", "/workspace", "/w/alphabet/x", "--",
+	    "/etc/passwd", NULL };
+
+	(void)state;
+	job_init(&j, PROV_ANTHROPIC, "sonnet", 0);
+	j.workdir = "/w/alpha";
+	j.exec_argv = argv;
+	j.nexec = 7;
+	j.mode = MODE_HOST;
+	j.path_mapping = MAP_MAPPED;
+	check_argv(&j, host, __FILE__, __LINE__);
+	j.mode = MODE_BWRAP;
+	check_argv(&j, bwrap, __FILE__, __LINE__);
+	j.path_mapping = MAP_SAME_PATH;
+	check_argv(&j, host, __FILE__, __LINE__);
+	j.mode = MODE_DOCKER;
+	j.path_mapping = MAP_MAPPED;
+	check_argv(&j, docker, __FILE__, __LINE__);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_anthropic_argv),
+		cmocka_unit_test(test_exec_argv),
 		cmocka_unit_test(test_openai_argv),
 		cmocka_unit_test(test_command_argv),
 		cmocka_unit_test(test_argv_null_argc),
