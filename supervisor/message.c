@@ -227,6 +227,11 @@ message_ended(struct msg *m, const struct job_result *r)
 	json_object_object_add(ev, "truncated",
 	    json_object_new_boolean(r->truncated));
 	invocation_event("sandbox_invocation_end", m, ev);
+	/* A failure gets its own line (retry, dead letter); so does this. */
+	if (r->outcome == OUT_OK)
+		log_info("%s (agent %s, %s mode): ok in %lld ms, attempt %d",
+		    m->name, m->agent, config_mode_name(m->job_mode),
+		    (long long)(mono_ms() - m->started_ms), m->attempt + 1);
 }
 
 int64_t
@@ -269,17 +274,11 @@ message_fail(struct msg *m, enum outcome o, const char *why)
 	if (chain_step_failed(m, o, why))
 		return;
 	m->attempt++;
-	/* One line a minute for the same failure of the same agent. */
-	quiet = !errlog_should(m->agent, why, &repeats);
-	if (!quiet && repeats > 0)
-		log_warnx("agent %s: the failure below happened %u more "
-		    "time(s) in the last minute", m->agent, repeats);
 	if (o == OUT_TERMINAL || m->attempt >= sv.conf->max_attempts) {
-		if (!quiet)
-			log_warnx("%s (agent %s): %s failure, attempt %d of "
-			    "%lld: dead letter: %s", m->name, m->agent,
-			    outcome_name(o), m->attempt,
-			    (long long)sv.conf->max_attempts, why);
+		/* Every dead letter gets its own line, never held back. */
+		log_warnx("%s (agent %s): %s failure, attempt %d of %lld: "
+		    "dead letter: %s", m->name, m->agent, outcome_name(o),
+		    m->attempt, (long long)sv.conf->max_attempts, why);
 		chain_dead(m, NOTICE_TEXT);
 		notice = response_notice(m->obj, m->agent, NOTICE_TEXT);
 		commit_dead(m, outcome_name(o), why, notice);
@@ -291,6 +290,11 @@ message_fail(struct msg *m, enum outcome o, const char *why)
 		return;
 	}
 	delay = message_backoff_ms(m->attempt);
+	/* The same retry of the same agent: one line a minute. */
+	quiet = !errlog_should(m->agent, why, &repeats);
+	if (!quiet && repeats > 0)
+		log_warnx("agent %s: the retry below happened %u more "
+		    "time(s) in the last minute", m->agent, repeats);
 	if (!quiet)
 		log_warnx("%s (agent %s): transient failure, attempt %d of "
 		    "%lld, retry in %.1fs: %s", m->name, m->agent, m->attempt,

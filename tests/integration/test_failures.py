@@ -1,6 +1,7 @@
 """Failures: retries with backoff, dead letters, terminal failures, limits,
 zero-valued settings, timeouts (SPEC §3, §5)."""
 import json
+import re
 import subprocess
 import time
 
@@ -244,3 +245,31 @@ def test_cli_not_found_says_why_as_the_doctor_does(homes, tmp_path):
     mid = h.drop("hello again", agent="alpha")
     rec, _ = h.wait_dead(mid, timeout=20)
     assert rec["errorMessage"] == f"claude not found in PATH ({path})", rec
+
+
+def test_every_dead_letter_and_success_is_logged(homes):
+    # The same transient failure over and over (the issue's case: its
+    # retry line held back) must not hide the dead letters it ends in;
+    # a success gets its line too.
+    h = homes({"sandbox": {"max_attempts": 3, "backoff_seconds": 0,
+                           "backoff_max_seconds": 1},
+               "agents": {"sh": {"name": "Shell", "provider": "command",
+                                 "command": ["sh", "-c", "{message}"]}}})
+    fails = [h.drop("echo overloaded >&2; exit 1", agent="sh",
+                    mid=f"f{i}") for i in range(3)]
+    for mid in fails:
+        h.wait_dead(mid, timeout=30)
+    ok = h.drop("echo fine", agent="sh", mid="fine")
+    h.wait_response(ok)
+    log = h.log()
+    for mid in fails:
+        assert re.search(rf"_{mid}\.json \(agent sh\): transient failure, "
+                         r"attempt 3 of 3: dead letter: sh exit 1: "
+                         r"overloaded", log), log
+    assert len(re.findall(r": dead letter: sh exit 1: overloaded", log)) == 3
+    # Nine failures, six of them retries: their line once a minute.
+    assert len(re.findall(r"transient failure, attempt \d of 3, retry in",
+                          log)) == 1, log
+    mode = SUITE_MODE
+    assert re.search(rf"_fine\.json \(agent sh, {mode} mode\): ok in \d+ ms, "
+                     r"attempt 1", log), log
