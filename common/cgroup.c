@@ -165,7 +165,9 @@ read_file(const char *dir, const char *file, char *buf, size_t len)
 	ssize_t	n;
 	int	fd;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	if (snprintf(path, sizeof(path), "%s/%s", dir, file) >=
+	    (int)sizeof(path))
+		return -1;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
 		return -1;
 	n = read(fd, buf, len - 1);
@@ -190,7 +192,9 @@ write_file(const char *dir, const char *file, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(val, sizeof(val), fmt, ap);
 	va_end(ap);
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	if (snprintf(path, sizeof(path), "%s/%s", dir, file) >=
+	    (int)sizeof(path))
+		return -1;
 	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1)
 		return -1;
 	n = write(fd, val, strlen(val));
@@ -394,7 +398,9 @@ cgroup_procs_fds(const struct cgroup *cg, int *fds, size_t max)
 	int	fd;
 
 	for (i = 0; i < cg->ndirs && n < max; i++) {
-		snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dirs[i]);
+		if (snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dirs[i]) >=
+		    (int)sizeof(path))
+			continue;
 		if ((fd = open(path, O_WRONLY | O_CLOEXEC)) != -1)
 			fds[n++] = fd;
 	}
@@ -426,7 +432,9 @@ empty_and_remove(const char *dir)
 
 	/* cgroup.kill (Linux 5.14) takes the whole v2 cgroup at once. */
 	(void)write_file(dir, "cgroup.kill", "1");
-	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >=
+	    (int)sizeof(path))
+		return -1;
 	for (;;) {
 		if (rmdir(dir) == 0 || errno == ENOENT)
 			return 0;
@@ -496,7 +504,9 @@ sweep_dir(const char *parent, const char *prefix, int exact)
 		if (exact ? strcmp(de->d_name, prefix) != 0 :
 		    strncmp(de->d_name, prefix, strlen(prefix)) != 0)
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", parent, de->d_name);
+		if (snprintf(path, sizeof(path), "%s/%s", parent, de->d_name) >=
+		    (int)sizeof(path))
+			continue;
 		if (empty_and_remove(path) == 0)
 			n++;
 	}
