@@ -85,7 +85,8 @@ def test_dead_letter_named_with_bad_bytes(home):
     # Plain text: one line per dead letter, nothing a terminal acts on.
     r = run(h, "dead", "list")
     out = printable(r.stdout)
-    assert out.count("\n") == 1 and out.startswith(BAD_ID + "\tbadname\t")
+    assert out.count("\n") == 2, out       # the header row, the letter
+    assert out.splitlines()[1].startswith(BAD_ID + "\tbadname\t")
 
     # The id as printed finds the file again.
     r = run(h, "dead", "show", BAD_ID, "--json")
