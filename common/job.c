@@ -188,6 +188,11 @@ job_to_json(const struct job *j)
 	json_object_object_add(o, "rt", rt);
 	ADD_STR(o, "templates", j->templates != NULL ? j->templates : "");
 	ADD_STR(o, "teammates", j->teammates != NULL ? j->teammates : "");
+	ADD_INT(o, "egress", j->egress);
+	ADD_STR(o, "egress_token", j->egress_token != NULL ? j->egress_token :
+	    "");
+	ADD_STR(o, "egress_socket", j->egress_socket != NULL ?
+	    j->egress_socket : "");
 	return o;
 }
 
@@ -270,6 +275,19 @@ job_from_json(json_object *o, struct job *j, char *err, size_t len)
 		free(j->templates);
 		j->templates = NULL;
 	}
+	if (ipc_get_int(o, "egress", 0, 1, &n, err, len) == -1 ||
+	    get_dup(o, "egress_token", &j->egress_token, err, len) == -1 ||
+	    get_dup(o, "egress_socket", &j->egress_socket, err, len) == -1)
+		return -1;
+	j->egress = n;
+	if (*j->egress_token == '\0') {
+		free(j->egress_token);
+		j->egress_token = NULL;
+	}
+	if (*j->egress_socket == '\0') {
+		free(j->egress_socket);
+		j->egress_socket = NULL;
+	}
 	return 0;
 }
 
@@ -291,6 +309,10 @@ job_free(struct job *j)
 	free(j->rt.user);
 	free(j->templates);
 	free(j->teammates);
+	if (j->egress_token != NULL)
+		explicit_bzero(j->egress_token, strlen(j->egress_token));
+	free(j->egress_token);
+	free(j->egress_socket);
 	strv_free(j->rt.ro_paths, j->rt.nro_paths);
 	memset(j, 0, sizeof(*j));
 }

@@ -39,6 +39,12 @@ struct job {
 	 * directory to copy from (NULL: none) and the teammates block. */
 	char		*templates;
 	char		*teammates;
+	/* SPEC §9: with the proxy on, the invocation's token (NULL: none
+	 * registered, unless provider is command) and the proxy's socket
+	 * (NULL: egress is not running); either missing fails it closed. */
+	int		 egress;
+	char		*egress_token;
+	char		*egress_socket;
 };
 
 struct job_result {

@@ -304,6 +304,7 @@ job_build(struct msg *m, const struct agent *a)
 	    sv.conf->bwrap : sv.conf->docker;
 	j.templates = (char *)sv.templates;
 	j.teammates = teammates_block(sv.conf, a);
+	j.egress = sv.conf->egress.mode == EGRESS_PROXY;
 	o = job_to_json(&j);
 	free(j.teammates);
 	m->job_mode = j.mode;
