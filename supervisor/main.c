@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "egress.h"
 #include "log.h"
 #include "supervisor.h"
 #include "util.h"
@@ -109,6 +110,8 @@ main(int argc, char **argv, char **envp)
 		r = supervisor_main(argv[0], home, foreground);
 	} else if (strcmp(args[0], "worker") == 0)
 		r = worker_main(fd, index, home, log_stderr);
+	else if (strcmp(args[0], "egress") == 0)
+		r = egress_main(fd, home, log_stderr);
 	else
 		r = client_main(home, nargs, args, json);
 	free(home);

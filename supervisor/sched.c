@@ -88,11 +88,22 @@ lane_gc(void)
 	}
 }
 
+/* The attempt is over, however it ended: its token dies with it. */
+static void
+egress_end(struct msg *m)
+{
+	if (m->job_egress) {
+		egress_revoke(m->job_id);
+		m->job_egress = 0;
+	}
+}
+
 void
 msg_free(struct msg *m)
 {
 	if (m == NULL)
 		return;
+	egress_end(m);
 	ev_timer_stop(sv.loop, &m->retry);
 	chain_forget(m);
 	json_object_put(m->obj);
@@ -305,7 +316,16 @@ job_build(struct msg *m, const struct agent *a)
 	j.templates = (char *)sv.templates;
 	j.teammates = teammates_block(sv.conf, a);
 	j.egress = sv.conf->egress.mode == EGRESS_PROXY;
+	if (j.egress) {
+		/* Registered before the job goes out; NULL: egress is down
+		 * and the worker fails the invocation closed. */
+		j.egress_token = egress_register(m->job_id, a);
+		j.egress_socket = (char *)egress_socket();
+		m->job_egress = j.egress_token != NULL;
+	}
 	o = job_to_json(&j);
+	if (j.egress_token != NULL)
+		freezero(j.egress_token, strlen(j.egress_token));
 	free(j.teammates);
 	m->job_mode = j.mode;
 	m->job_mapping = j.path_mapping;
@@ -393,8 +413,8 @@ dispatch(struct msg *m, struct worker *w)
 		sched_fail(m, OUT_TERMINAL, why);
 		return -1;
 	}
-	job = job_build(m, a);
 	m->job_id = sv.next_job_id++;
+	job = job_build(m, a);
 	m->lane->running = 1;
 	s.running++;
 	m->started_ms = mono_ms();
@@ -556,6 +576,7 @@ sched_done(struct msg *m, struct job_result *r)
 	struct lane	*l = m->lane;
 
 	m->worker = NULL;
+	egress_end(m);
 	lane_finished(l);
 	ev = json_object_new_object();
 	json_object_object_add(ev, "outcome",
@@ -606,6 +627,7 @@ sched_worker_lost(struct msg *m, const char *why)
 	struct lane *l = m->lane;
 
 	m->worker = NULL;
+	egress_end(m);
 	lane_finished(l);
 	if (sv.stopping) {
 		if (m->parent == NULL)
@@ -631,6 +653,7 @@ sched_handback_running(void)
 		if (m != NULL && m->worker != NULL) {
 			pool_abandon(m->worker);
 			m->worker = NULL;
+			egress_end(m);
 			lane_finished(l);
 			if (m->parent != NULL)
 				continue;	/* its chain's root goes back */

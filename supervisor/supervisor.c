@@ -191,6 +191,7 @@ finish(void)
 	chain_handback_all();
 	control_close();
 	pool_shutdown();
+	egress_shutdown();
 	ev_break(sv.loop, EVBREAK_ALL);
 }
 
@@ -269,7 +270,9 @@ supervisor_reload(char *err, size_t errlen)
 
 	notify_reloading();
 	watch_note_loaded();	/* before: a change while loading is seen */
-	if ((cf = config_load(sv.home, err, errlen)) == NULL) {
+	if ((cf = config_load(sv.home, err, errlen)) == NULL ||
+	    egress_reload_check(cf, err, errlen) == -1) {
+		config_free(cf);
 		notify_send("READY=1\nSTATUS=reload refused: old "
 		    "configuration in force");
 		log_error("reload refused, keeping generation %u: %s",
@@ -499,6 +502,9 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 		pid_remove();
 		return 1;
 	}
+	/* Before the workers: they are execed with our environment, which
+	 * the provider keys leave when the proxy holds them (SPEC §9). */
+	egress_init();
 	pool_init();
 	emit_start();
 	queue_scan_start();
@@ -515,6 +521,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	event_close();
 	commit_close();
 	pool_wait(WORKER_EXIT_MS);
+	egress_free();
 	log_info("stopped");
 	pid_remove();
 	sched_free_all();

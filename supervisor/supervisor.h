@@ -48,6 +48,7 @@ struct msg {
 	enum path_mapping	 job_mapping;
 	char			*job_workdir;
 	char			*job_runtime;	/* for a kill after worker death */
+	int			 job_egress;	/* a token is registered (SPEC §9) */
 	int64_t			 started_ms;	/* monotonic */
 	size_t			 bytes;
 	char			*multi;		/* several agents named: "@a, @b" */
@@ -186,6 +187,17 @@ char		*commit_response_name(json_object *resp);
 size_t		 commit_waiting(void);
 int		 commit_holds(const char *name);
 void		 commit_close(void);
+
+/* egressctl.c */
+void		 egress_init(void);
+int		 egress_reload_check(const struct config *, char *, size_t);
+char		*egress_register(uint64_t job, const struct agent *);
+void		 egress_revoke(uint64_t job);
+const char	*egress_socket(void);
+json_object	*egress_status(void);
+int		 egress_holds(const char *name);
+void		 egress_shutdown(void);
+void		 egress_free(void);
 
 /* sched.c */
 void		 sched_init(void);
