@@ -52,23 +52,29 @@ def egress_pid(h):
 
 
 def memory_holds(pid, needles):
-    """Which of needles (bytes) are anywhere in pid's readable memory."""
+    """Which of needles (bytes) are anywhere in pid's readable memory. Read
+    in chunks that overlap by a needle's length; regions of a GiB or more
+    are the sanitizers' shadow and reserves, never a heap of ours."""
     found = set()
+    chunk = 8 << 20
+    over = max(len(n) for n in needles)
     with open(f"/proc/{pid}/maps") as maps, \
             open(f"/proc/{pid}/mem", "rb", 0) as mem:
         for line in maps:
             m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line)
             lo, hi, perms = int(m[1], 16), int(m[2], 16), m[3]
-            if perms[0] != "r" or "[vvar" in line or "[vsyscall" in line:
+            if perms[0] != "r" or "[vvar" in line or "[vsyscall" in line \
+                    or hi - lo >= 1 << 30:
                 continue
-            try:
-                mem.seek(lo)
-                data = mem.read(hi - lo)
-            except OSError:
-                continue
-            for n in needles:
-                if n in data:
-                    found.add(n)
+            for at in range(lo, hi, chunk):
+                try:
+                    mem.seek(at)
+                    data = mem.read(min(chunk + over, hi - at))
+                except OSError:
+                    continue
+                for n in needles:
+                    if n in data:
+                        found.add(n)
     return found
 
 
