@@ -276,6 +276,7 @@ cmd_sandbox_env(json_object *req, int *stop)
 	}
 	json_object_object_add(o, "set", set);
 	json_object_object_add(o, "heldBy", held);
+	json_object_object_add(o, "egress", egress_status());
 	add_int(o, "uid", getuid());
 	add_int(o, "gid", getgid());
 	return o;

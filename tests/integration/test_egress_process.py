@@ -175,3 +175,29 @@ def test_stop_takes_egress_with_it(proxied):
     assert h.stop() == 0
     wait_for(lambda: not pid_alive(pid), 10, what="egress gone")
     assert "egress[" in h.log() and "exiting: SIGTERM" in h.log()
+
+
+def test_doctor_and_key_view_with_the_proxy(proxied):
+    h = proxied
+    wait_for(lambda: status(h)["egress"].get("keys"), 10,
+             what="egress ready")
+    r = subprocess.run([BIN, "--home", str(h.path), "sandbox", "doctor",
+                        "--json"], capture_output=True, text=True,
+                       timeout=120, env=h.env(), stdin=subprocess.DEVNULL)
+    rep = json.loads(r.stdout)
+    checks = {}
+    for c in rep["checks"]:
+        checks.setdefault(c["name"], []).append(c)
+    eg = checks["egress"][0]
+    assert eg["ok"] is True and "running" in eg["detail"], eg
+    assert checks["egress network"][0]["ok"] is True
+    # The path out is not built: the doctor says so, and fails.
+    px = checks["egress proxy"][0]
+    assert px["ok"] is False and "fails closed" in px["detail"], px
+    assert r.returncode != 0
+    # The keys are found, held by the egress process.
+    keys = checks["keys"]
+    assert keys and all(k["ok"] for k in keys), keys
+    out = r.stdout + r.stderr
+    for v in h.keys.values():
+        assert v not in out
