@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "egress.h"
+#include "proxy.h"
 #include "ipc.h"
 #include "log.h"
 #include "util.h"
@@ -30,7 +31,10 @@ static struct {
 	ev_io			 wio;
 	ev_signal		 sigterm;
 	ev_signal		 sigusr1;
+	ev_timer		 tick;
+	struct proxy_stats	 sent;		/* the proxy's, as last reported */
 	pid_t			 parent;
+	const char		*home;
 	char			*keys[EGRESS_NKEYS];	/* egress_key_names order */
 	TAILQ_HEAD(, egress_grant) grants;
 	uint64_t		 live;
@@ -39,6 +43,7 @@ static struct {
 } e;
 
 static void	egress_read(struct ev_loop *, ev_io *, int);
+static void	egress_reconfigure(void);
 
 static void
 egress_keys_clear(void)
@@ -72,6 +77,7 @@ egress_exit(int status, const char *why)
 		egress_grant_free(g);
 	}
 	egress_keys_clear();
+	proxy_stop();
 	exit(status);
 }
 
@@ -117,6 +123,17 @@ egress_stats(void)
 			json_object_array_add(k,
 			    json_object_new_string(egress_key_names[i]));
 	json_object_object_add(o, "keys", k);
+	json_object_object_add(o, "connections",
+	    json_object_new_int64((int64_t)proxy_stats.connections));
+	json_object_object_add(o, "connectionsOpen",
+	    json_object_new_int64((int64_t)proxy_stats.open));
+	json_object_object_add(o, "forwarded",
+	    json_object_new_int64((int64_t)proxy_stats.forwarded));
+	json_object_object_add(o, "tunnels",
+	    json_object_new_int64((int64_t)proxy_stats.tunnels));
+	json_object_object_add(o, "refused",
+	    json_object_new_int64((int64_t)proxy_stats.refused));
+	e.sent = proxy_stats;
 	egress_send(MSG_EGRESS_STATS, 0, o);
 	json_object_put(o);
 }
@@ -218,7 +235,11 @@ egress_orders(void)
 			break;
 		case MSG_EGRESS_REVOKE:
 			egress_revoke(h.id);
+			proxy_job_end(h.id);
 			changed = 1;
+			break;
+		case MSG_EGRESS_CONFIG:
+			egress_reconfigure();
 			break;
 		default:
 			json_object_put(o);
@@ -251,6 +272,35 @@ egress_read(struct ev_loop *loop, ev_io *io, int revents)
 	egress_orders();
 	if (r == 0)
 		egress_exit(0, "supervisor closed the connection");
+}
+
+/* settings.json again, as the supervisor has just loaded it. */
+static void
+egress_reconfigure(void)
+{
+	struct config	*cf;
+	char		 err[512];
+
+	if ((cf = config_load(e.home, err, sizeof(err))) == NULL) {
+		log_warnx("settings not reloaded, the old ones stay: %s", err);
+		return;
+	}
+	proxy_configure(&cf->egress);
+	config_free(cf);
+}
+
+void
+egress_refused(const char *host, const char *agent, const char *why)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "host", json_object_new_string(host));
+	json_object_object_add(o, "agent", json_object_new_string(
+	    agent != NULL ? agent : "-"));
+	json_object_object_add(o, "why", json_object_new_string(why));
+	egress_send(MSG_EGRESS_REFUSED, 0, o);
+	json_object_put(o);
+	egress_stats();
 }
 
 const struct egress_grant *
@@ -286,6 +336,18 @@ egress_key(int provider, int *bearer)
 	return NULL;
 }
 
+/* The proxy's counters move with every connection: reported once a
+ * second at most, when they have. */
+static void
+egress_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)t;
+	(void)revents;
+	if (memcmp(&e.sent, &proxy_stats, sizeof(proxy_stats)) != 0)
+		egress_stats();
+}
+
 static void
 egress_signal(struct ev_loop *loop, ev_signal *s, int revents)
 {
@@ -300,9 +362,10 @@ egress_signal(struct ev_loop *loop, ev_signal *s, int revents)
 int
 egress_main(int fd, const char *home, int log_stderr)
 {
+	struct config	*cf;
 	json_object	*hello;
 	sigset_t	 set;
-	char		*logpath;
+	char		*logpath, err[512];
 
 	xasprintf(&logpath, "%s/logs/clawvisor.log", home);
 	log_open("egress", logpath, log_stderr);
@@ -330,11 +393,25 @@ egress_main(int fd, const char *home, int log_stderr)
 	ev_signal_start(e.loop, &e.sigterm);
 	ev_signal_init(&e.sigusr1, egress_signal, SIGUSR1);
 	ev_signal_start(e.loop, &e.sigusr1);
+	ev_timer_init(&e.tick, egress_tick, 1., 1.);
+	ev_timer_start(e.loop, &e.tick);
 	/* Blocked since the fork (egress_spawn): now they are watched. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	/* Listening before the hello: a socket the supervisor hands out
+	 * is there. */
+	e.home = home;
+	if ((cf = config_load(home, err, sizeof(err))) == NULL) {
+		log_error("fatal: %s", err);
+		egress_exit(1, NULL);
+	}
+	if (proxy_start(e.loop, home, &cf->egress) == -1) {
+		config_free(cf);
+		egress_exit(1, NULL);
+	}
+	config_free(cf);
 	hello = json_object_new_object();
 	json_object_object_add(hello, "pid", json_object_new_int64(getpid()));
 	json_object_object_add(hello, "version",

@@ -47,6 +47,7 @@ static struct {
 
 static void	egress_spawn(void);
 static void	egress_down(const char *why);
+static void	egress_refusal(json_object *);
 
 /* Take the keys out of our environment: wiped where they are, unset. */
 static void
@@ -121,6 +122,8 @@ egress_read(struct ev_loop *loop, ev_io *io, int revents)
 		} else if (h.type == MSG_EGRESS_STATS) {
 			json_object_put(eg.stats);
 			eg.stats = json_object_get(o);
+		} else if (h.type == MSG_EGRESS_REFUSED) {
+			egress_refusal(o);
 		} else {
 			json_object_put(o);
 			egress_down("protocol error: unexpected message");
@@ -137,6 +140,42 @@ egress_read(struct ev_loop *loop, ev_io *io, int revents)
 	if (r == 0)
 		egress_down(ipc_eof_check(&eg.conn) == -1 ? eg.conn.err :
 		    "closed its connection");
+}
+
+/*
+ * A refusal: logged once per host a minute (errlog's bounded dedupe, with
+ * the count held back), and an event each time it is logged. Never a key
+ * or a token: the egress process sends neither.
+ */
+static void
+egress_refusal(json_object *o)
+{
+	json_object	*ev;
+	const char	*host, *agent, *why;
+	char		 err[64];
+	unsigned	 repeats;
+
+	if (ipc_get_str(o, "host", &host, err, sizeof(err)) == -1 ||
+	    ipc_get_str(o, "agent", &agent, err, sizeof(err)) == -1 ||
+	    ipc_get_str(o, "why", &why, err, sizeof(err)) == -1)
+		return;
+	if (!errlog_should("egress refusal", host, &repeats))
+		return;
+	log_warnx("egress refused a request to %s (agent %s): %s%s", host,
+	    agent, why, repeats > 0 ? " (and more since the last line)" : "");
+	ev = json_object_new_object();
+	json_object_object_add(ev, "host", json_object_new_string(host));
+	json_object_object_add(ev, "agentId", json_object_new_string(agent));
+	json_object_object_add(ev, "reason", json_object_new_string(why));
+	json_object_object_add(ev, "repeats", json_object_new_int64(repeats));
+	event_emit("egress_refused", ev);
+}
+
+/* The settings were reloaded: the egress process reads them again. */
+void
+egress_reloaded(void)
+{
+	egress_send(MSG_EGRESS_CONFIG, 0, NULL);
 }
 
 static void

@@ -298,6 +298,7 @@ supervisor_reload(char *err, size_t errlen)
 	json_object_object_add(ev, "generation",
 	    json_object_new_int((int)sv.generation));
 	event_emit("config_reloaded", ev);
+	egress_reloaded();
 	if (!sv.stopping) {
 		pool_resize((int)cf->workers);
 		queue_scan_reset();

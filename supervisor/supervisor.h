@@ -196,6 +196,7 @@ void		 egress_revoke(uint64_t job);
 const char	*egress_socket(void);
 json_object	*egress_status(void);
 int		 egress_holds(const char *name);
+void		 egress_reloaded(void);
 void		 egress_shutdown(void);
 void		 egress_free(void);
 
