@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "egress_token.h"
+#include "util.h"
 
 const char *const egress_key_names[EGRESS_NKEYS] = { "ANTHROPIC_API_KEY",
     "CLAUDE_CODE_OAUTH_TOKEN", "OPENAI_API_KEY", "CODEX_API_KEY" };
@@ -55,4 +56,13 @@ egress_token_equal(const char *a, const char *b)
 	for (i = 0; i < la; i++)
 		d |= (unsigned char)a[i] ^ (unsigned char)b[i];
 	return d == 0;
+}
+
+char *
+egress_socket_path(const char *home)
+{
+	char *p;
+
+	xasprintf(&p, "%s/egress/proxy.sock", home);
+	return p;
 }

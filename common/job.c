@@ -193,6 +193,8 @@ job_to_json(const struct job *j)
 	    "");
 	ADD_STR(o, "egress_socket", j->egress_socket != NULL ?
 	    j->egress_socket : "");
+	ADD_STR(o, "egress_bridge", j->egress_bridge != NULL ?
+	    j->egress_bridge : "");
 	return o;
 }
 
@@ -277,7 +279,8 @@ job_from_json(json_object *o, struct job *j, char *err, size_t len)
 	}
 	if (ipc_get_int(o, "egress", 0, 1, &n, err, len) == -1 ||
 	    get_dup(o, "egress_token", &j->egress_token, err, len) == -1 ||
-	    get_dup(o, "egress_socket", &j->egress_socket, err, len) == -1)
+	    get_dup(o, "egress_socket", &j->egress_socket, err, len) == -1 ||
+	    get_dup(o, "egress_bridge", &j->egress_bridge, err, len) == -1)
 		return -1;
 	j->egress = n;
 	if (*j->egress_token == '\0') {
@@ -287,6 +290,10 @@ job_from_json(json_object *o, struct job *j, char *err, size_t len)
 	if (*j->egress_socket == '\0') {
 		free(j->egress_socket);
 		j->egress_socket = NULL;
+	}
+	if (*j->egress_bridge == '\0') {
+		free(j->egress_bridge);
+		j->egress_bridge = NULL;
 	}
 	return 0;
 }
@@ -313,6 +320,7 @@ job_free(struct job *j)
 		explicit_bzero(j->egress_token, strlen(j->egress_token));
 	free(j->egress_token);
 	free(j->egress_socket);
+	free(j->egress_bridge);
 	strv_free(j->rt.ro_paths, j->rt.nro_paths);
 	memset(j, 0, sizeof(*j));
 }

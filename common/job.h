@@ -45,6 +45,7 @@ struct job {
 	int		 egress;
 	char		*egress_token;
 	char		*egress_socket;
+	char		*egress_bridge;		/* clawvisor-bridge's path */
 };
 
 struct job_result {

@@ -114,15 +114,6 @@ pbuf_room(const struct pbuf *b)
 	return b->len >= max ? 0 : max - b->len;
 }
 
-char *
-proxy_socket_path(const char *home)
-{
-	char *p;
-
-	xasprintf(&p, "%s/run/egress/proxy.sock", home);
-	return p;
-}
-
 /* The system CAs and ca_file, one bundle: libtls takes one source. */
 static struct tls_config *
 proxy_tls_config(const struct egress_conf *ec)
@@ -706,8 +697,12 @@ proxy_start(struct ev_loop *loop, const char *home,
 	px.loop = loop;
 	TAILQ_INIT(&px.conns);
 	proxy_configure(ec);
-	xasprintf(&dir, "%s/run/egress", home);
-	/* 0711: the sandboxes' users reach the socket by its path. */
+	/*
+	 * Not under run/ (0700): bwrap runs as the agent's user and must
+	 * reach the socket to mount it. 0711: it can go through the
+	 * directory, not list it; the socket is 0666, a token is the key.
+	 */
+	xasprintf(&dir, "%s/egress", home);
 	if (mkdir(dir, 0711) == -1 && errno != EEXIST) {
 		log_error("egress: %s: %s", dir, strerror(errno));
 		free(dir);
@@ -715,7 +710,7 @@ proxy_start(struct ev_loop *loop, const char *home,
 	}
 	(void)chmod(dir, 0711);
 	free(dir);
-	px.path = proxy_socket_path(home);
+	px.path = egress_socket_path(home);
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlcpy(sun.sun_path, px.path, sizeof(sun.sun_path)) >=

@@ -21,8 +21,6 @@ int	proxy_configure(const struct egress_conf *);
 /* Close every connection of this job: its token is revoked. */
 void	proxy_job_end(uint64_t job);
 void	proxy_stop(void);
-/* The socket's path under a home: run/egress/proxy.sock. */
-char	*proxy_socket_path(const char *home);
 
 /* Counters, for the egress process's report. */
 struct proxy_stats {

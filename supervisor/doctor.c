@@ -610,7 +610,8 @@ doctor_workspace(struct doctor *d, const struct config *cf,
 /* Where agent directories are set up from (worker/agentdir.c). */
 /* SPEC §9: the egress process, as the daemon reports it. */
 static void
-doctor_egress(struct doctor *d, const struct config *cf, json_object *denv)
+doctor_egress(struct doctor *d, const struct config *cf, json_object *denv,
+    int docker)
 {
 	json_object	*eg = NULL, *v;
 	const char	*state = NULL;
@@ -631,10 +632,14 @@ doctor_egress(struct doctor *d, const struct config *cf, json_object *denv)
 	check(d, 1, "egress network", NULL, "sandboxes get no network of "
 	    "their own with sandbox.egress.mode \"proxy\", whatever the "
 	    "mode's network says");
-	check(d, 0, "egress proxy", "set sandbox.egress.mode to \"off\" "
-	    "until the proxy is in the build", "the proxy's socket, its "
-	    "upstream TLS and the in-sandbox bridge are not in this build "
-	    "(issue 15): every invocation in proxy mode fails closed");
+	if (docker)
+		check(d, 0, "egress proxy", "use bwrap mode for these agents, "
+		    "or set sandbox.egress.mode to \"off\"", "the proxy path "
+		    "is built for bwrap mode only so far: invocations in "
+		    "docker/podman mode fail closed (issue 15)");
+	else
+		check(d, 1, "egress proxy", NULL, "bwrap sandboxes reach the "
+		    "proxy through clawvisor-bridge");
 }
 
 static void
@@ -729,7 +734,7 @@ doctor_main(const char *home, int json)
 			doctor_key(&d, cf, denv, PROV_OPENAI);
 		doctor_bwrap(&d, cf, claude[MODE_BWRAP], codex[MODE_BWRAP]);
 	}
-	doctor_egress(&d, cf, denv);
+	doctor_egress(&d, cf, denv, used[MODE_DOCKER]);
 	doctor_workspace(&d, cf, denv);
 	doctor_tinyclaw(&d, cf);
 	json_object_put(denv);

@@ -43,6 +43,8 @@ static struct {
 	uint64_t	 starts;
 	char		*keys[EGRESS_NKEYS];
 	json_object	*stats;		/* the egress process's last report */
+	char		*socket;
+	char		*bridge;
 } eg;		/* state EG_OFF: the proxy is not configured */
 
 static void	egress_spawn(void);
@@ -375,12 +377,37 @@ egress_revoke(uint64_t job)
 	egress_send(MSG_EGRESS_REVOKE, job, NULL);
 }
 
-/* The proxy's socket for the sandboxes: not in this build yet (issue 15
- * layer 3), so that every invocation fails closed in the worker. */
+/* The proxy's socket, while an egress process that listens on it runs;
+ * else NULL, and the worker fails the invocation closed. */
 const char *
 egress_socket(void)
 {
-	return NULL;
+	if (eg.state != EG_UP)
+		return NULL;
+	if (eg.socket == NULL)
+		eg.socket = egress_socket_path(sv.home);
+	return eg.socket;
+}
+
+/* clawvisor-bridge: next to this binary (a build tree), else where it
+ * is installed. */
+const char *
+egress_bridge(void)
+{
+	char	*dir, *p;
+
+	if (eg.bridge != NULL)
+		return eg.bridge;
+	dir = xstrdup(sv.self_exe);
+	if ((p = strrchr(dir, '/')) != NULL)
+		*p = '\0';
+	xasprintf(&eg.bridge, "%s/clawvisor-bridge", dir);
+	free(dir);
+	if (access(eg.bridge, X_OK) == -1) {
+		free(eg.bridge);
+		eg.bridge = xstrdup(CLAWVISOR_LIBEXECDIR "/clawvisor-bridge");
+	}
+	return eg.bridge;
 }
 
 json_object *
@@ -459,6 +486,9 @@ egress_free(void)
 	}
 	json_object_put(eg.stats);
 	eg.stats = NULL;
+	free(eg.socket);
+	free(eg.bridge);
+	eg.socket = eg.bridge = NULL;
 	for (i = 0; i < EGRESS_NKEYS; i++)
 		if (eg.keys[i] != NULL) {
 			freezero(eg.keys[i], strlen(eg.keys[i]) + 1);

@@ -321,6 +321,7 @@ job_build(struct msg *m, const struct agent *a)
 		 * and the worker fails the invocation closed. */
 		j.egress_token = egress_register(m->job_id, a);
 		j.egress_socket = (char *)egress_socket();
+		j.egress_bridge = (char *)egress_bridge();
 		m->job_egress = j.egress_token != NULL;
 	}
 	o = job_to_json(&j);

@@ -194,6 +194,7 @@ int		 egress_reload_check(const struct config *, char *, size_t);
 char		*egress_register(uint64_t job, const struct agent *);
 void		 egress_revoke(uint64_t job);
 const char	*egress_socket(void);
+const char	*egress_bridge(void);
 json_object	*egress_status(void);
 int		 egress_holds(const char *name);
 void		 egress_reloaded(void);

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "egress_sb.h"
+#include "egress_token.h"
 #include "log.h"
 #include "provider.h"
 #include "sandbox.h"
@@ -691,14 +693,16 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 		    j->rt.runtime_command);
 		return -1;
 	}
-	if (check_key(j, err, errlen) == -1)
+	/* With the egress proxy the keys are its own and it is the way
+	 * out: no key here, no network but its socket. */
+	if (!j->egress && check_key(j, err, errlen) == -1)
 		return -1;
 	/*
 	 * As in the container modes: with no network the CLI cannot reach
-	 * its API. (SPEC §9's egress proxy, when on, will be the way out:
-	 * its socket bound in after ro_paths, before the workspace.)
+	 * its API.
 	 */
-	if (j->rt.network == NET_NONE && j->provider != PROV_COMMAND) {
+	if (!j->egress && j->rt.network == NET_NONE &&
+	    j->provider != PROV_COMMAND) {
 		snprintf(err, errlen, "sandbox.bwrap.network \"none\" cannot "
 		    "work with the %s provider: its CLI must reach the API; set "
 		    "it to \"host\"", config_provider_name(j->provider));
@@ -753,6 +757,15 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	}
 	for (i = 0; i < j->rt.nro_paths; i++)
 		bwrap_bind(&a, "--ro-bind-try", j->rt.ro_paths[i]);
+	if (j->egress) {
+		add(&a, "--bind");
+		add(&a, j->egress_socket);
+		add(&a, EGRESS_SANDBOX_SOCKET);
+		add(&a, "--ro-bind");
+		add(&a, j->egress_bridge);
+		add(&a, EGRESS_SANDBOX_BRIDGE);
+		cli = egress_sb_argv(j, cli);
+	}
 	add(&a, "--bind");
 	add(&a, j->workdir);
 	add(&a, w);
@@ -767,6 +780,8 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	sb->argv = a.v;
 	/* No --setenv: values would be in argv. bwrap passes its own on. */
 	sb->envp = bwrap_envp(j, w);
+	if (j->egress)
+		sb->envp = egress_sb_env(j, sb->envp);
 	if (bwrap_limits(j, sb, err, errlen) == -1)
 		return -1;
 	return 0;

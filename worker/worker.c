@@ -337,11 +337,18 @@ worker_run(uint64_t id, json_object *o)
 	 * invocation never starts, so it never runs with a key or a network
 	 * (transient: the egress process will be back). */
 	if (w.job.egress && (w.job.egress_socket == NULL ||
+	    w.job.egress_bridge == NULL ||
 	    (w.job.provider != PROV_COMMAND && w.job.egress_token == NULL))) {
 		worker_fail(OUT_TRANSIENT, w.job.egress_socket == NULL ?
 		    "egress: the proxy is not running; the invocation is not "
 		    "started without it" : "egress: no token registered for "
 		    "this invocation; it is not started without one");
+		return;
+	}
+	/* The docker/podman side of the path is not built yet: closed. */
+	if (w.job.egress && w.job.mode != MODE_BWRAP) {
+		worker_fail(OUT_TRANSIENT, "egress: the proxy path is built for "
+		    "bwrap mode only so far; this invocation is not started");
 		return;
 	}
 	if (workdir_make(&w.job, err, sizeof(err)) == -1) {

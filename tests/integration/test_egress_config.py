@@ -1,9 +1,9 @@
 """
 sandbox.egress (SPEC §9, issue 15), the settings layer: what `serve`
 refuses at start (exit 78, the error naming the keys), what `sandbox show`
-says, and that with the proxy on an invocation is never started without its
-token and the proxy's socket: it fails as transient, and neither the agent
-nor the key ever runs.
+says, and that with the proxy on an invocation is never started where the path out
+is missing (docker/podman so far): it fails as transient, and neither the
+agent nor the key ever runs.
 """
 import json
 import os
@@ -73,7 +73,7 @@ def test_bad_egress_keys_are_refused_by_name(homes):
 def test_sandbox_show_and_fail_closed(homes):
     secret = f"sk-ant-cvtest-{uuid.uuid4().hex}"
     h = homes({"sandbox": {
-        "mode": "bwrap", "max_attempts": 1,
+        "mode": "docker", "max_attempts": 1,
         "docker": {"network": "default"},
         "egress": {"mode": "proxy", "allow": ["registry.npmjs.org:443"],
                    "providers": {"openai": {
@@ -94,7 +94,8 @@ def test_sandbox_show_and_fail_closed(homes):
     assert eg["ca_file"] is None
     assert show["sandbox"]["docker"]["network"] == "default"
 
-    # No proxy path exists for these invocations: neither runs.
+    # The docker/podman side of the path is not built yet: in docker
+    # mode neither runs, before anything is started.
     marker = h.workspace / "sh-ran"
     a = h.drop("hello claude", agent="alpha")
     b = h.drop(f"touch {marker}", agent="sh")

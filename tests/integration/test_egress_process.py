@@ -82,7 +82,9 @@ def memory_holds(pid, needles):
 def proxied(homes):
     keys = {"ANTHROPIC_API_KEY": f"sk-ant-cvtest-{uuid.uuid4().hex}",
             "OPENAI_API_KEY": f"sk-oai-cvtest-{uuid.uuid4().hex}"}
-    h = homes({"sandbox": {"mode": "bwrap", "max_attempts": 1,
+    # docker mode: its side of the path is not built yet, so every
+    # invocation fails closed at once, after its token was registered.
+    h = homes({"sandbox": {"mode": "docker", "max_attempts": 1,
                            "egress": {"mode": "proxy"}},
                "supervisor": {"workers": 2},
                "agents": {"alpha": {"name": "A", "provider": "anthropic"},
@@ -125,8 +127,8 @@ def test_tokens_registered_and_revoked_and_respawn(proxied):
     h = proxied
     wait_for(lambda: status(h)["egress"].get("keys"), 10,
              what="egress ready")
-    # No proxy path yet: each invocation fails closed, but its token was
-    # registered at dispatch and revoked at its end.
+    # Each invocation fails closed (docker's path is not built), but its
+    # token was registered at dispatch and revoked at its end.
     a = h.drop("one for claude", agent="alpha")
     b = h.drop("one for codex", agent="beta")
     for mid in (a, b):
@@ -191,9 +193,10 @@ def test_doctor_and_key_view_with_the_proxy(proxied):
     eg = checks["egress"][0]
     assert eg["ok"] is True and "running" in eg["detail"], eg
     assert checks["egress network"][0]["ok"] is True
-    # The path out is not built: the doctor says so, and fails.
+    # docker's side of the path is not built: the doctor says so.
     px = checks["egress proxy"][0]
-    assert px["ok"] is False and "fails closed" in px["detail"], px
+    assert px["ok"] is False and "fail closed" in px["detail"], px
+    assert "docker" in px["detail"], px
     assert r.returncode != 0
     # The keys are found, held by the egress process.
     keys = checks["keys"]

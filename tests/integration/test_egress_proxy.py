@@ -68,7 +68,7 @@ def proxy(homes):
         h = homes({"sandbox": {"mode": "bwrap", "egress": e},
                    "supervisor": {"workers": 1}}, start=False)
         h.start(env={"ANTHROPIC_API_KEY": "sk-ant-cvtest-proxy"})
-        h.sock = h.path / "run" / "egress" / "proxy.sock"
+        h.sock = h.path / "egress" / "proxy.sock"
         h.echo_port = port
         wait_for(lambda: status(h)["egress"].get("state") == "running",
                  10, what="egress running")
