@@ -121,6 +121,7 @@ egress_read(struct ev_loop *loop, ev_io *io, int revents)
 			eg.state = EG_UP;
 			eg.delay = EGRESS_RESPAWN_MIN;
 			log_info("egress (pid %d) ready", (int)eg.pid);
+			sched_kick();
 		} else if (h.type == MSG_EGRESS_STATS) {
 			json_object_put(eg.stats);
 			eg.stats = json_object_get(o);
@@ -430,6 +431,12 @@ egress_status(void)
 			json_object_object_add(o, k, json_object_get(v));
 	}
 	return o;
+}
+
+int
+egress_starting(void)
+{
+	return eg.state == EG_STARTING;
 }
 
 /* Whether the running egress process reports holding this key. */

@@ -432,8 +432,11 @@ sched_kick(void)
 	struct lane	*l;
 	struct worker	*w;
 
+	/* A starting egress process is a moment away: its invocations wait
+	 * for it rather than fail (a dead one fails them, SPEC §9). */
 	while (!sv.stopping && !sv.paused && s.nready > 0 &&
-	    !permits_exhausted() && (w = pool_idle()) != NULL) {
+	    !permits_exhausted() && !egress_starting() &&
+	    (w = pool_idle()) != NULL) {
 		l = TAILQ_FIRST(&s.ready);
 		TAILQ_REMOVE(&s.ready, l, ready);
 		l->in_ready = 0;

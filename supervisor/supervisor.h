@@ -198,6 +198,7 @@ const char	*egress_bridge(void);
 json_object	*egress_status(void);
 int		 egress_holds(const char *name);
 void		 egress_reloaded(void);
+int		 egress_starting(void);
 void		 egress_shutdown(void);
 void		 egress_free(void);
 

@@ -13,6 +13,7 @@ reply held back anywhere on the path would hang, not pass.
 import http.server
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -23,6 +24,14 @@ import uuid
 import pytest
 
 from conftest import BIN, FAKES, wait_for
+
+
+def status(h):
+    r = subprocess.run([BIN, "--home", str(h.path), "status", "--json"],
+                       capture_output=True, text=True, timeout=60,
+                       env=h.env(), stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
 
 AGENT_UID = 65534
 
@@ -80,6 +89,9 @@ while True:
         open(os.path.join(cwd, "got-%d" % n), "w").close()
     elif line.startswith("data: ") and event == "message_stop":
         break
+if event != "message_stop":
+    print("API Error: Connection error.", file=sys.stderr)
+    sys.exit(1)
 with open(os.path.join(cwd, "dump.json"), "w") as f:
     json.dump(dump, f)
 print(text)
@@ -121,6 +133,7 @@ class StandIn:
     def __init__(self, cert, key, workdir):
         self.seen = []          # (path, headers) of each request
         self.workdir = workdir
+        self.abort = threading.Event()   # stop waiting: the path is cut
         me = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -152,8 +165,11 @@ class StandIn:
                     got = os.path.join(me.workdir, f"got-{i}")
                     end = time.monotonic() + 60
                     while not os.path.exists(got) and \
-                            time.monotonic() < end:
+                            time.monotonic() < end and \
+                            not me.abort.is_set():
                         time.sleep(0.02)
+                    if me.abort.is_set():
+                        return
                 chunk("event: message_stop\ndata: {}\n\n")
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
@@ -252,3 +268,29 @@ def test_reply_streamed_key_swapped_token_only_inside(e2e):
                 data = f.read()
             assert h.secret.encode() not in data, p
             assert token.encode() not in data, p
+
+
+def test_egress_killed_mid_stream_transient_then_back(e2e):
+    """The egress process dies while a reply streams: that invocation
+    fails as transient; after the respawn the next one goes through."""
+    h = e2e
+    st = status(h)["egress"]
+    old = st["pid"]
+    mid = h.drop("cut me off", agent="alpha")
+    wait_for(lambda: (h.wd / "got-1").exists(), 60, what="the first event")
+    os.kill(old, signal.SIGKILL)
+    h.standin.abort.set()
+    rec, _ = h.wait_dead(mid, timeout=120)
+    assert rec["errorClass"] == "transient", rec
+    wait_for(lambda: (e := status(h)["egress"]).get("state") == "running"
+             and e.get("pid") != old and e.get("keys"), 30,
+             what="the egress process back")
+    for i in (1, 2, 3):
+        (h.wd / f"got-{i}").unlink(missing_ok=True)
+    h.standin.abort.clear()
+    mid = h.drop("after the respawn", agent="alpha")
+    r = h.wait_response(mid, timeout=120)
+    assert r["message"].strip() == "streamed through egress"
+    assert h.standin.seen[-1][1].get("x-api-key") == h.secret or \
+        {k.lower(): v for k, v in h.standin.seen[-1][1].items()}[
+            "x-api-key"] == h.secret
