@@ -83,7 +83,8 @@ def talk(h, data, timeout=30):
     c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     c.settimeout(timeout)
     c.connect(str(h.sock))
-    c.sendall(data)
+    if data:
+        c.sendall(data)
     out = b""
     while (d := c.recv(65536)):
         out += d
