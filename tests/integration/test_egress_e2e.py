@@ -64,6 +64,44 @@ except OSError as e:
     dump["direct"] = "refused: %s" % e
 base = os.environ["ANTHROPIC_BASE_URL"]
 host, port = base.split("//")[1].split(":")
+tok = os.environ["ANTHROPIC_API_KEY"]
+if msg.startswith("chunked"):
+    # Two requests on one connection, bodies chunked: each head's token
+    # is swapped on the way.
+    c = http.client.HTTPConnection(host, int(port), timeout=60)
+    out = []
+    for i in (1, 2):
+        parts = [b'{"model": "m", "max_tokens": 8, ',
+                 b'"messages": [{"role": "user", ',
+                 b'"content": "part%d"}]}' % i]
+        c.request("POST", "/v1/messages", body=iter(parts),
+                  encode_chunked=True, headers={
+                      "x-api-key": tok, "content-type": "application/json",
+                      "transfer-encoding": "chunked"})
+        r = c.getresponse()
+        out.append(json.loads(r.read())["content"][0]["text"])
+    print(" ".join(out))
+    sys.exit(0)
+if msg.startswith("websocket"):
+    s = socket.create_connection((host, int(port)), timeout=60)
+    s.sendall(("GET /v1/responses HTTP/1.1\r\nHost: %s:%s\r\n"
+               "Authorization: Bearer %s\r\nConnection: Upgrade\r\n"
+               "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+               % (host, port, tok)).encode())
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += s.recv(4096)
+    head, _, rest = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    frame = bytes([0x81, 0x05]) + b"hello" + bytes(range(256))
+    s.sendall(frame)
+    while len(rest) < len(frame):
+        d = s.recv(4096)
+        assert d
+        rest += d
+    print("ws echo ok" if rest == frame else "ws echo BAD")
+    sys.exit(0)
 c = http.client.HTTPConnection(host, int(port), timeout=60)
 body = json.dumps({"model": "claude-test", "max_tokens": 64, "stream": True,
                    "messages": [{"role": "user", "content": msg}]})
@@ -131,7 +169,8 @@ class StandIn:
     """Anthropic's Messages API, SSE, over TLS on 127.0.0.1."""
 
     def __init__(self, cert, key, workdir):
-        self.seen = []          # (path, headers) of each request
+        self.seen = []          # (path, headers, body) of each request
+        self.peers = []         # the proxy's address for each
         self.workdir = workdir
         self.abort = threading.Event()   # stop waiting: the path is cut
         me = self
@@ -142,10 +181,51 @@ class StandIn:
             def log_message(self, *a):
                 pass
 
+            def do_GET(self):
+                me.seen.append((self.path, dict(self.headers), None))
+                me.peers.append(self.client_address)
+                if self.headers.get("upgrade", "").lower() != "websocket":
+                    self.send_error(404)
+                    return
+                self.send_response(101, "Switching Protocols")
+                self.send_header("Upgrade", "websocket")
+                self.send_header("Connection", "Upgrade")
+                self.end_headers()
+                self.wfile.flush()
+                while (d := self.rfile.read1(65536)):
+                    self.wfile.write(d)
+                    self.wfile.flush()
+                self.close_connection = True
+
+            def read_chunked(self):
+                out = b""
+                while True:
+                    n = int(self.rfile.readline().split(b";")[0], 16)
+                    if n == 0:
+                        self.rfile.readline()
+                        return out
+                    out += self.rfile.read(n)
+                    self.rfile.readline()
+
             def do_POST(self):
-                n = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(n))
+                if self.headers.get("transfer-encoding", "").lower() == \
+                        "chunked":
+                    body = json.loads(self.read_chunked())
+                else:
+                    n = int(self.headers.get("content-length", 0))
+                    body = json.loads(self.rfile.read(n))
                 me.seen.append((self.path, dict(self.headers), body))
+                me.peers.append(self.client_address)
+                if not body.get("stream"):
+                    text = "echo:" + body["messages"][0]["content"]
+                    out = json.dumps({"content": [{"type": "text",
+                                                   "text": text}]}).encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                    return
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("transfer-encoding", "chunked")
@@ -294,3 +374,34 @@ def test_egress_killed_mid_stream_transient_then_back(e2e):
     assert h.standin.seen[-1][1].get("x-api-key") == h.secret or \
         {k.lower(): v for k, v in h.standin.seen[-1][1].items()}[
             "x-api-key"] == h.secret
+
+
+def key_of(headers, name):
+    return {k.lower(): v for k, v in headers.items()}.get(name)
+
+
+def test_keep_alive_and_chunked_bodies(e2e):
+    """Two requests with chunked bodies on one connection: both arrive
+    whole, each with the key, on one upstream connection."""
+    h = e2e
+    mid = h.drop("chunked please", agent="alpha")
+    r = h.wait_response(mid, timeout=120)
+    assert r["message"].strip() == "echo:part1 echo:part2"
+    assert len(h.standin.seen) == 2
+    for path, headers, body in h.standin.seen:
+        assert key_of(headers, "x-api-key") == h.secret
+        assert "cvtok-" not in json.dumps(headers)
+    assert h.standin.peers[0] == h.standin.peers[1], h.standin.peers
+
+
+def test_websocket_upgrade_relayed(e2e):
+    h = e2e
+    mid = h.drop("websocket please", agent="alpha")
+    r = h.wait_response(mid, timeout=120)
+    assert r["message"].strip() == "ws echo ok"
+    path, headers, _ = h.standin.seen[0]
+    assert path == "/v1/responses"
+    # Anthropic's key goes as x-api-key, whatever header the token came in.
+    assert key_of(headers, "x-api-key") == h.secret
+    assert key_of(headers, "authorization") is None
+    assert key_of(headers, "upgrade") == "websocket"
