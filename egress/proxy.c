@@ -120,7 +120,7 @@ proxy_tls_config(const struct egress_conf *ec)
 {
 	struct tls_config	*cfg;
 	const char		*files[2];
-	char			*text, err[160];
+	char			*text;
 	struct pbuf		 all = { NULL, 0, 0 };
 	size_t			 i, len;
 
@@ -129,14 +129,16 @@ proxy_tls_config(const struct egress_conf *ec)
 	for (i = 0; i < 2; i++) {
 		if (files[i] == NULL)
 			continue;
-		if (file_read_regular(AT_FDCWD, files[i], 16 << 20, &text, &len,
-		    err, sizeof(err)) != 0) {
-			log_warnx("%s: %s", files[i], err);
+		/* The system bundle is a symbolic link on Debian: followed. */
+		if ((text = (char *)tls_load_file(files[i], &len, NULL)) ==
+		    NULL) {
+			log_warnx("egress: CA file %s: %s", files[i],
+			    strerror(errno));
 			continue;
 		}
 		pbuf_add(&all, text, len);
 		pbuf_add(&all, "\n", 1);
-		free(text);
+		tls_unload_file((uint8_t *)text, len);
 	}
 	if ((cfg = tls_config_new()) == NULL)
 		fatalx("tls_config_new");

@@ -632,14 +632,8 @@ doctor_egress(struct doctor *d, const struct config *cf, json_object *denv,
 	check(d, 1, "egress network", NULL, "sandboxes get no network of "
 	    "their own with sandbox.egress.mode \"proxy\", whatever the "
 	    "mode's network says");
-	if (docker)
-		check(d, 0, "egress proxy", "use bwrap mode for these agents, "
-		    "or set sandbox.egress.mode to \"off\"", "the proxy path "
-		    "is built for bwrap mode only so far: invocations in "
-		    "docker/podman mode fail closed (issue 15)");
-	else
-		check(d, 1, "egress proxy", NULL, "bwrap sandboxes reach the "
-		    "proxy through clawvisor-bridge");
+	check(d, 1, "egress proxy", NULL, "sandboxes reach the proxy through "
+	    "clawvisor-bridge (%s)", docker ? "bwrap, docker/podman" : "bwrap");
 }
 
 static void

@@ -345,10 +345,13 @@ worker_run(uint64_t id, json_object *o)
 		    "this invocation; it is not started without one");
 		return;
 	}
-	/* The docker/podman side of the path is not built yet: closed. */
-	if (w.job.egress && w.job.mode != MODE_BWRAP) {
+	/* Apple's container cannot mount a unix socket: closed (and a
+	 * config error before this, SPEC §9). */
+	if (w.job.egress && w.job.mode != MODE_BWRAP &&
+	    w.job.mode != MODE_DOCKER) {
 		worker_fail(OUT_TRANSIENT, "egress: the proxy path is built for "
-		    "bwrap mode only so far; this invocation is not started");
+		    "bwrap, docker and podman only; this invocation is not "
+		    "started");
 		return;
 	}
 	if (workdir_make(&w.job, err, sizeof(err)) == -1) {

@@ -1,9 +1,9 @@
 """
 sandbox.egress (SPEC §9, issue 15), the settings layer: what `serve`
 refuses at start (exit 78, the error naming the keys), what `sandbox show`
-says, and that with the proxy on an invocation is never started where the path out
-is missing (docker/podman so far): it fails as transient, and neither the
-agent nor the key ever runs.
+says, and that with the proxy on an invocation is never started while the egress
+process is down: it fails as transient, and neither the agent nor the key
+ever runs.
 """
 import json
 import os
@@ -82,6 +82,9 @@ def test_sandbox_show_and_fail_closed(homes):
                    "sh": {"name": "S", "provider": "command",
                           "command": ["sh", "-c", "{message}"]}}},
         start=False)
+    # The egress process cannot make its socket's directory: it exits at
+    # every start, and invocations find it down.
+    (h.path / "egress").write_text("not a directory\n")
     h.start(env={"ANTHROPIC_API_KEY": secret})
     show = cli_json(h, "sandbox", "show")
     eg = show["sandbox"]["egress"]
@@ -94,15 +97,15 @@ def test_sandbox_show_and_fail_closed(homes):
     assert eg["ca_file"] is None
     assert show["sandbox"]["docker"]["network"] == "default"
 
-    # The docker/podman side of the path is not built yet: in docker
-    # mode neither runs, before anything is started.
+    # With the egress process down neither runs, before anything starts.
     marker = h.workspace / "sh-ran"
     a = h.drop("hello claude", agent="alpha")
     b = h.drop(f"touch {marker}", agent="sh")
     for mid in (a, b):
         rec, _ = h.wait_dead(mid, timeout=30)
         assert rec["errorClass"] == "transient", rec
-        assert "egress:" in rec["errorMessage"], rec
+        assert rec["errorMessage"].startswith("egress: the proxy is not "
+                                              "running"), rec
     assert h.calls("hello claude") == []
     assert not marker.exists()
     # The key is nowhere clawvisor wrote.

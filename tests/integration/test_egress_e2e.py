@@ -307,6 +307,9 @@ def test_reply_streamed_key_swapped_token_only_inside(e2e):
     o = h.wait_outcome(mid, timeout=120)
     assert o[0] == "response", (o, h.log()[-3000:])
     assert o[1]["message"].strip() == "streamed through egress"
+    # The system CAs (a symbolic link on Debian) and ca_file were read.
+    assert "egress: CA file" not in h.log()
+    assert "no CA certificates" not in h.log()
     # The stand-in saw the real key, never the token.
     assert len(h.standin.seen) == 1
     path, headers, body = h.standin.seen[0]
