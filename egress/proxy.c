@@ -733,16 +733,23 @@ proxy_start(struct ev_loop *loop, const char *home,
 	return 0;
 }
 
+/*
+ * Marked and closed from the loop, not freed here: this can run inside
+ * egress_grant_find(), in the middle of deciding for one of these very
+ * connections.
+ */
 void
 proxy_job_end(uint64_t job)
 {
-	struct pconn *c, *n;
+	struct pconn *c;
 
-	for (c = TAILQ_FIRST(&px.conns); c != NULL; c = n) {
-		n = TAILQ_NEXT(c, entry);
-		if (c->job == job)
-			pconn_free(c);
-	}
+	TAILQ_FOREACH(c, &px.conns, entry)
+		if (c->job == job && job != 0) {
+			c->job = 0;
+			c->st = P_CLOSING;
+			c->u2c.len = 0;
+			ev_feed_event(px.loop, &c->cio, EV_CUSTOM);
+		}
 }
 
 void
