@@ -57,7 +57,7 @@ sample_job(struct job *j)
 	j->rt.limits_best_effort = 1;
 	j->egress = 1;
 	j->egress_token = "cvt_0123456789abcdef0123456789abcdef";
-	j->egress_socket = "/h/run/egress/proxy.sock";
+	j->egress_socket = "/h/egress/proxy.sock";
 }
 
 /* Through text and back, as the frame carries it. */
