@@ -769,7 +769,9 @@ parse_sandbox(struct ctx *c, json_object *root, struct config *cf)
 	if (parse_pass_env(c, s, cf) == -1 ||
 	    parse_runtime(c, s, "docker", &cf->docker) == -1 ||
 	    parse_runtime(c, s, "apple", &cf->apple) == -1 ||
-	    parse_bwrap(c, s, &cf->bwrap) == -1)
+	    parse_bwrap(c, s, &cf->bwrap) == -1 ||
+	    egress_conf_parse(member(s, "egress", &sup) ? sup : NULL,
+	    &cf->egress, c->err, c->errlen) == -1)
 		return -1;
 
 	if (get_object(c, root, "", "supervisor", &sup) == -1 ||
@@ -1065,6 +1067,43 @@ syntax_error(const struct config *cf, const char *text, size_t len,
 	    line, col, what);
 }
 
+/*
+ * The proxy (SPEC §9) only means something where the sandbox has no
+ * network of its own: host and apple modes would run with the real key and
+ * the network, so they are an error, as is bwrap's shared network.
+ */
+static int
+check_egress(struct ctx *c, struct config *cf)
+{
+	size_t	i;
+
+	if (cf->egress.mode != EGRESS_PROXY)
+		return 0;
+	if (cf->bwrap.network == NET_HOST) {
+		snprintf(c->err, c->errlen, "sandbox.bwrap.network: \"host\" "
+		    "cannot be used with sandbox.egress.mode \"proxy\": the "
+		    "sandbox would reach the network around the proxy");
+		return -1;
+	}
+	if (cf->mode == MODE_HOST || cf->mode == MODE_APPLE) {
+		snprintf(c->err, c->errlen, "sandbox.egress.mode: \"proxy\" "
+		    "needs a docker, podman or bwrap sandbox, got sandbox.mode "
+		    "\"%s\"", config_mode_name(cf->mode));
+		return -1;
+	}
+	for (i = 0; i < cf->nagents; i++)
+		if (cf->agents[i].mode == MODE_HOST ||
+		    cf->agents[i].mode == MODE_APPLE) {
+			snprintf(c->err, c->errlen, "agents.%s.sandbox_mode: "
+			    "\"%s\" cannot be used with sandbox.egress.mode "
+			    "\"proxy\" (it needs a docker, podman or bwrap "
+			    "sandbox)", cf->agents[i].id,
+			    config_mode_name(cf->agents[i].mode));
+			return -1;
+		}
+	return 0;
+}
+
 struct config *
 config_parse(const char *text, size_t len, const char *home, char *err,
     size_t errlen)
@@ -1139,7 +1178,8 @@ config_parse(const char *text, size_t len, const char *home, char *err,
 	    parse_sandbox(&c, root, cf) == -1 ||
 	    parse_agents(&c, root, cf) == -1 ||
 	    parse_teams(&c, root, cf) == -1 ||
-	    check_apple_cpus(&c, cf) == -1)
+	    check_apple_cpus(&c, cf) == -1 ||
+	    check_egress(&c, cf) == -1)
 		goto fail;
 	if (cf->docker.network_restricted || cf->apple.network_restricted)
 		config_warn(cf, "network "
@@ -1235,6 +1275,7 @@ config_free(struct config *cf)
 	runtime_free(&cf->apple);
 	runtime_free(&cf->bwrap);
 	free(cf->metrics_listen);
+	egress_conf_free(&cf->egress);
 	free(cf->workspace);
 	free(cf->tinyclaw_dir);
 	free(cf->home);
@@ -1349,5 +1390,6 @@ config_sandbox_json(const struct config *cf)
 	json_object_object_add(o, "docker", runtime_json(&cf->docker, 0));
 	json_object_object_add(o, "apple", runtime_json(&cf->apple, 1));
 	json_object_object_add(o, "bwrap", bwrap_json(&cf->bwrap));
+	json_object_object_add(o, "egress", egress_conf_json(&cf->egress));
 	return o;
 }

@@ -13,6 +13,8 @@
 
 #include <json-c/json.h>
 
+#include "egress_conf.h"
+
 enum sandbox_mode { MODE_HOST, MODE_DOCKER, MODE_APPLE, MODE_BWRAP,
     MODE_INHERIT };
 enum provider { PROV_ANTHROPIC, PROV_OPENAI, PROV_COMMAND };
@@ -94,6 +96,7 @@ struct config {
 	struct runtime_conf docker;
 	struct runtime_conf apple;
 	struct runtime_conf bwrap;		/* image unused ("") */
+	struct egress_conf egress;		/* SPEC §9 */
 
 	int64_t		 workers;
 	int64_t		 scan_interval_ms;

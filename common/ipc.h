@@ -27,6 +27,14 @@ enum ipc_type {
 	MSG_JOB_STARTED,	/* worker -> supervisor: {pid} of the child */
 	MSG_JOB_DONE,		/* worker -> supervisor: the result */
 	MSG_JOB_CANCEL,		/* supervisor -> worker: stop the job now */
+	/* The egress process (SPEC §9); its hello is MSG_HELLO too. */
+	MSG_EGRESS_KEYS,	/* supervisor -> egress: {provider: key} */
+	MSG_EGRESS_REGISTER,	/* supervisor -> egress: {token, agent,
+				 * provider}; id: the job */
+	MSG_EGRESS_REVOKE,	/* supervisor -> egress: id: the job */
+	MSG_EGRESS_STATS,	/* egress -> supervisor: its counters */
+	MSG_EGRESS_REFUSED,	/* egress -> supervisor: {host, agent, why} */
+	MSG_EGRESS_CONFIG,	/* supervisor -> egress: settings.json again */
 	MSG_TYPE_MAX
 };
 

@@ -194,6 +194,13 @@ job_to_json(const struct job *j)
 		ADD_STR(o, "exec_cwd", j->exec_cwd);
 		ADD_INT(o, "exec_stdin", j->exec_stdin);
 	}
+	ADD_INT(o, "egress", j->egress);
+	ADD_STR(o, "egress_token", j->egress_token != NULL ? j->egress_token :
+	    "");
+	ADD_STR(o, "egress_socket", j->egress_socket != NULL ?
+	    j->egress_socket : "");
+	ADD_STR(o, "egress_bridge", j->egress_bridge != NULL ?
+	    j->egress_bridge : "");
 	return o;
 }
 
@@ -276,6 +283,24 @@ job_from_json(json_object *o, struct job *j, char *err, size_t len)
 		free(j->templates);
 		j->templates = NULL;
 	}
+	if (ipc_get_int(o, "egress", 0, 1, &n, err, len) == -1 ||
+	    get_dup(o, "egress_token", &j->egress_token, err, len) == -1 ||
+	    get_dup(o, "egress_socket", &j->egress_socket, err, len) == -1 ||
+	    get_dup(o, "egress_bridge", &j->egress_bridge, err, len) == -1)
+		return -1;
+	j->egress = n;
+	if (*j->egress_token == '\0') {
+		free(j->egress_token);
+		j->egress_token = NULL;
+	}
+	if (*j->egress_socket == '\0') {
+		free(j->egress_socket);
+		j->egress_socket = NULL;
+	}
+	if (*j->egress_bridge == '\0') {
+		free(j->egress_bridge);
+		j->egress_bridge = NULL;
+	}
 	if (!json_object_object_get_ex(o, "exec", NULL))
 		return 0;
 	if (strv_get(o, "exec", &j->exec_argv, &j->nexec, err, len) == -1 ||
@@ -308,6 +333,11 @@ job_free(struct job *j)
 	free(j->rt.user);
 	free(j->templates);
 	free(j->teammates);
+	if (j->egress_token != NULL)
+		explicit_bzero(j->egress_token, strlen(j->egress_token));
+	free(j->egress_token);
+	free(j->egress_socket);
+	free(j->egress_bridge);
 	strv_free(j->rt.ro_paths, j->rt.nro_paths);
 	strv_free(j->exec_argv, j->nexec);
 	free(j->exec_cwd);

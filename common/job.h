@@ -47,6 +47,13 @@ struct job {
 	size_t		 nexec;
 	char		*exec_cwd;
 	int		 exec_stdin;
+	/* SPEC §9: with the proxy on, the invocation's token (NULL: none
+	 * registered, unless provider is command) and the proxy's socket
+	 * (NULL: egress is not running); either missing fails it closed. */
+	int		 egress;
+	char		*egress_token;
+	char		*egress_socket;
+	char		*egress_bridge;		/* clawvisor-bridge's path */
 };
 
 struct job_result {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "egress_token.h"
 #include "redact.h"
 #include "util.h"
 
@@ -75,6 +76,24 @@ match_value(const char *p, const char *end, const struct span *vals,
 		    memcmp(p, vals[i].s, vals[i].len) == 0)
 			return vals[i].len;
 	return 0;
+}
+
+/*
+ * An egress token (SPEC §9) by its shape, whole or the start of one: the
+ * worker and the daemon never hold its value in their environment, so
+ * match_value() could not find it.
+ */
+static size_t
+match_token(const char *p, const char *end)
+{
+	size_t	pl = sizeof(EGRESS_TOKEN_PREFIX) - 1, l;
+
+	if ((size_t)(end - p) <= pl || memcmp(p, EGRESS_TOKEN_PREFIX, pl) != 0)
+		return 0;
+	for (l = pl; p + l < end && ((p[l] >= '0' && p[l] <= '9') ||
+	    (p[l] >= 'a' && p[l] <= 'f')); l++)
+		;
+	return l > pl ? l : 0;
 }
 
 /*
@@ -145,6 +164,11 @@ redact_cut(const char *text, size_t len, char *const *names, size_t n,
 			while (p < end && !isspace((unsigned char)*p) &&
 			    *p != '"' && *p != '\'' && *p != ',')
 				p++;
+			lit = p;
+		} else if ((l = match_token(p, end)) > 0) {
+			sbuf_add(&b, lit, p - lit);
+			sbuf_add(&b, REDACTED, strlen(REDACTED));
+			p += l;
 			lit = p;
 		} else if ((l = match_value(p, end, vals, nv)) > 0) {
 			sbuf_add(&b, lit, p - lit);

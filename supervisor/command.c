@@ -155,6 +155,7 @@ cmd_status(json_object *req, int *stop)
 	add_int(c, "corrupt", (int64_t)sv.count.corrupt);
 	json_object_object_add(o, "counters", c);
 	json_object_object_add(o, "lanes", sched_status());
+	json_object_object_add(o, "egress", egress_status());
 	json_object_object_add(o, "warnings", status_warnings());
 	return o;
 }
@@ -276,22 +277,32 @@ cmd_sandbox_show(json_object *req, int *stop)
 static json_object *
 cmd_sandbox_env(json_object *req, int *stop)
 {
-	json_object	*o = ok_reply(), *set = json_object_new_object();
+	json_object	*o = ok_reply(), *set = json_object_new_object(), *held;
 	const char	*v;
 	size_t		 i;
+	int		 eg;
 
 	(void)req;
 	(void)stop;
+	held = json_object_new_object();
 	for (i = 0; i < sv.conf->nallow; i++) {
 		v = getenv(sv.conf->env_allowlist[i]);
+		/* With the proxy the keys are the egress process's alone. */
+		eg = egress_holds(sv.conf->env_allowlist[i]);
 		json_object_object_add(set, sv.conf->env_allowlist[i],
-		    json_object_new_boolean(v != NULL && *v != '\0'));
+		    json_object_new_boolean((v != NULL && *v != '\0') || eg));
+		if (eg)
+			json_object_object_add(held,
+			    sv.conf->env_allowlist[i],
+			    json_object_new_string("egress"));
 	}
 	json_object_object_add(o, "set", set);
 	/* Not a secret: the doctor's rootless Podman check reads it. */
 	v = getenv("PODMAN_USERNS");
 	json_object_object_add(o, "podmanUserns", v != NULL ?
 	    json_object_new_string(v) : NULL);
+	json_object_object_add(o, "heldBy", held);
+	json_object_object_add(o, "egress", egress_status());
 	add_int(o, "uid", getuid());
 	add_int(o, "gid", getgid());
 	return o;

@@ -629,6 +629,34 @@ doctor_workspace(struct doctor *d, const struct config *cf,
 }
 
 /* Where agent directories are set up from (worker/agentdir.c). */
+/* SPEC §9: the egress process, as the daemon reports it. */
+static void
+doctor_egress(struct doctor *d, const struct config *cf, json_object *denv,
+    int docker)
+{
+	json_object	*eg = NULL, *v;
+	const char	*state = NULL;
+
+	if (cf->egress.mode != EGRESS_PROXY)
+		return;
+	if (denv != NULL && json_object_object_get_ex(denv, "egress", &eg) &&
+	    json_object_object_get_ex(eg, "state", &v))
+		state = json_object_get_string(v);
+	if (denv == NULL)
+		check(d, 1, "egress", NULL, "no daemon running: the egress "
+		    "process is checked when it runs");
+	else
+		check(d, state != NULL && strcmp(state, "running") == 0,
+		    "egress", "see the log: the supervisor respawns it",
+		    "the egress process is %s", state != NULL ? state :
+		    "not reported by the daemon");
+	check(d, 1, "egress network", NULL, "sandboxes get no network of "
+	    "their own with sandbox.egress.mode \"proxy\", whatever the "
+	    "mode's network says");
+	check(d, 1, "egress proxy", NULL, "sandboxes reach the proxy through "
+	    "clawvisor-bridge (%s)", docker ? "bwrap, docker/podman" : "bwrap");
+}
+
 static void
 doctor_tinyclaw(struct doctor *d, const struct config *cf)
 {
@@ -728,6 +756,7 @@ doctor_main(const char *home, int json)
 			doctor_key(&d, cf, denv, PROV_OPENAI);
 		doctor_bwrap(&d, cf, claude[MODE_BWRAP], codex[MODE_BWRAP]);
 	}
+	doctor_egress(&d, cf, denv, used[MODE_DOCKER]);
 	doctor_workspace(&d, cf, denv);
 	doctor_tinyclaw(&d, cf);
 	json_object_put(denv);

@@ -367,7 +367,9 @@ exec_job(struct msg *m)
 	j.nexec = e->req.nargv;
 	j.exec_cwd = e->req.cwd;
 	j.exec_stdin = e->req.stdin_fd;
+	sched_job_egress(m, &j, a);
 	o = job_to_json(&j);
+	sched_job_encoded(&j);
 	m->job_mode = j.mode;
 	m->job_mapping = j.path_mapping;
 	m->job_workdir = xstrdup(a->workdir);

@@ -22,6 +22,7 @@ message_free(struct msg *m)
 {
 	if (m == NULL)
 		return;
+	sched_egress_end(m);
 	ev_timer_stop(sv.loop, &m->retry);
 	exec_forget(m);
 	chain_forget(m);
@@ -115,7 +116,9 @@ job_build(struct msg *m, const struct agent *a)
 	j.message = m->text;
 	j.reset = reset_take(a);
 	j.teammates = teammates_block(sv.conf, a);
+	sched_job_egress(m, &j, a);
 	o = job_to_json(&j);
+	sched_job_encoded(&j);
 	free(j.teammates);
 	m->job_mode = j.mode;
 	m->job_mapping = j.path_mapping;

@@ -193,6 +193,42 @@ sched_retry(struct ev_loop *loop, ev_timer *w, int revents)
 	sched_kick();
 }
 
+/* The attempt is over, however it ended: its token dies with it. */
+void
+sched_egress_end(struct msg *m)
+{
+	if (m->job_egress) {
+		egress_revoke(m->job_id);
+		m->job_egress = 0;
+	}
+}
+
+/*
+ * SPEC §9, queued and exec'd invocations alike: with the proxy on, the
+ * invocation's token, registered before the job goes out (NULL: egress is
+ * down, and the worker fails it closed), and the proxy's socket. The token
+ * is wiped once the job is encoded (sched_job_encoded).
+ */
+void
+sched_job_egress(struct msg *m, struct job *j, const struct agent *a)
+{
+	j->egress = sv.conf->egress.mode == EGRESS_PROXY;
+	if (!j->egress)
+		return;
+	j->egress_token = egress_register(m->job_id, a);
+	j->egress_socket = (char *)egress_socket();
+	j->egress_bridge = (char *)egress_bridge();
+	m->job_egress = j->egress_token != NULL;
+}
+
+void
+sched_job_encoded(struct job *j)
+{
+	if (j->egress_token != NULL)
+		freezero(j->egress_token, strlen(j->egress_token));
+	j->egress_token = NULL;
+}
+
 /* What every invocation of agent a runs with, queued or exec'd. */
 void
 sched_job_base(struct job *j, const struct agent *a)
@@ -224,10 +260,11 @@ dispatch(struct msg *m, struct worker *w)
 {
 	json_object	*job;
 
+	/* Before the job: its token is registered under this id. */
+	m->job_id = sv.next_job_id++;
 	job = m->exec != NULL ? exec_job(m) : message_job(m);
 	if (job == NULL)
 		return -1;
-	m->job_id = sv.next_job_id++;
 	m->lane->running = 1;
 	s.running++;
 	m->started_ms = mono_ms();
@@ -248,8 +285,11 @@ sched_kick(void)
 	struct worker	*w;
 	struct msg	*m;
 
+	/* A starting egress process is a moment away: its invocations wait
+	 * for it rather than fail (a dead one fails them, SPEC §9). */
 	while (!sv.stopping && !sv.paused && s.nready > 0 &&
-	    !permits_exhausted() && (w = pool_idle()) != NULL) {
+	    !permits_exhausted() && !egress_starting() &&
+	    (w = pool_idle()) != NULL) {
 		l = TAILQ_FIRST(&s.ready);
 		TAILQ_REMOVE(&s.ready, l, ready);
 		l->in_ready = 0;
@@ -286,6 +326,7 @@ sched_done(struct msg *m, struct job_result *r)
 	struct lane	*l = m->lane;
 
 	m->worker = NULL;
+	sched_egress_end(m);
 	lane_finished(l);
 	if (m->exec == NULL)
 		message_ended(m, r);
@@ -311,6 +352,7 @@ sched_worker_lost(struct msg *m, const char *why)
 	struct lane *l = m->lane;
 
 	m->worker = NULL;
+	sched_egress_end(m);
 	lane_finished(l);
 	if (m->exec != NULL)
 		exec_lost(m, why);
@@ -333,6 +375,7 @@ sched_handback_running(void)
 		if (m != NULL && m->worker != NULL) {
 			pool_abandon(m->worker);
 			m->worker = NULL;
+			sched_egress_end(m);
 			lane_finished(l);
 			if (m->exec != NULL)
 				exec_abandoned(m);

@@ -192,6 +192,7 @@ finish(void)
 	chain_handback_all();
 	control_close();
 	pool_shutdown();
+	egress_shutdown();
 	ev_break(sv.loop, EVBREAK_ALL);
 }
 
@@ -294,6 +295,7 @@ supervisor_reload(char *err, size_t errlen)
 	notify_reloading();
 	watch_note_loaded();	/* before: a change while loading is seen */
 	if ((cf = config_load(sv.home, err, errlen)) == NULL ||
+	    egress_reload_check(cf, err, errlen) == -1 ||
 	    metrics_http_reload(cf, err, errlen) == -1) {
 		config_free(cf);
 		notify_send("READY=1\nSTATUS=reload refused: old "
@@ -322,6 +324,7 @@ supervisor_reload(char *err, size_t errlen)
 	    json_object_new_int((int)sv.generation));
 	event_emit("config_reloaded", ev);
 	delegate(cf);
+	egress_reloaded();
 	if (!sv.stopping) {
 		pool_resize((int)cf->workers);
 		queue_scan_reset();
@@ -527,6 +530,9 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 		pid_remove();
 		return 1;
 	}
+	/* Before the workers: they are execed with our environment, which
+	 * the provider keys leave when the proxy holds them (SPEC §9). */
+	egress_init();
 	pool_init();
 	emit_start();
 	queue_scan_start();
@@ -544,6 +550,7 @@ supervisor_main(const char *argv0, const char *home, int foreground)
 	event_close();
 	commit_close();
 	pool_wait(WORKER_EXIT_MS);
+	egress_free();
 	log_info("stopped");
 	pid_remove();
 	sched_free_all();

@@ -50,6 +50,7 @@ struct msg {
 	enum path_mapping	 job_mapping;
 	char			*job_workdir;
 	char			*job_runtime;	/* for a kill after worker death */
+	int			 job_egress;	/* a token is registered (SPEC §9) */
 	int64_t			 started_ms;	/* monotonic */
 	size_t			 bytes;
 	char			*multi;		/* several agents named: "@a, @b" */
@@ -190,7 +191,24 @@ size_t		 commit_waiting(void);
 int		 commit_holds(const char *name);
 void		 commit_close(void);
 
+/* egressctl.c */
+void		 egress_init(void);
+int		 egress_reload_check(const struct config *, char *, size_t);
+char		*egress_register(uint64_t job, const struct agent *);
+void		 egress_revoke(uint64_t job);
+const char	*egress_socket(void);
+const char	*egress_bridge(void);
+json_object	*egress_status(void);
+int		 egress_holds(const char *name);
+void		 egress_reloaded(void);
+int		 egress_starting(void);
+void		 egress_shutdown(void);
+void		 egress_free(void);
+
 /* sched.c */
+void		 sched_egress_end(struct msg *);
+void		 sched_job_egress(struct msg *, struct job *, const struct agent *);
+void		 sched_job_encoded(struct job *);
 void		 sched_init(void);
 void		 sched_add(struct msg *, int front);
 void		 sched_kick(void);

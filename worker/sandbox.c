@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "egress_sb.h"
+#include "egress_token.h"
 #include "log.h"
 #include "provider.h"
 #include "sandbox.h"
@@ -215,6 +217,13 @@ write_env_file(const struct job *j, const char *w, struct sandbox_run *sb,
 		explicit_bzero(line, strlen(line));
 		free(line);
 	}
+	if (j->egress) {
+		char **e = egress_sb_env(j, xcalloc(1, sizeof(char *)));
+
+		for (i = 0; e[i] != NULL; i++)
+			fprintf(f, "%s\n", e[i]);
+		argv_free(e);
+	}
 	if (fflush(f) == EOF || fsync(fileno(f)) == -1) {
 		snprintf(err, errlen, "cannot write env-file: %s",
 		    strerror(errno));
@@ -324,9 +333,10 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 		    apple ? "apple" : "docker");
 		return -1;
 	}
-	if (check_key(j, err, errlen) == -1)
+	if (!j->egress && check_key(j, err, errlen) == -1)
 		return -1;
-	if (j->rt.network == NET_NONE && j->provider != PROV_COMMAND) {
+	if (!j->egress && j->rt.network == NET_NONE &&
+	    j->provider != PROV_COMMAND) {
 		snprintf(err, errlen, "network \"none\" cannot work with the "
 		    "%s provider: its CLI must reach the API",
 		    config_provider_name(j->provider));
@@ -335,6 +345,13 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	if (strpbrk(j->workdir, ",\n") != NULL) {
 		snprintf(err, errlen, "working directory %s has a character "
 		    "a --mount option cannot carry", j->workdir);
+		return -1;
+	}
+	if (j->egress && (strpbrk(j->egress_socket, ",\n") != NULL ||
+	    strpbrk(j->egress_bridge, ",\n") != NULL)) {
+		snprintf(err, errlen, "the egress socket or bridge path (%s, "
+		    "%s) has a character a --mount option cannot carry",
+		    j->egress_socket, j->egress_bridge);
 		return -1;
 	}
 	snprintf(cpus, sizeof(cpus), "%s", j->rt.cpus);
@@ -393,8 +410,9 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	add(&a, "--workdir");
 	add_cwd(&a, j, w);
 	add(&a, "--network");
-	add(&a, j->rt.network == NET_NONE ? "none" : apple ? "default" :
-	    "bridge");
+	/* With the proxy the only way out is its socket (SPEC §9). */
+	add(&a, j->egress || j->rt.network == NET_NONE ? "none" : apple ?
+	    "default" : "bridge");
 	add(&a, "--memory");
 	add(&a, j->rt.memory);
 	add(&a, "--cpus");
@@ -419,10 +437,20 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	add(&a, "--mount");
 	add2(&a, apple ? "type=bind,source=" : "type=bind,src=", j->workdir,
 	    apple ? ",target=" : ",dst=", w);
+	if (j->egress) {
+		add(&a, "--mount");
+		add2(&a, "type=bind,src=", j->egress_socket, ",dst="
+		    EGRESS_SANDBOX_SOCKET, NULL);
+		add(&a, "--mount");
+		add2(&a, "type=bind,src=", j->egress_bridge, ",dst="
+		    EGRESS_SANDBOX_BRIDGE ",readonly", NULL);
+	}
 	add(&a, "--env-file");
 	add(&a, sb->env_file);
 	add(&a, j->rt.image);
 	cli = provider_argv(j, NULL);
+	if (j->egress)
+		cli = egress_sb_argv(j, cli);
 	for (i = 0; cli[i] != NULL; i++)
 		add(&a, cli[i]);
 	argv_free(cli);
@@ -695,14 +723,16 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 		    j->rt.runtime_command);
 		return -1;
 	}
-	if (check_key(j, err, errlen) == -1)
+	/* With the egress proxy the keys are its own and it is the way
+	 * out: no key here, no network but its socket. */
+	if (!j->egress && check_key(j, err, errlen) == -1)
 		return -1;
 	/*
 	 * As in the container modes: with no network the CLI cannot reach
-	 * its API. (SPEC §9's egress proxy, when on, will be the way out:
-	 * its socket bound in after ro_paths, before the workspace.)
+	 * its API.
 	 */
-	if (j->rt.network == NET_NONE && j->provider != PROV_COMMAND) {
+	if (!j->egress && j->rt.network == NET_NONE &&
+	    j->provider != PROV_COMMAND) {
 		snprintf(err, errlen, "sandbox.bwrap.network \"none\" cannot "
 		    "work with the %s provider: its CLI must reach the API; set "
 		    "it to \"host\"", config_provider_name(j->provider));
@@ -757,6 +787,15 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	}
 	for (i = 0; i < j->rt.nro_paths; i++)
 		bwrap_bind(&a, "--ro-bind-try", j->rt.ro_paths[i]);
+	if (j->egress) {
+		add(&a, "--bind");
+		add(&a, j->egress_socket);
+		add(&a, EGRESS_SANDBOX_SOCKET);
+		add(&a, "--ro-bind");
+		add(&a, j->egress_bridge);
+		add(&a, EGRESS_SANDBOX_BRIDGE);
+		cli = egress_sb_argv(j, cli);
+	}
 	add(&a, "--bind");
 	add(&a, j->workdir);
 	add(&a, w);
@@ -771,6 +810,8 @@ bwrap_argv(const struct job *j, struct sandbox_run *sb, char *err,
 	sb->argv = a.v;
 	/* No --setenv: values would be in argv. bwrap passes its own on. */
 	sb->envp = bwrap_envp(j, w);
+	if (j->egress)
+		sb->envp = egress_sb_env(j, sb->envp);
 	if (bwrap_limits(j, sb, err, errlen) == -1)
 		return -1;
 	return 0;

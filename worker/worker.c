@@ -452,6 +452,27 @@ worker_run(uint64_t id, json_object *o)
 		log_error("fatal: protocol error: descriptors with a job");
 		worker_exit(1);
 	}
+	/* SPEC §9, fail closed: without its token and the proxy's socket an
+	 * invocation never starts, so it never runs with a key or a network
+	 * (transient: the egress process will be back). */
+	if (w.job.egress && (w.job.egress_socket == NULL ||
+	    w.job.egress_bridge == NULL ||
+	    (w.job.provider != PROV_COMMAND && w.job.egress_token == NULL))) {
+		worker_fail(OUT_TRANSIENT, w.job.egress_socket == NULL ?
+		    "egress: the proxy is not running; the invocation is not "
+		    "started without it" : "egress: no token registered for "
+		    "this invocation; it is not started without one");
+		return;
+	}
+	/* Apple's container cannot mount a unix socket: closed (and a
+	 * config error before this, SPEC §9). */
+	if (w.job.egress && w.job.mode != MODE_BWRAP &&
+	    w.job.mode != MODE_DOCKER) {
+		worker_fail(OUT_TRANSIENT, "egress: the proxy path is built for "
+		    "bwrap, docker and podman only; this invocation is not "
+		    "started");
+		return;
+	}
 	if (workdir_make(&w.job, err, sizeof(err)) == -1) {
 		worker_fail(OUT_TERMINAL, err);
 		return;

@@ -34,6 +34,10 @@ Measures, in one run, side by side:
               interleaved in the same run: p50/p99 of each and the p50
               added by exec (client start, control socket, lane, worker,
               the child's fork/exec, the reply)
+  egress      a TLS stand-in for the Messages API reached directly and
+              through the egress proxy from a bwrap sandbox: TTFB p50,
+              1 MiB streamed throughput, egress RSS over 10,000 requests
+              (bench_egress.py)
 
 Only the Python 3 standard library; the small C helper benchhelp.c next to
 this file is compiled with `cc -O2` on first use. See docs/PERFORMANCE.md.
@@ -64,7 +68,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 PARTS = ["baseline", "throughput", "latency", "backlog", "idle", "container",
-         "bwrap", "exec"]
+         "bwrap", "exec", "egress"]
 NCPU = os.cpu_count() or 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -750,6 +754,11 @@ exec podman "$@"
                  "includes the sandbox flags' own cost")
 
     # 7. bwrap
+    def egress(self):
+        import bench_egress
+        os.chmod(self.work, 0o711)      # the sandbox's user reaches it
+        bench_egress.run(self, self.args.quick)
+
     def bwrap(self):
         a = self.args
         if shutil.which("bwrap") is None:

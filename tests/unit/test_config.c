@@ -1580,6 +1580,176 @@ test_load_errors(void **state)
 	free(path);
 }
 
+/* sandbox.egress (SPEC §9): defaults, every key, errors naming the key. */
+static void
+test_egress(void **state)
+{
+	struct config	*cf;
+	json_object	*o, *e, *v, *p;
+
+	(void)state;
+	cf = assert_accepted("{}");
+	assert_int_equal(cf->egress.mode, EGRESS_OFF);
+	assert_int_equal(cf->egress.nallow, 0);
+	assert_null(cf->egress.ca_file);
+	assert_string_equal(cf->egress.providers[0].url,
+	    "https://api.anthropic.com");
+	assert_string_equal(cf->egress.providers[0].host, "api.anthropic.com");
+	assert_int_equal(cf->egress.providers[0].port, 443);
+	assert_string_equal(cf->egress.providers[0].path, "");
+	assert_string_equal(cf->egress.providers[1].host, "api.openai.com");
+	assert_int_equal(cf->egress.max_connections, 256);
+	assert_int_equal(cf->egress.buffer_bytes, 262144);
+	assert_int_equal(cf->egress.idle_timeout_seconds, 300);
+	config_free(cf);
+
+	cf = assert_accepted("{\"sandbox\":{\"mode\":\"bwrap\",\"egress\":{"
+	    "\"mode\":\"proxy\",\"allow\":[\"registry.npmjs.org:443\","
+	    "\"*.github.com:443\",\"10.1.2.3:8080\",\"[fd00::1]:22\"],"
+	    "\"providers\":{\"anthropic\":{\"url\":\"https://127.0.0.1:8443/"
+	    "\"},\"openai\":{\"url\":\"https://[::1]:9443/v1/\"}},"
+	    "\"ca_file\":\"/etc/test-ca.pem\",\"max_connections\":8,"
+	    "\"buffer_bytes\":4096,\"idle_timeout_seconds\":1},"
+	    "\"docker\":{\"network\":\"default\"}}}");
+	assert_int_equal(cf->egress.mode, EGRESS_PROXY);
+	assert_int_equal(cf->egress.nallow, 4);
+	assert_string_equal(cf->egress.allow[0].host, "registry.npmjs.org");
+	assert_int_equal(cf->egress.allow[0].port, 443);
+	assert_false(cf->egress.allow[0].wildcard);
+	assert_false(cf->egress.allow[0].literal);
+	assert_string_equal(cf->egress.allow[1].host, ".github.com");
+	assert_true(cf->egress.allow[1].wildcard);
+	assert_true(cf->egress.allow[2].literal);
+	assert_int_equal(cf->egress.allow[2].port, 8080);
+	assert_string_equal(cf->egress.allow[3].host, "fd00::1");
+	assert_true(cf->egress.allow[3].literal);
+	assert_string_equal(cf->egress.providers[0].host, "127.0.0.1");
+	assert_int_equal(cf->egress.providers[0].port, 8443);
+	assert_string_equal(cf->egress.providers[0].path, "");
+	assert_string_equal(cf->egress.providers[1].host, "::1");
+	assert_int_equal(cf->egress.providers[1].port, 9443);
+	assert_string_equal(cf->egress.providers[1].path, "/v1");
+	assert_string_equal(cf->egress.ca_file, "/etc/test-ca.pem");
+	assert_int_equal(cf->egress.max_connections, 8);
+	assert_int_equal(cf->egress.buffer_bytes, 4096);
+	assert_int_equal(cf->egress.idle_timeout_seconds, 1);
+	o = config_sandbox_json(cf);
+	assert_true(json_object_object_get_ex(o, "egress", &e));
+	assert_true(json_object_object_get_ex(e, "mode", &v));
+	assert_string_equal(json_object_get_string(v), "proxy");
+	assert_true(json_object_object_get_ex(e, "allow", &v));
+	assert_int_equal(json_object_array_length(v), 4);
+	assert_string_equal(json_object_get_string(
+	    json_object_array_get_idx(v, 1)), "*.github.com:443");
+	assert_string_equal(json_object_get_string(
+	    json_object_array_get_idx(v, 3)), "[fd00::1]:22");
+	assert_true(json_object_object_get_ex(e, "providers", &p));
+	assert_true(json_object_object_get_ex(p, "openai", &p));
+	assert_true(json_object_object_get_ex(p, "url", &v));
+	assert_string_equal(json_object_get_string(v),
+	    "https://[::1]:9443/v1/");
+	assert_true(json_object_object_get_ex(e, "sandbox_network", &v));
+	assert_string_equal(json_object_get_string(v), "none + the proxy");
+	assert_true(json_object_object_get_ex(e, "ca_file", &v));
+	assert_string_equal(json_object_get_string(v), "/etc/test-ca.pem");
+	json_object_put(o);
+	config_free(cf);
+
+	/* docker mode and an agent in bwrap: accepted. */
+	cf = assert_accepted("{\"sandbox\":{\"mode\":\"docker\",\"egress\":{"
+	    "\"mode\":\"proxy\"}},\"agents\":{\"a\":{\"sandbox_mode\":"
+	    "\"bwrap\"}}}");
+	config_free(cf);
+	/* off: any mode, bwrap host included. */
+	cf = assert_accepted("{\"sandbox\":{\"egress\":{\"mode\":\"off\"},"
+	    "\"bwrap\":{\"network\":\"host\"}}}");
+	config_free(cf);
+
+	assert_refused("{\"sandbox\":{\"egress\":{\"mode\":\"proxy\"}}}",
+	    "sandbox.egress.mode: \"proxy\" needs a docker, podman or bwrap "
+	    "sandbox, got sandbox.mode \"host\"");
+	assert_refused("{\"sandbox\":{\"mode\":\"apple\",\"egress\":{\"mode\":"
+	    "\"proxy\"}}}", "sandbox.egress.mode: \"proxy\" needs a docker, "
+	    "podman or bwrap sandbox, got sandbox.mode \"apple\"");
+	assert_refused("{\"sandbox\":{\"mode\":\"docker\",\"egress\":{\"mode\":"
+	    "\"proxy\"}},\"agents\":{\"h\":{\"sandbox_mode\":\"host\"}}}",
+	    "agents.h.sandbox_mode: \"host\" cannot be used with "
+	    "sandbox.egress.mode \"proxy\" (it needs a docker, podman or bwrap "
+	    "sandbox)");
+	assert_refused("{\"sandbox\":{\"mode\":\"bwrap\",\"egress\":{\"mode\":"
+	    "\"proxy\"},\"bwrap\":{\"network\":\"host\"}}}",
+	    "sandbox.bwrap.network: \"host\" cannot be used with "
+	    "sandbox.egress.mode \"proxy\": the sandbox would reach the "
+	    "network around the proxy");
+	assert_refused("{\"sandbox\":{\"egress\":[]}}",
+	    "sandbox.egress: expected an object");
+	assert_refused("{\"sandbox\":{\"egress\":{\"mode\":\"on\"}}}",
+	    "sandbox.egress.mode: expected one of \"off\" or \"proxy\", got "
+	    "\"on\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"mode\":1}}}",
+	    "sandbox.egress.mode: expected one of \"off\" or \"proxy\", got 1");
+	assert_refused("{\"sandbox\":{\"egress\":{\"allow\":\"x:1\"}}}",
+	    "sandbox.egress.allow: expected an array of \"host:port\" strings, "
+	    "got \"x:1\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"allow\":[\"a.com:443\","
+	    "\"b.com\"]}}}", "sandbox.egress.allow[1]: expected \"host:port\", "
+	    "\"*.domain:port\", \"IPv4:port\" or \"[IPv6]:port\", got "
+	    "\"b.com\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"allow\":[\"a.com:0\"]}}}",
+	    "sandbox.egress.allow[0]: expected \"host:port\", \"*.domain:port\""
+	    ", \"IPv4:port\" or \"[IPv6]:port\", got \"a.com:0\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"allow\":[\"a.com:65536\""
+	    "]}}}", "sandbox.egress.allow[0]: expected \"host:port\", "
+	    "\"*.domain:port\", \"IPv4:port\" or \"[IPv6]:port\", got "
+	    "\"a.com:65536\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"allow\":[\"::1:22\"]}}}",
+	    "sandbox.egress.allow[0]: expected \"host:port\", \"*.domain:port\""
+	    ", \"IPv4:port\" or \"[IPv6]:port\", got \"::1:22\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"allow\":[\"*.10.0.0.1:1\""
+	    "]}}}", "sandbox.egress.allow[0]: expected \"host:port\", "
+	    "\"*.domain:port\", \"IPv4:port\" or \"[IPv6]:port\", got "
+	    "\"*.10.0.0.1:1\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"allow\":[\"a_b.com:1\"]}}}",
+	    "sandbox.egress.allow[0]: expected \"host:port\", \"*.domain:port\""
+	    ", \"IPv4:port\" or \"[IPv6]:port\", got \"a_b.com:1\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"allow\":[2]}}}",
+	    "sandbox.egress.allow[0]: expected \"host:port\", \"*.domain:port\""
+	    ", \"IPv4:port\" or \"[IPv6]:port\", got 2");
+	assert_refused("{\"sandbox\":{\"egress\":{\"providers\":{\"anthropc\":"
+	    "{}}}}}", "sandbox.egress.providers: expected \"anthropic\" or "
+	    "\"openai\", got \"anthropc\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"providers\":{\"openai\":"
+	    "\"https://x\"}}}}", "sandbox.egress.providers.openai: expected an "
+	    "object, got \"https://x\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"providers\":{\"openai\":{"
+	    "\"url\":\"http://api.openai.com\"}}}}}",
+	    "sandbox.egress.providers.openai.url: expected an https:// URL (the "
+	    "key never travels in clear), got \"http://api.openai.com\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"providers\":{\"anthropic\":"
+	    "{\"url\":\"https://u@h\"}}}}}", "sandbox.egress.providers."
+	    "anthropic.url: expected https://HOST[:PORT][/PATH], got "
+	    "\"https://u@h\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"providers\":{\"anthropic\":"
+	    "{\"url\":\"https://h/p?q=1\"}}}}}", "sandbox.egress.providers."
+	    "anthropic.url: expected a path without query, fragment, escapes "
+	    "or spaces, got \"https://h/p?q=1\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"providers\":{\"anthropic\":"
+	    "{\"url\":5}}}}}", "sandbox.egress.providers.anthropic.url: "
+	    "expected a string, got 5");
+	assert_refused("{\"sandbox\":{\"egress\":{\"ca_file\":\"ca.pem\"}}}",
+	    "sandbox.egress.ca_file: expected an absolute path or null, got "
+	    "\"ca.pem\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"max_connections\":0}}}",
+	    "sandbox.egress.max_connections: expected an integer between 1 and "
+	    "65536, got 0");
+	assert_refused("{\"sandbox\":{\"egress\":{\"buffer_bytes\":\"1m\"}}}",
+	    "sandbox.egress.buffer_bytes: expected an integer between 4096 and "
+	    "67108864, got \"1m\"");
+	assert_refused("{\"sandbox\":{\"egress\":{\"idle_timeout_seconds\":"
+	    "-1}}}", "sandbox.egress.idle_timeout_seconds: expected an integer "
+	    "between 1 and 86400, got -1");
+}
+
 int
 main(void)
 {
@@ -1616,6 +1786,7 @@ main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_sandbox_json),
 		cmocka_unit_test(test_bwrap),
+		cmocka_unit_test(test_egress),
 		cmocka_unit_test_setup_teardown(test_load_missing, home_setup,
 		    home_teardown),
 		cmocka_unit_test_setup_teardown(test_load_file, home_setup,

@@ -55,6 +55,9 @@ sample_job(struct job *j)
 	j->rt.ro_paths = ro;
 	j->rt.nro_paths = 2;
 	j->rt.limits_best_effort = 1;
+	j->egress = 1;
+	j->egress_token = "cvt_0123456789abcdef0123456789abcdef";
+	j->egress_socket = "/h/egress/proxy.sock";
 }
 
 /* Through text and back, as the frame carries it. */
@@ -119,8 +122,12 @@ test_job_roundtrip(void **state)
 	assert_int_equal(out.rt.nro_paths, 2);
 	assert_string_equal(out.rt.ro_paths[1], "/srv/b");
 	assert_int_equal(out.rt.limits_best_effort, 1);
+	assert_int_equal(out.egress, 1);
+	assert_string_equal(out.egress_token, in.egress_token);
+	assert_string_equal(out.egress_socket, in.egress_socket);
 	job_free(&out);
 	assert_null(out.agent_id);
+	assert_null(out.egress_token);
 }
 
 /* clawvisor exec's fields: present only on an exec's job, checked. */
@@ -188,6 +195,9 @@ test_job_roundtrip_minimal(void **state)
 	in.message = "";
 	in.templates = NULL;		/* no set-up */
 	in.teammates = NULL;
+	in.egress = 0;			/* the proxy off */
+	in.egress_token = NULL;
+	in.egress_socket = NULL;
 	o = over_the_wire(job_to_json(&in));
 	assert_int_equal(job_from_json(o, &out, err, sizeof(err)), 0);
 	json_object_put(o);
@@ -195,6 +205,9 @@ test_job_roundtrip_minimal(void **state)
 	assert_null(out.model);
 	assert_null(out.templates);
 	assert_string_equal(out.teammates, "");
+	assert_int_equal(out.egress, 0);
+	assert_null(out.egress_token);
+	assert_null(out.egress_socket);
 	assert_int_equal(out.reset, 0);
 	assert_int_equal(out.ncommand, 0);
 	assert_non_null(out.command);	/* empty, NULL-terminated */

@@ -11,7 +11,9 @@
 
 #include <cmocka.h>
 
+#include "egress_token.h"
 #include "redact.h"
+#include "util.h"
 
 static char *names[] = { "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "SHORT" };
 #define NNAMES	(sizeof(names) / sizeof(names[0]))
@@ -351,6 +353,33 @@ test_cut_nul_bytes(void **state)
 	free(r);
 }
 
+/* Egress tokens by their shape, whole or cut, wherever they are. */
+static void
+test_tokens(void **state)
+{
+	char	tok[EGRESS_TOKEN_LEN + 1], *text, *r;
+
+	(void)state;
+	egress_token_new(tok, sizeof(tok));
+	xasprintf(&text, "401 for key %s, and again:%s.", tok, tok);
+	r = redact(text, names, NNAMES);
+	assert_string_equal(r, "401 for key [REDACTED], and again:"
+	    "[REDACTED].");
+	free(r);
+	free(text);
+	/* The start of one, cut off. */
+	tok[20] = '\0';
+	xasprintf(&text, "...%s", tok);
+	r = redact(text, names, NNAMES);
+	assert_string_equal(r, "...[REDACTED]");
+	free(r);
+	free(text);
+	/* The prefix alone, or words that look like it, are left. */
+	r = redact("cvtok- cvtok-xyz cvtoken", names, NNAMES);
+	assert_string_equal(r, "cvtok- cvtok-xyz cvtoken");
+	free(r);
+}
+
 int
 main(void)
 {
@@ -365,6 +394,7 @@ main(void)
 		cmocka_unit_test_setup(test_cut_start_every_offset, env_setup),
 		cmocka_unit_test_setup(test_cut_no_false_match, env_setup),
 		cmocka_unit_test_setup(test_cut_nul_bytes, env_setup),
+		cmocka_unit_test_setup(test_tokens, env_setup),
 	};
 
 	return cmocka_run_group_tests_name("redact", tests, NULL, NULL);

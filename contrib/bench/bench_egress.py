@@ -1,0 +1,240 @@
+"""
+The egress part of bench.py (SPEC §9, issue 15): a TLS stand-in for the
+Messages API on 127.0.0.1 (a CA made now with openssl), measured twice in
+one run with the same Python client:
+
+  direct   the client speaks TLS to the stand-in itself, as a CLI without
+           the proxy would;
+  proxy    the client runs as the `claude` of an agent in bwrap mode with
+           sandbox.egress.mode "proxy", and goes through clawvisor-bridge
+           and the egress proxy (which does the TLS and swaps the key).
+
+Figures: time to first byte of a streamed reply, p50 over keep-alive
+requests; throughput of a streamed 1 MiB reply; the egress process's RSS
+after a warm-up of 1,000 requests and after 10,000 more. Targets (issue
+15): under 1 ms added to TTFB p50, at least 90 % of direct throughput, RSS
+flat within 1 MiB.
+"""
+import http.server
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+MEASURE = r'''
+import http.client, json, os, ssl, sys, time
+def run(conn, ttfb_n, mb_n, small_n, out):
+    def ask(size):
+        body = json.dumps({"model": "m", "stream": True, "size": size})
+        t0 = time.perf_counter()
+        conn.request("POST", "/v1/messages", body=body, headers={
+            "x-api-key": os.environ.get("ANTHROPIC_API_KEY", "direct"),
+            "content-type": "application/json"})
+        r = conn.getresponse()
+        first = r.read1(65536)
+        t1 = time.perf_counter()
+        n = len(first)
+        while True:
+            d = r.read1(65536)
+            if not d:
+                break
+            n += len(d)
+        return t1 - t0, time.perf_counter() - t0, n
+    ttfb = sorted(ask(256)[0] for _ in range(ttfb_n))
+    mb = [ask(1 << 20) for _ in range(mb_n)]
+    for _ in range(small_n):
+        ask(64)
+    out.update(ttfb_p50_ms=ttfb[len(ttfb) // 2] * 1000,
+               mib_per_s=sum(m[2] for m in mb) / sum(m[1] for m in mb)
+               / (1 << 20))
+'''
+
+CLI = "#!/usr/bin/python3\n" + MEASURE + r'''
+import sys
+a = dict(x.split("=") for x in sys.argv[-1].split(","))
+base = os.environ["ANTHROPIC_BASE_URL"].split("//")[1]
+host, port = base.split(":")
+out = {}
+run(http.client.HTTPConnection(host, int(port), timeout=120),
+    int(a["ttfb"]), int(a["mb"]), int(a["small"]), out)
+print(json.dumps(out))
+'''
+
+
+class StandIn:
+    def __init__(self, cert, key):
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("content-length", 0))
+                size = json.loads(self.rfile.read(n)).get("size", 64)
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                ev = b"event: content_block_delta\ndata: " + b"x" * 8150 + \
+                    b"\n\n"
+                left = size
+                while left > 0:
+                    b = ev[:min(left, len(ev))]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(b), b))
+                    left -= len(b)
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def make_ca(d):
+    def run(*a):
+        subprocess.run(a, check=True, capture_output=True, cwd=d)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj",
+        "/CN=bench CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout",
+        "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    (Path(d) / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem",
+        "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem", "-days",
+        "1", "-extfile", "ext.cnf")
+    return [str(Path(d) / f) for f in ("ca.pem", "srv.pem", "srv.key")]
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def invoke(home, agent, text, timeout=900):
+    mid = "bench-" + uuid.uuid4().hex[:8]
+    msg = {"channel": "bench", "sender": "b", "senderId": "b",
+           "message": text, "timestamp": int(time.time() * 1000),
+           "messageId": mid, "agent": agent}
+    tmp = home / "queue" / "incoming" / f".{mid}.tmp"
+    tmp.write_text(json.dumps(msg))
+    os.rename(tmp, home / "queue" / "incoming" / f"bench_{mid}.json")
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for d in ("outgoing", "dead-letter"):
+            for p in (home / "queue" / d).glob(f"*{mid}*"):
+                try:
+                    r = json.loads(p.read_text())
+                except ValueError:
+                    continue
+                if d == "dead-letter":
+                    raise RuntimeError("invocation failed: " +
+                                       r.get("errorMessage", "?")[:300])
+                return r["message"]
+        time.sleep(0.05)
+    raise RuntimeError("invocation timed out")
+
+
+def run(bench, quick):
+    if shutil.which("bwrap") is None:
+        raise RuntimeError("bwrap is not installed")
+    work = bench.work / "egress"
+    work.mkdir()
+    ca, cert, key = make_ca(str(work))
+    api = StandIn(cert, key)
+    ttfb_n, mb_n = (50, 5) if quick else (300, 20)
+    small_n = 10000
+    try:
+        # Direct: the same client, TLS of its own.
+        ns = {}
+        exec(MEASURE, ns)
+        direct = {}
+        ctx = ssl.create_default_context(cafile=ca)
+        ns["run"](__import__("http.client").client.HTTPSConnection(
+            "127.0.0.1", api.port, context=ctx, timeout=120), ttfb_n, mb_n,
+            0, direct)
+        # Through the proxy.
+        home = work / "home"
+        (home / "queue" / "incoming").mkdir(parents=True)
+        os.chmod(work, 0o711)
+        os.chmod(home, 0o711)
+        bindir = work / "bin"
+        bindir.mkdir()
+        (bindir / "claude").write_text(CLI)
+        os.chmod(bindir, 0o755)
+        os.chmod(bindir / "claude", 0o755)
+        uid = 65534 if os.getuid() == 0 else os.getuid()
+        ws = home / "workspace" / "bench"
+        ws.mkdir(parents=True)
+        os.chmod(home / "workspace", 0o711)
+        if os.getuid() == 0:
+            os.chown(ws, uid, uid)
+        (home / "settings.json").write_text(json.dumps({
+            "workspace": {"path": str(home / "workspace")},
+            "sandbox": {"mode": "bwrap", "max_attempts": 1,
+                        "timeout_seconds": 1800,
+                        "bwrap": {"user": f"{uid}:{uid}",
+                                  "limits": "best-effort"},
+                        "egress": {"mode": "proxy", "ca_file": ca,
+                                   "providers": {"anthropic": {
+                                       "url": f"https://127.0.0.1:"
+                                              f"{api.port}"}}}},
+            "agents": {"bench": {"name": "B", "provider": "anthropic"}},
+            "supervisor": {"workers": 1}}))
+        env = dict(os.environ, ANTHROPIC_API_KEY="sk-ant-bench-" +
+                   uuid.uuid4().hex, PATH=f"{bindir}:/usr/bin:/bin")
+        d = subprocess.Popen([str(bench.bin), "--home", str(home), "serve",
+                              "-f"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env)
+        try:
+            sock = home / "egress" / "proxy.sock"
+            end = time.monotonic() + 30
+            while not sock.exists() and time.monotonic() < end:
+                time.sleep(0.05)
+            st = json.loads(subprocess.run(
+                [str(bench.bin), "--home", str(home), "status", "--json"],
+                capture_output=True, text=True, env=env).stdout)
+            epid = st["egress"]["pid"]
+            invoke(home, "bench", "ttfb=1,mb=1,small=1000")
+            rss0 = rss_kb(epid)
+            out = json.loads(invoke(home, "bench",
+                                    f"ttfb={ttfb_n},mb={mb_n},"
+                                    f"small={small_n}"))
+            rss1 = rss_kb(epid)
+        finally:
+            d.terminate()
+            d.wait(30)
+    finally:
+        api.close()
+    added = out["ttfb_p50_ms"] - direct["ttfb_p50_ms"]
+    ratio = out["mib_per_s"] / direct["mib_per_s"]
+    bench.row("egress", "TTFB p50, direct (ms)",
+              f"{direct['ttfb_p50_ms']:.3f}", f"{ttfb_n} requests")
+    bench.row("egress", "TTFB p50, through the proxy (ms)",
+              f"{out['ttfb_p50_ms']:.3f}",
+              f"+{added:.3f} ms (target < 1 ms)")
+    bench.row("egress", "1 MiB streamed, direct (MiB/s)",
+              f"{direct['mib_per_s']:.1f}", f"{mb_n} replies")
+    bench.row("egress", "1 MiB streamed, through the proxy (MiB/s)",
+              f"{out['mib_per_s']:.1f}",
+              f"{ratio * 100:.0f} % of direct (target >= 90 %)")
+    bench.row("egress", "egress RSS after 1,000 / +10,000 requests (KiB)",
+              f"{rss0} / {rss1}",
+              f"{(rss1 - rss0) / 1024:+.2f} MiB (target within 1 MiB)")

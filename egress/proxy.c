@@ -1,0 +1,772 @@
+/*
+ * The proxy's connections, after relayd's relays: each accepted connection
+ * from a bridge reads one request head at a time (egress/proxy_req.c),
+ * decides, and then pumps bytes both ways through two bounded buffers
+ * (sandbox.egress.buffer_bytes each): a side that does not read stops the
+ * other from being read, so memory stays flat and a stuck upstream holds
+ * only its own connection. Request bodies go through libhttp-parser too,
+ * to find where the next request of a keep-alive connection starts (its
+ * token is checked and swapped again); a CONNECT or an upgraded websocket
+ * becomes a plain tunnel. Responses are relayed as they come, unparsed:
+ * an SSE reply reaches the bridge event by event.
+ *
+ * Upstream TLS is libtls, non-blocking: each call that wants the socket
+ * readable or writable says so, and the watcher follows. Names are
+ * resolved with getaddrinfo(3), which blocks this loop for the time of a
+ * lookup (docs/SANDBOX.md says so).
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <tls.h>
+
+#include "config.h"
+#include "egress.h"
+#include "log.h"
+#include "proxy.h"
+#include "proxy_req.h"
+#include "util.h"
+
+enum pstate { P_HEAD, P_CONNECTING, P_HANDSHAKE, P_RELAY, P_CLOSING };
+
+struct pbuf {
+	char	*b;
+	size_t	 len;
+	size_t	 cap;
+};
+
+struct pconn {
+	TAILQ_ENTRY(pconn)	 entry;
+	enum pstate		 st;
+	int			 cfd;
+	int			 ufd;
+	struct tls		*tls;
+	int			 tls_wants;	/* EV_READ/EV_WRITE it asked for */
+	ev_io			 cio;
+	ev_io			 uio;
+	ev_timer		 idle;
+	struct proxy_req	 req;
+	int			 body;		/* in a request's body */
+	int			 tunnel;	/* raw both ways from now on */
+	int			 connect;	/* a CONNECT waits for its 200 */
+	int			 provider;	/* of the upstream, or -1 */
+	uint64_t		 job;
+	char			*agent;
+	char			*host;
+	struct pbuf		 cin;		/* from the bridge, unprocessed */
+	struct pbuf		 c2u;
+	struct pbuf		 u2c;
+	int			 c_eof;
+	int			 u_eof;
+	int			 u_shut;
+};
+
+struct proxy_stats proxy_stats;
+
+static struct {
+	struct ev_loop		*loop;
+	int			 lfd;
+	ev_io			 lio;
+	char			*path;
+	struct egress_conf	 conf;
+	struct tls_config	*tls;
+	TAILQ_HEAD(, pconn)	 conns;
+} px = { .lfd = -1 };
+
+static void	pconn_pump(struct pconn *);
+static void	pconn_free(struct pconn *);
+
+static void
+pbuf_add(struct pbuf *b, const char *p, size_t n)
+{
+	if (b->len + n > b->cap) {
+		b->cap = b->len + n;
+		b->b = xreallocarray(b->b, b->cap, 1);
+	}
+	memcpy(b->b + b->len, p, n);
+	b->len += n;
+}
+
+static void
+pbuf_drop(struct pbuf *b, size_t n)
+{
+	memmove(b->b, b->b + n, b->len - n);
+	b->len -= n;
+}
+
+static size_t
+pbuf_room(const struct pbuf *b)
+{
+	size_t max = (size_t)px.conf.buffer_bytes;
+
+	return b->len >= max ? 0 : max - b->len;
+}
+
+/* The system CAs and ca_file, one bundle: libtls takes one source. */
+static struct tls_config *
+proxy_tls_config(const struct egress_conf *ec)
+{
+	struct tls_config	*cfg;
+	const char		*files[2];
+	char			*text;
+	struct pbuf		 all = { NULL, 0, 0 };
+	size_t			 i, len;
+
+	files[0] = tls_default_ca_cert_file();
+	files[1] = ec->ca_file;
+	for (i = 0; i < 2; i++) {
+		if (files[i] == NULL)
+			continue;
+		/* The system bundle is a symbolic link on Debian: followed. */
+		if ((text = (char *)tls_load_file(files[i], &len, NULL)) ==
+		    NULL) {
+			log_warnx("egress: CA file %s: %s", files[i],
+			    strerror(errno));
+			continue;
+		}
+		pbuf_add(&all, text, len);
+		pbuf_add(&all, "\n", 1);
+		tls_unload_file((uint8_t *)text, len);
+	}
+	if ((cfg = tls_config_new()) == NULL)
+		fatalx("tls_config_new");
+	if (all.len == 0 || tls_config_set_ca_mem(cfg, (uint8_t *)all.b,
+	    all.len) == -1)
+		log_warnx("egress: no CA certificates: every upstream TLS "
+		    "handshake will fail (%s)", tls_config_error(cfg));
+	free(all.b);
+	return cfg;
+}
+
+static void
+proxy_conf_copy(struct egress_conf *dst, const struct egress_conf *src)
+{
+	size_t i;
+
+	memset(dst, 0, sizeof(*dst));
+	dst->mode = src->mode;
+	dst->allow = xcalloc(src->nallow + 1, sizeof(*dst->allow));
+	for (i = 0; i < src->nallow; i++) {
+		dst->allow[i] = src->allow[i];
+		dst->allow[i].host = xstrdup(src->allow[i].host);
+	}
+	dst->nallow = src->nallow;
+	for (i = 0; i < EGRESS_NPROVIDERS; i++) {
+		dst->providers[i].url = xstrdup(src->providers[i].url);
+		dst->providers[i].host = xstrdup(src->providers[i].host);
+		dst->providers[i].path = xstrdup(src->providers[i].path);
+		dst->providers[i].port = src->providers[i].port;
+	}
+	dst->ca_file = src->ca_file != NULL ? xstrdup(src->ca_file) : NULL;
+	dst->max_connections = src->max_connections;
+	dst->buffer_bytes = src->buffer_bytes;
+	dst->idle_timeout_seconds = src->idle_timeout_seconds;
+}
+
+int
+proxy_configure(const struct egress_conf *ec)
+{
+	egress_conf_free(&px.conf);
+	proxy_conf_copy(&px.conf, ec);
+	if (px.tls != NULL)
+		tls_config_free(px.tls);
+	px.tls = proxy_tls_config(ec);
+	return 0;
+}
+
+static void
+pconn_watch(struct pconn *c)
+{
+	int ce = 0, ue = 0;
+
+	if (c->st == P_CLOSING) {
+		ce = c->u2c.len > 0 ? EV_WRITE : 0;
+	} else {
+		if (!c->c_eof && pbuf_room(&c->cin) > 0 &&
+		    pbuf_room(&c->c2u) > 0)
+			ce |= EV_READ;
+		if (c->u2c.len > 0)
+			ce |= EV_WRITE;
+	}
+	if (c->ufd != -1 && c->st != P_CLOSING) {
+		if (c->st == P_CONNECTING)
+			ue = EV_WRITE;
+		else if (c->tls_wants != 0)
+			ue = c->tls_wants;
+		else if (c->st == P_RELAY) {
+			if (!c->u_eof && pbuf_room(&c->u2c) > 0)
+				ue |= EV_READ;
+			if (c->c2u.len > 0)
+				ue |= EV_WRITE;
+		}
+	}
+	if ((c->cio.events & (EV_READ | EV_WRITE)) != ce ||
+	    !ev_is_active(&c->cio)) {
+		ev_io_stop(px.loop, &c->cio);
+		ev_io_set(&c->cio, c->cfd, ce);
+		if (ce != 0)
+			ev_io_start(px.loop, &c->cio);
+	}
+	if (c->ufd != -1 && ((c->uio.events & (EV_READ | EV_WRITE)) != ue ||
+	    !ev_is_active(&c->uio))) {
+		ev_io_stop(px.loop, &c->uio);
+		ev_io_set(&c->uio, c->ufd, ue);
+		if (ue != 0)
+			ev_io_start(px.loop, &c->uio);
+	}
+}
+
+/* A 403 (or 502) with a one-line reason the CLI shows, then close. */
+static void
+pconn_refuse(struct pconn *c, int code, const char *host, const char *why)
+{
+	char head[256];
+
+	proxy_stats.refused++;
+	egress_refused(host, c->agent, why);
+	snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: "
+	    "text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+	    code, code == 403 ? "Forbidden" : "Bad Gateway", strlen(why) + 1);
+	c->u2c.len = 0;
+	pbuf_add(&c->u2c, head, strlen(head));
+	pbuf_add(&c->u2c, why, strlen(why));
+	pbuf_add(&c->u2c, "\n", 1);
+	c->st = P_CLOSING;
+}
+
+/* A non-blocking connect to host:port; CONNECT refuses private ranges. */
+static int
+pconn_dial(struct pconn *c, const char *host, uint16_t port, int check,
+    const char **why)
+{
+	struct addrinfo	 hints, *res, *ai;
+	char		 serv[8];
+	int		 fd = -1, r;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(serv, sizeof(serv), "%u", port);
+	if ((r = getaddrinfo(host, serv, &hints, &res)) != 0) {
+		*why = "egress: the host's name does not resolve";
+		return -1;
+	}
+	*why = "egress: the host resolves to a loopback, link-local, private "
+	    "or metadata address";
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		if (check && proxy_addr_forbidden(ai->ai_addr))
+			continue;
+		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0)) == -1)
+			continue;
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+		    errno == EINPROGRESS)
+			break;
+		*why = "egress: the host refused the connection";
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd == -1)
+		return -1;
+	c->ufd = fd;
+	c->st = P_CONNECTING;
+	ev_io_set(&c->uio, fd, 0);
+	return 0;
+}
+
+/* The head is whole: refuse, or open the way. */
+static void
+pconn_decide(struct pconn *c)
+{
+	const struct egress_grant	*g;
+	const struct egress_allow	*a;
+	const struct egress_url		*up;
+	struct proxy_target		 t;
+	const char			*key, *why;
+	char				*head, hp[300];
+	size_t				 len;
+	int				 bearer;
+
+	proxy_req_classify(&c->req, &t);
+	if (t.kind == PK_REFUSE) {
+		pconn_refuse(c, 403, "-", t.why);
+		goto out;
+	}
+	if (t.kind == PK_CONNECT) {
+		snprintf(hp, sizeof(hp), "%s:%u", t.host, t.port);
+		if (c->ufd != -1) {
+			pconn_refuse(c, 403, hp, "egress: CONNECT on a "
+			    "connection already in use");
+			goto out;
+		}
+		if ((a = proxy_allow_match(&px.conf, t.host, t.port)) == NULL) {
+			pconn_refuse(c, 403, hp, "egress: CONNECT to this "
+			    "host:port is not in sandbox.egress.allow");
+			goto out;
+		}
+		if (pconn_dial(c, t.host, t.port, !a->literal, &why) == -1) {
+			pconn_refuse(c, 403, hp, why);
+			goto out;
+		}
+		free(c->host);
+		c->host = xstrdup(hp);
+		c->connect = 1;
+		c->tunnel = 1;
+		proxy_stats.tunnels++;
+		goto out;
+	}
+	if ((g = egress_grant_find(t.token)) == NULL) {
+		pconn_refuse(c, 403, "-", "egress: unknown or expired token");
+		goto out;
+	}
+	if ((key = egress_key(g->provider, &bearer)) == NULL) {
+		pconn_refuse(c, 502, "-", "egress: no key for this provider in "
+		    "the daemon's environment");
+		goto out;
+	}
+	up = &px.conf.providers[g->provider];
+	if (c->provider != -1 && c->provider != g->provider) {
+		pconn_refuse(c, 403, up->host, "egress: one provider per "
+		    "connection");
+		goto out;
+	}
+	c->job = g->job;
+	free(c->agent);
+	c->agent = xstrdup(g->agent);
+	head = proxy_req_rewrite(&c->req, t.path, up, key, bearer, &len);
+	pbuf_add(&c->c2u, head, len);
+	freezero(head, len);
+	proxy_stats.forwarded++;
+	if (c->req.p.upgrade)
+		c->tunnel = 1;
+	if (c->ufd == -1) {
+		c->provider = g->provider;
+		free(c->host);
+		c->host = xstrdup(up->host);
+		if (pconn_dial(c, up->host, up->port, 0, &why) == -1) {
+			pconn_refuse(c, 502, up->host, "egress: cannot reach "
+			    "the provider");
+			goto out;
+		}
+	}
+out:
+	proxy_target_free(&t);
+}
+
+static int
+pconn_body_done(http_parser *p)
+{
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static const http_parser_settings pconn_body_settings = {
+	.on_message_complete = pconn_body_done,
+};
+
+/* Client bytes in cin: heads decided, bodies and tunnels to c2u. */
+static int
+pconn_process(struct pconn *c)
+{
+	size_t	n;
+	long	used;
+	int	moved = 0;
+
+	while (c->cin.len > 0 && c->st != P_CLOSING) {
+		if (c->tunnel && !c->body) {
+			if (c->connect)
+				break;	/* until the upstream answers */
+			n = c->cin.len < pbuf_room(&c->c2u) ?
+			    c->cin.len : pbuf_room(&c->c2u);
+			if (n == 0)
+				break;
+			pbuf_add(&c->c2u, c->cin.b, n);
+			pbuf_drop(&c->cin, n);
+			moved = 1;
+		} else if (!c->body) {
+			if ((used = proxy_req_feed(&c->req, c->cin.b,
+			    c->cin.len)) == -1) {
+				pconn_refuse(c, 403, "-", "egress: malformed "
+				    "request");
+				return 1;
+			}
+			pbuf_drop(&c->cin, (size_t)used);
+			moved = 1;
+			if (!c->req.complete)
+				break;
+			pconn_decide(c);
+			if (c->st == P_CLOSING)
+				return 1;
+			/* Its body: the parser goes on from the head's LF. */
+			http_parser_pause(&c->req.p, 0);
+			(void)http_parser_execute(&c->req.p,
+			    &pconn_body_settings, "\n", 1);
+			c->body = HTTP_PARSER_ERRNO(&c->req.p) != HPE_PAUSED;
+			if (!c->body && !c->tunnel) {
+				proxy_req_free(&c->req);
+				proxy_req_init(&c->req);
+			}
+		} else {
+			n = c->cin.len < pbuf_room(&c->c2u) ?
+			    c->cin.len : pbuf_room(&c->c2u);
+			if (n == 0)
+				break;
+			n = http_parser_execute(&c->req.p,
+			    &pconn_body_settings, c->cin.b, n);
+			if (HTTP_PARSER_ERRNO(&c->req.p) != HPE_OK &&
+			    HTTP_PARSER_ERRNO(&c->req.p) != HPE_PAUSED) {
+				pconn_refuse(c, 403, "-", "egress: malformed "
+				    "request body");
+				return 1;
+			}
+			pbuf_add(&c->c2u, c->cin.b, n);
+			pbuf_drop(&c->cin, n);
+			moved = 1;
+			if (HTTP_PARSER_ERRNO(&c->req.p) == HPE_PAUSED) {
+				c->body = 0;
+				if (!c->tunnel) {
+					proxy_req_free(&c->req);
+					proxy_req_init(&c->req);
+				}
+			}
+		}
+	}
+	return moved;
+}
+
+/* Upstream I/O, TLS or plain: >0, 0 at EOF, -1 broken, -2 try later. */
+static ssize_t
+pconn_uio(struct pconn *c, int wr, void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (c->tls != NULL) {
+		n = wr ? tls_write(c->tls, buf, len) : tls_read(c->tls, buf,
+		    len);
+		if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
+			c->tls_wants = n == TLS_WANT_POLLIN ? EV_READ :
+			    EV_WRITE;
+			return -2;
+		}
+		c->tls_wants = 0;
+		return n < 0 ? -1 : n;
+	}
+	n = wr ? write(c->ufd, buf, len) : read(c->ufd, buf, len);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return -2;
+	return n;
+}
+
+/* One round of everything that can move; 1 if something did. */
+static int
+pconn_step(struct pconn *c)
+{
+	char	buf[16384];
+	ssize_t	n;
+	size_t	room;
+	int	moved = 0, err;
+	socklen_t sl = sizeof(err);
+
+	/* From the bridge. */
+	if (!c->c_eof && c->st != P_CLOSING &&
+	    (room = pbuf_room(&c->cin)) > 0) {
+		n = read(c->cfd, buf, room < sizeof(buf) ? room : sizeof(buf));
+		if (n > 0) {
+			pbuf_add(&c->cin, buf, (size_t)n);
+			moved = 1;
+		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			c->c_eof = 1;
+			moved = 1;
+		}
+	}
+	if (pconn_process(c))
+		moved = 1;
+	/* The upstream's connect and handshake. */
+	if (c->st == P_CONNECTING) {
+		if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &sl) == -1 ||
+		    err == EINPROGRESS)
+			return moved;
+		if (err != 0) {
+			pconn_refuse(c, 502, c->host, "egress: cannot reach "
+			    "the host");
+			return 1;
+		}
+		if (c->connect) {
+			c->st = P_RELAY;
+			c->connect = 0;
+			static const char ok[] = "HTTP/1.1 200 Connection "
+			    "established\r\n\r\n";
+
+			pbuf_add(&c->u2c, ok, sizeof(ok) - 1);
+		} else {
+			if ((c->tls = tls_client()) == NULL ||
+			    tls_configure(c->tls, px.tls) == -1 ||
+			    tls_connect_socket(c->tls, c->ufd, c->host) == -1) {
+				log_warnx("egress: TLS to %s: %s", c->host,
+				    c->tls ? tls_error(c->tls) : "tls_client");
+				pconn_refuse(c, 502, c->host, "egress: TLS "
+				    "setup failed");
+				return 1;
+			}
+			c->st = P_HANDSHAKE;
+		}
+		moved = 1;
+	}
+	if (c->st == P_HANDSHAKE) {
+		n = tls_handshake(c->tls);
+		if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
+			c->tls_wants = n == TLS_WANT_POLLIN ? EV_READ : EV_WRITE;
+			return moved;
+		}
+		c->tls_wants = 0;
+		if (n == -1) {
+			log_warnx("egress: TLS to %s: %s", c->host,
+			    tls_error(c->tls));
+			pconn_refuse(c, 502, c->host, "egress: the provider's "
+			    "certificate did not verify");
+			return 1;
+		}
+		c->st = P_RELAY;
+		moved = 1;
+	}
+	if (c->st != P_RELAY)
+		goto client;
+	/* To the upstream. */
+	if (c->c2u.len > 0) {
+		n = pconn_uio(c, 1, c->c2u.b, c->c2u.len);
+		if (n > 0) {
+			pbuf_drop(&c->c2u, (size_t)n);
+			moved = 1;
+		} else if (n == -1 || n == 0) {
+			c->u_eof = 1;
+			c->c2u.len = 0;
+		}
+	}
+	if (c->c_eof && c->cin.len == 0 && c->c2u.len == 0 && !c->u_shut &&
+	    c->tls == NULL) {
+		(void)shutdown(c->ufd, SHUT_WR);
+		c->u_shut = 1;
+	}
+	/* From the upstream. */
+	if (!c->u_eof && (room = pbuf_room(&c->u2c)) > 0) {
+		n = pconn_uio(c, 0, buf, room < sizeof(buf) ? room :
+		    sizeof(buf));
+		if (n > 0) {
+			pbuf_add(&c->u2c, buf, (size_t)n);
+			moved = 1;
+		} else if (n == 0 || n == -1) {
+			c->u_eof = 1;
+			moved = 1;
+		}
+	}
+client:
+	if (c->u2c.len > 0) {
+		n = write(c->cfd, c->u2c.b, c->u2c.len);
+		if (n > 0) {
+			pbuf_drop(&c->u2c, (size_t)n);
+			moved = 1;
+		} else if (n == -1 && errno != EAGAIN && errno != EINTR) {
+			c->c_eof = c->u_eof = 1;
+			c->u2c.len = 0;
+			c->st = P_CLOSING;
+		}
+	}
+	return moved;
+}
+
+static void
+pconn_pump(struct pconn *c)
+{
+	while (pconn_step(c))
+		;
+	/* Done: a refusal written, or both sides over and drained. */
+	if ((c->st == P_CLOSING && c->u2c.len == 0) ||
+	    (c->u_eof && c->u2c.len == 0) ||
+	    (c->c_eof && c->cin.len == 0 && c->c2u.len == 0 &&
+	    (c->ufd == -1 || c->u_eof || c->tls != NULL))) {
+		pconn_free(c);
+		return;
+	}
+	pconn_watch(c);
+}
+
+static void
+pconn_event(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct pconn *c = io->data;
+
+	(void)loop;
+	(void)revents;
+	ev_timer_again(px.loop, &c->idle);
+	pconn_pump(c);
+}
+
+static void
+pconn_idle(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	pconn_free(t->data);
+}
+
+static void
+pconn_free(struct pconn *c)
+{
+	TAILQ_REMOVE(&px.conns, c, entry);
+	ev_io_stop(px.loop, &c->cio);
+	ev_io_stop(px.loop, &c->uio);
+	ev_timer_stop(px.loop, &c->idle);
+	if (c->tls != NULL) {
+		(void)tls_close(c->tls);
+		tls_free(c->tls);
+	}
+	if (c->ufd != -1)
+		close(c->ufd);
+	close(c->cfd);
+	proxy_req_free(&c->req);
+	if (c->c2u.b != NULL)
+		explicit_bzero(c->c2u.b, c->c2u.cap);
+	free(c->c2u.b);
+	free(c->u2c.b);
+	free(c->cin.b);
+	free(c->agent);
+	free(c->host);
+	free(c);
+	proxy_stats.open--;
+}
+
+static void
+proxy_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct pconn	*c;
+	int		 fd;
+
+	(void)loop;
+	(void)io;
+	(void)revents;
+	if ((fd = accept4(px.lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC))
+	    == -1)
+		return;
+	if ((int64_t)proxy_stats.open >= px.conf.max_connections) {
+		static const char busy[] = "HTTP/1.1 503 Service "
+		    "Unavailable\r\nContent-Length: 0\r\nConnection: "
+		    "close\r\n\r\n";
+
+		(void)!write(fd, busy, sizeof(busy) - 1);
+		close(fd);
+		proxy_stats.refused++;
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->cfd = fd;
+	c->ufd = -1;
+	c->provider = -1;
+	proxy_req_init(&c->req);
+	TAILQ_INSERT_TAIL(&px.conns, c, entry);
+	proxy_stats.connections++;
+	proxy_stats.open++;
+	ev_io_init(&c->cio, pconn_event, fd, 0);
+	c->cio.data = c;
+	ev_io_init(&c->uio, pconn_event, -1, 0);
+	c->uio.data = c;
+	ev_init(&c->idle, pconn_idle);
+	c->idle.repeat = (double)px.conf.idle_timeout_seconds;
+	c->idle.data = c;
+	ev_timer_again(px.loop, &c->idle);
+	pconn_pump(c);
+}
+
+int
+proxy_start(struct ev_loop *loop, const char *home,
+    const struct egress_conf *ec)
+{
+	struct sockaddr_un	 sun;
+	char			*dir;
+
+	px.loop = loop;
+	TAILQ_INIT(&px.conns);
+	proxy_configure(ec);
+	/*
+	 * Not under run/ (0700): bwrap runs as the agent's user and must
+	 * reach the socket to mount it. 0711: it can go through the
+	 * directory, not list it; the socket is 0666, a token is the key.
+	 */
+	xasprintf(&dir, "%s/egress", home);
+	if (mkdir(dir, 0711) == -1 && errno != EEXIST) {
+		log_error("egress: %s: %s", dir, strerror(errno));
+		free(dir);
+		return -1;
+	}
+	(void)chmod(dir, 0711);
+	free(dir);
+	px.path = egress_socket_path(home);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, px.path, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path)) {
+		log_error("egress: %s: path too long for a socket", px.path);
+		return -1;
+	}
+	(void)unlink(px.path);
+	if ((px.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1 || bind(px.lfd, (struct sockaddr *)&sun,
+	    sizeof(sun)) == -1 || chmod(px.path, 0666) == -1 ||
+	    listen(px.lfd, 128) == -1) {
+		log_error("egress: %s: %s", px.path, strerror(errno));
+		return -1;
+	}
+	ev_io_init(&px.lio, proxy_accept, px.lfd, EV_READ);
+	ev_io_start(loop, &px.lio);
+	return 0;
+}
+
+/*
+ * Marked and closed from the loop, not freed here: this can run inside
+ * egress_grant_find(), in the middle of deciding for one of these very
+ * connections.
+ */
+void
+proxy_job_end(uint64_t job)
+{
+	struct pconn *c;
+
+	TAILQ_FOREACH(c, &px.conns, entry)
+		if (c->job == job && job != 0) {
+			c->job = 0;
+			c->st = P_CLOSING;
+			c->u2c.len = 0;
+			ev_feed_event(px.loop, &c->cio, EV_CUSTOM);
+		}
+}
+
+void
+proxy_stop(void)
+{
+	while (!TAILQ_EMPTY(&px.conns))
+		pconn_free(TAILQ_FIRST(&px.conns));
+	if (px.lfd != -1) {
+		ev_io_stop(px.loop, &px.lio);
+		close(px.lfd);
+		unlink(px.path);
+		px.lfd = -1;
+	}
+	free(px.path);
+	px.path = NULL;
+	egress_conf_free(&px.conf);
+	if (px.tls != NULL)
+		tls_config_free(px.tls);
+	px.tls = NULL;
+}
