@@ -33,8 +33,10 @@ enum ipc_type {
 				 * provider}; id: the job */
 	MSG_EGRESS_REVOKE,	/* supervisor -> egress: id: the job */
 	MSG_EGRESS_STATS,	/* egress -> supervisor: its counters */
-	MSG_EGRESS_REFUSED,	/* egress -> supervisor: {host, agent, why} */
+	MSG_EGRESS_REFUSED,	/* egress -> supervisor: {host, agent,
+				 * provider, reason, why} */
 	MSG_EGRESS_CONFIG,	/* supervisor -> egress: settings.json again */
+	MSG_EGRESS_FORWARDED,	/* egress -> supervisor: {provider} */
 	MSG_TYPE_MAX
 };
 

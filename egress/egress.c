@@ -289,14 +289,37 @@ egress_reconfigure(void)
 	config_free(cf);
 }
 
+/* The provider's name for the metrics' label, "none" when not known. */
+static const char *
+prov_label(int prov)
+{
+	return prov == PROV_ANTHROPIC || prov == PROV_OPENAI ?
+	    config_provider_name((enum provider)prov) : "none";
+}
+
 void
-egress_refused(const char *host, const char *agent, const char *why)
+egress_forwarded(int prov)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "provider", json_object_new_string(
+	    prov_label(prov)));
+	egress_send(MSG_EGRESS_FORWARDED, 0, o);
+	json_object_put(o);
+}
+
+void
+egress_refused(const char *host, const char *agent, int prov,
+    const char *reason, const char *why)
 {
 	json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "host", json_object_new_string(host));
 	json_object_object_add(o, "agent", json_object_new_string(
 	    agent != NULL ? agent : "-"));
+	json_object_object_add(o, "provider", json_object_new_string(
+	    prov_label(prov)));
+	json_object_object_add(o, "reason", json_object_new_string(reason));
 	json_object_object_add(o, "why", json_object_new_string(why));
 	egress_send(MSG_EGRESS_REFUSED, 0, o);
 	json_object_put(o);

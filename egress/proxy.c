@@ -228,14 +228,19 @@ pconn_watch(struct pconn *c)
 	}
 }
 
-/* A 403 (or 502) with a one-line reason the CLI shows, then close. */
+/*
+ * A 403 (or 502) with a one-line reason the CLI shows, then close. reason
+ * is one of egress_reasons[] (the metrics' label), prov the provider the
+ * request was for (-1: not known yet).
+ */
 static void
-pconn_refuse(struct pconn *c, int code, const char *host, const char *why)
+pconn_refuse(struct pconn *c, int code, const char *reason, int prov,
+    const char *host, const char *why)
 {
 	char head[256];
 
 	proxy_stats.refused++;
-	egress_refused(host, c->agent, why);
+	egress_refused(host, c->agent, prov, reason, why);
 	snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: "
 	    "text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
 	    code, code == 403 ? "Forbidden" : "Bad Gateway", strlen(why) + 1);
@@ -302,23 +307,25 @@ pconn_decide(struct pconn *c)
 
 	proxy_req_classify(&c->req, &t);
 	if (t.kind == PK_REFUSE) {
-		pconn_refuse(c, 403, "-", t.why);
+		pconn_refuse(c, 403, "request", -1, "-", t.why);
 		goto out;
 	}
 	if (t.kind == PK_CONNECT) {
 		snprintf(hp, sizeof(hp), "%s:%u", t.host, t.port);
 		if (c->ufd != -1) {
-			pconn_refuse(c, 403, hp, "egress: CONNECT on a "
+			pconn_refuse(c, 403, "request", -1, hp, "egress: "
+			    "CONNECT on a "
 			    "connection already in use");
 			goto out;
 		}
 		if ((a = proxy_allow_match(&px.conf, t.host, t.port)) == NULL) {
-			pconn_refuse(c, 403, hp, "egress: CONNECT to this "
+			pconn_refuse(c, 403, "not_allowed", -1, hp, "egress: "
+			    "CONNECT to this "
 			    "host:port is not in sandbox.egress.allow");
 			goto out;
 		}
 		if (pconn_dial(c, t.host, t.port, !a->literal, &why) == -1) {
-			pconn_refuse(c, 403, hp, why);
+			pconn_refuse(c, 403, "address", -1, hp, why);
 			goto out;
 		}
 		free(c->host);
@@ -329,17 +336,20 @@ pconn_decide(struct pconn *c)
 		goto out;
 	}
 	if ((g = egress_grant_find(t.token)) == NULL) {
-		pconn_refuse(c, 403, "-", "egress: unknown or expired token");
+		pconn_refuse(c, 403, "token", -1, "-", "egress: unknown or "
+		    "expired token");
 		goto out;
 	}
 	if ((key = egress_key(g->provider, &bearer)) == NULL) {
-		pconn_refuse(c, 502, "-", "egress: no key for this provider in "
+		pconn_refuse(c, 502, "no_key", g->provider, "-", "egress: no "
+		    "key for this provider in "
 		    "the daemon's environment");
 		goto out;
 	}
 	up = &px.conf.providers[g->provider];
 	if (c->provider != -1 && c->provider != g->provider) {
-		pconn_refuse(c, 403, up->host, "egress: one provider per "
+		pconn_refuse(c, 403, "request", g->provider, up->host,
+		    "egress: one provider per "
 		    "connection");
 		goto out;
 	}
@@ -350,6 +360,7 @@ pconn_decide(struct pconn *c)
 	pbuf_add(&c->c2u, head, len);
 	freezero(head, len);
 	proxy_stats.forwarded++;
+	egress_forwarded(g->provider);
 	if (c->req.p.upgrade)
 		c->tunnel = 1;
 	if (c->ufd == -1) {
@@ -357,7 +368,8 @@ pconn_decide(struct pconn *c)
 		free(c->host);
 		c->host = xstrdup(up->host);
 		if (pconn_dial(c, up->host, up->port, 0, &why) == -1) {
-			pconn_refuse(c, 502, up->host, "egress: cannot reach "
+			pconn_refuse(c, 502, "upstream", c->provider, up->host,
+			    "egress: cannot reach "
 			    "the provider");
 			goto out;
 		}
@@ -399,8 +411,8 @@ pconn_process(struct pconn *c)
 		} else if (!c->body) {
 			if ((used = proxy_req_feed(&c->req, c->cin.b,
 			    c->cin.len)) == -1) {
-				pconn_refuse(c, 403, "-", "egress: malformed "
-				    "request");
+				pconn_refuse(c, 403, "malformed", -1, "-",
+				    "egress: malformed request");
 				return 1;
 			}
 			pbuf_drop(&c->cin, (size_t)used);
@@ -428,8 +440,8 @@ pconn_process(struct pconn *c)
 			    &pconn_body_settings, c->cin.b, n);
 			if (HTTP_PARSER_ERRNO(&c->req.p) != HPE_OK &&
 			    HTTP_PARSER_ERRNO(&c->req.p) != HPE_PAUSED) {
-				pconn_refuse(c, 403, "-", "egress: malformed "
-				    "request body");
+				pconn_refuse(c, 403, "malformed", c->provider,
+				    "-", "egress: malformed request body");
 				return 1;
 			}
 			pbuf_add(&c->c2u, c->cin.b, n);
@@ -500,8 +512,8 @@ pconn_step(struct pconn *c)
 		    err == EINPROGRESS)
 			return moved;
 		if (err != 0) {
-			pconn_refuse(c, 502, c->host, "egress: cannot reach "
-			    "the host");
+			pconn_refuse(c, 502, "upstream", c->provider, c->host,
+			    "egress: cannot reach the host");
 			return 1;
 		}
 		if (c->connect) {
@@ -517,8 +529,8 @@ pconn_step(struct pconn *c)
 			    tls_connect_socket(c->tls, c->ufd, c->host) == -1) {
 				log_warnx("egress: TLS to %s: %s", c->host,
 				    c->tls ? tls_error(c->tls) : "tls_client");
-				pconn_refuse(c, 502, c->host, "egress: TLS "
-				    "setup failed");
+				pconn_refuse(c, 502, "tls", c->provider,
+				    c->host, "egress: TLS setup failed");
 				return 1;
 			}
 			c->st = P_HANDSHAKE;
@@ -535,8 +547,8 @@ pconn_step(struct pconn *c)
 		if (n == -1) {
 			log_warnx("egress: TLS to %s: %s", c->host,
 			    tls_error(c->tls));
-			pconn_refuse(c, 502, c->host, "egress: the provider's "
-			    "certificate did not verify");
+			pconn_refuse(c, 502, "tls", c->provider, c->host,
+			    "egress: the provider's certificate did not verify");
 			return 1;
 		}
 		c->st = P_RELAY;

@@ -32,7 +32,13 @@ struct proxy_stats {
 };
 extern struct proxy_stats proxy_stats;
 
-/* egress.c: a refusal, for the supervisor's log and events. */
-void	egress_refused(const char *host, const char *agent, const char *why);
+/*
+ * egress.c: a refusal, for the supervisor's log, events and metrics
+ * (reason: a word of a fixed list, prov: the provider or -1), and a
+ * request forwarded to prov, for its metrics.
+ */
+void	egress_refused(const char *host, const char *agent, int prov,
+	    const char *reason, const char *why);
+void	egress_forwarded(int prov);
 
 #endif

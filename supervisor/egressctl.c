@@ -23,6 +23,7 @@
 
 #include "egress_token.h"
 #include "log.h"
+#include "metrics.h"
 #include "supervisor.h"
 #include "util.h"
 
@@ -50,6 +51,7 @@ static struct {
 static void	egress_spawn(void);
 static void	egress_down(const char *why);
 static void	egress_refusal(json_object *);
+static void	egress_counted(json_object *, int);
 
 /* Take the keys out of our environment: wiped where they are, unset. */
 static void
@@ -127,6 +129,8 @@ egress_read(struct ev_loop *loop, ev_io *io, int revents)
 			eg.stats = json_object_get(o);
 		} else if (h.type == MSG_EGRESS_REFUSED) {
 			egress_refusal(o);
+		} else if (h.type == MSG_EGRESS_FORWARDED) {
+			egress_counted(o, 0);
 		} else {
 			json_object_put(o);
 			egress_down("protocol error: unexpected message");
@@ -150,6 +154,40 @@ egress_read(struct ev_loop *loop, ev_io *io, int revents)
  * the count held back), and an event each time it is logged. Never a key
  * or a token: the egress process sends neither.
  */
+/*
+ * The metrics' labels: only values of these fixed lists, whatever the
+ * egress process sends, so that their number stays bounded.
+ */
+static const char *const egress_providers[] = { "anthropic", "openai",
+    "none", NULL };
+static const char *const egress_reasons[] = { "request", "not_allowed",
+    "address", "token", "no_key", "upstream", "malformed", "tls", NULL };
+
+static const char *
+label_of(json_object *o, const char *k, const char *const *list)
+{
+	const char	*v = json_object_get_string(json_object_object_get(o,
+			    k));
+
+	for (; v != NULL && *list != NULL; list++)
+		if (strcmp(v, *list) == 0)
+			return *list;
+	return NULL;
+}
+
+/* A forwarded request (refused: 0) or a refusal, in the metrics. */
+static void
+egress_counted(json_object *o, int refused)
+{
+	const char	*prov, *reason = NULL;
+
+	if ((prov = label_of(o, "provider", egress_providers)) == NULL ||
+	    (refused && (reason = label_of(o, "reason", egress_reasons)) ==
+	    NULL))
+		return;
+	metrics_egress(prov, reason);
+}
+
 static void
 egress_refusal(json_object *o)
 {
@@ -158,6 +196,7 @@ egress_refusal(json_object *o)
 	char		 err[64];
 	unsigned	 repeats;
 
+	egress_counted(o, 1);		/* every one, before the dedupe */
 	if (ipc_get_str(o, "host", &host, err, sizeof(err)) == -1 ||
 	    ipc_get_str(o, "agent", &agent, err, sizeof(err)) == -1 ||
 	    ipc_get_str(o, "why", &why, err, sizeof(err)) == -1)

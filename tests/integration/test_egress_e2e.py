@@ -338,6 +338,12 @@ def test_reply_streamed_key_swapped_token_only_inside(e2e):
         got += d
     assert got.startswith(b"HTTP/1.1 403"), got
     assert b"unknown or expired token" in got
+    # In the metrics: the one request forwarded, the reused token refused.
+    from test_egress_proxy import egress_metrics
+    wait_for(lambda: egress_metrics(h)["refusals"], 10,
+             what="the refusal in the metrics")
+    assert egress_metrics(h) == {"requests": {"anthropic": 1},
+                                 "refusals": {("none", "token"): 1}}
     # Neither the token nor the key in anything clawvisor wrote (the
     # workspace is the agent's: its dump holds its token, as it should).
     for root, _, files in os.walk(h.path):

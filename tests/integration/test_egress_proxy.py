@@ -10,6 +10,7 @@ bridge; those are layer 4's tests.
 """
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -131,6 +132,29 @@ def test_refusals_say_why(proxy):
         line, body = reason(talk(h, req))
         assert line == "HTTP/1.1 403 Forbidden", (req, line)
         assert body == why + "\n", (req, body)
+    # Each refusal counted by provider (none before a token) and reason, a
+    # word of a fixed list, never the host.
+    wait_for(lambda: sum(egress_metrics(h)["refusals"].values()) == 6, 10,
+             what="6 refusals in the metrics")
+    assert egress_metrics(h) == {"requests": {}, "refusals": {
+        ("none", "request"): 2, ("none", "token"): 1,
+        ("none", "not_allowed"): 2, ("none", "malformed"): 1}}
+
+
+def egress_metrics(h):
+    """clawvisor metrics' egress families: {requests: {provider: n},
+    refusals: {(provider, reason): n}}."""
+    out = subprocess.run([BIN, "--home", str(h.path), "metrics"],
+                         capture_output=True, text=True, env=h.env(),
+                         timeout=30).stdout
+    got = {"requests": {}, "refusals": {}}
+    for m in re.finditer(r'^clawvisor_egress_requests_total\{provider="'
+                         r'(\w+)"\} (\d+)$', out, re.M):
+        got["requests"][m[1]] = int(m[2])
+    for m in re.finditer(r'^clawvisor_egress_refusals_total\{provider="'
+                         r'(\w+)",reason="(\w+)"\} (\d+)$', out, re.M):
+        got["refusals"][(m[1], m[2])] = int(m[3])
+    return got
 
 
 def test_allowed_name_to_loopback_refused_literal_tunnelled(proxy):
@@ -177,6 +201,8 @@ def test_refusals_logged_once_per_host_and_sent_as_events(proxy):
            if e.get("host") == "once.example:443"]
     assert len(evs) == 1, evs
     assert evs[0]["reason"].startswith("egress: CONNECT")
+    # Logged once, counted each time.
+    assert egress_metrics(h)["refusals"] == {("none", "not_allowed"): 3}
     assert "sk-ant-cvtest-proxy" not in h.log()
 
 
