@@ -520,15 +520,33 @@ class Chaos:
         os.kill(p.pid, signal.SIGHUP)
         self.counts["reloads"] += 1
 
+    def commit_log_counts(self):
+        """Commits that failed and commits that finished on a later try,
+        from every supervisor's stderr so far."""
+        text = "".join(self.stderr_text(p) for p in self.procs)
+        return (len(re.findall(r"commit failed, kept in memory", text)),
+                len(re.findall(r": committed after \d+ tr", text)))
+
     def disk_full(self):
-        """Fill the home's filesystem, hold it full a moment, free it."""
+        """Fill the home's filesystem, hold it full a moment, free it.
+        When commits failed meanwhile, give the supervisor up to 5 s to
+        finish one on a later try before the next chaos action: a restart
+        at once would drop the commits kept in memory (their messages are
+        run again) and the retry would never be seen."""
         path = self.home / ".chaos-fill"
+        before = self.commit_log_counts()
         try:
             fill(path)
             time.sleep(self.rng.uniform(0.3, 2.0))
         finally:
             path.unlink(missing_ok=True)
         self.counts["disk_full"] += 1
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            failed, done = self.commit_log_counts()
+            if failed == before[0] or done > before[1]:
+                break
+            time.sleep(0.05)
 
     def chaos_thread(self, schedule, t0):
         try:
@@ -903,9 +921,7 @@ class Chaos:
         self.ok("no agent ran again after it succeeded (without a kill in "
                 "between)", not rerun, few(rerun))
         if self.args.disk_full:
-            text = "".join(self.stderr_text(p) for p in self.procs)
-            failed = len(re.findall(r"commit failed, kept in memory", text))
-            done = len(re.findall(r": committed after \d+ tr", text))
+            failed, done = self.commit_log_counts()
             self.commit_counts = (failed, done)
             self.ok("the full disk made commits fail, and they were tried "
                     "again", failed > 0 and done > 0 and
