@@ -12,6 +12,30 @@
 const char *const egress_key_names[EGRESS_NKEYS] = { "ANTHROPIC_API_KEY",
     "CLAUDE_CODE_OAUTH_TOKEN", "OPENAI_API_KEY", "CODEX_API_KEY" };
 
+/*
+ * The block the kernel laid out at exec (what /proc/PID/environ shows)
+ * holds every key given to us. setproctitle_init() has copied environ to
+ * the heap, so getenv() no longer reads this block: its key values are
+ * wiped here, whatever setproctitle() later writes over it (DECISIONS
+ * 240). A value still in use (no copy was made) is left alone.
+ */
+void
+egress_env_scrub(char **envp)
+{
+	size_t	 i, j, n;
+	char	*v;
+
+	for (i = 0; i < EGRESS_NKEYS; i++) {
+		n = strlen(egress_key_names[i]);
+		v = getenv(egress_key_names[i]);
+		for (j = 0; envp != NULL && envp[j] != NULL; j++)
+			if (strncmp(envp[j], egress_key_names[i], n) == 0 &&
+			    envp[j][n] == '=' && envp[j] + n + 1 != v)
+				explicit_bzero(envp[j] + n + 1,
+				    strlen(envp[j] + n + 1));
+	}
+}
+
 void
 egress_token_new(char *buf, size_t len)
 {

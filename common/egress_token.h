@@ -29,6 +29,8 @@ char	*egress_socket_path(const char *home);
 void	egress_token_new(char *buf, size_t len);
 /* Whether s is a token's shape (not whether it is live). */
 int	egress_token_shape(const char *s, size_t len);
+/* Wipe the keys' values in the process's initial environment block. */
+void	egress_env_scrub(char **envp);
 /* Equality in a time that does not depend on where they differ. */
 int	egress_token_equal(const char *a, const char *b);
 

@@ -12,8 +12,8 @@
  *
  * Upstream TLS is libtls, non-blocking: each call that wants the socket
  * readable or writable says so, and the watcher follows. Names are
- * resolved with getaddrinfo(3), which blocks this loop for the time of a
- * lookup (docs/SANDBOX.md says so).
+ * resolved without blocking the loop (egress/resolve.c): a connection
+ * waits in P_RESOLVING while the others go on.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -37,9 +37,10 @@
 #include "log.h"
 #include "proxy.h"
 #include "proxy_req.h"
+#include "resolve.h"
 #include "util.h"
 
-enum pstate { P_HEAD, P_CONNECTING, P_HANDSHAKE, P_RELAY, P_CLOSING };
+enum pstate { P_HEAD, P_RESOLVING, P_CONNECTING, P_HANDSHAKE, P_RELAY, P_CLOSING };
 
 struct pbuf {
 	char	*b;
@@ -62,6 +63,8 @@ struct pconn {
 	int			 tunnel;	/* raw both ways from now on */
 	int			 connect;	/* a CONNECT waits for its 200 */
 	int			 provider;	/* of the upstream, or -1 */
+	struct resolve		*rq;		/* the upstream's name lookup */
+	int			 dial_check;	/* refuse private addresses */
 	uint64_t		 job;
 	char			*agent;
 	char			*host;
@@ -251,27 +254,24 @@ pconn_refuse(struct pconn *c, int code, const char *reason, int prov,
 	c->st = P_CLOSING;
 }
 
-/* A non-blocking connect to host:port; CONNECT refuses private ranges. */
-static int
-pconn_dial(struct pconn *c, const char *host, uint16_t port, int check,
-    const char **why)
+/*
+ * The upstream's address is known: a non-blocking connect. A CONNECT
+ * (dial_check) skips loopback, link-local, private and metadata addresses.
+ */
+static void
+pconn_resolved(void *arg, int gerr, struct addrinfo *res)
 {
-	struct addrinfo	 hints, *res, *ai;
-	char		 serv[8];
-	int		 fd = -1, r;
+	struct pconn	*c = arg;
+	struct addrinfo	*ai;
+	const char	*why;
+	int		 fd = -1;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	snprintf(serv, sizeof(serv), "%u", port);
-	if ((r = getaddrinfo(host, serv, &hints, &res)) != 0) {
-		*why = "egress: the host's name does not resolve";
-		return -1;
-	}
-	*why = "egress: the host resolves to a loopback, link-local, private "
+	c->rq = NULL;
+	why = gerr != 0 ? "egress: the host's name does not resolve" :
+	    "egress: the host resolves to a loopback, link-local, private "
 	    "or metadata address";
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		if (check && proxy_addr_forbidden(ai->ai_addr))
+		if (c->dial_check && proxy_addr_forbidden(ai->ai_addr))
 			continue;
 		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0)) == -1)
@@ -279,17 +279,36 @@ pconn_dial(struct pconn *c, const char *host, uint16_t port, int check,
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
 		    errno == EINPROGRESS)
 			break;
-		*why = "egress: the host refused the connection";
+		why = "egress: the host refused the connection";
 		close(fd);
 		fd = -1;
 	}
-	freeaddrinfo(res);
-	if (fd == -1)
-		return -1;
-	c->ufd = fd;
-	c->st = P_CONNECTING;
-	ev_io_set(&c->uio, fd, 0);
-	return 0;
+	if (res != NULL)
+		freeaddrinfo(res);
+	if (c->st == P_CLOSING) {
+		/* Its job ended while it looked up: nothing to refuse. */
+		if (fd != -1)
+			close(fd);
+	} else if (fd == -1 && c->connect)
+		pconn_refuse(c, 403, "address", -1, c->host, why);
+	else if (fd == -1)
+		pconn_refuse(c, 502, "upstream", c->provider, c->host,
+		    "egress: cannot reach the provider");
+	else {
+		c->ufd = fd;
+		c->st = P_CONNECTING;
+		ev_io_set(&c->uio, fd, 0);
+	}
+	pconn_pump(c);
+}
+
+/* Look the upstream up; the connection waits, the loop does not. */
+static void
+pconn_dial(struct pconn *c, const char *host, uint16_t port, int check)
+{
+	c->dial_check = check;
+	c->st = P_RESOLVING;
+	c->rq = resolve_start(host, port, pconn_resolved, c);
 }
 
 /* The head is whole: refuse, or open the way. */
@@ -300,7 +319,7 @@ pconn_decide(struct pconn *c)
 	const struct egress_allow	*a;
 	const struct egress_url		*up;
 	struct proxy_target		 t;
-	const char			*key, *why;
+	const char			*key;
 	char				*head, hp[300];
 	size_t				 len;
 	int				 bearer;
@@ -312,7 +331,7 @@ pconn_decide(struct pconn *c)
 	}
 	if (t.kind == PK_CONNECT) {
 		snprintf(hp, sizeof(hp), "%s:%u", t.host, t.port);
-		if (c->ufd != -1) {
+		if (c->ufd != -1 || c->rq != NULL) {
 			pconn_refuse(c, 403, "request", -1, hp, "egress: "
 			    "CONNECT on a "
 			    "connection already in use");
@@ -324,14 +343,11 @@ pconn_decide(struct pconn *c)
 			    "host:port is not in sandbox.egress.allow");
 			goto out;
 		}
-		if (pconn_dial(c, t.host, t.port, !a->literal, &why) == -1) {
-			pconn_refuse(c, 403, "address", -1, hp, why);
-			goto out;
-		}
 		free(c->host);
 		c->host = xstrdup(hp);
 		c->connect = 1;
 		c->tunnel = 1;
+		pconn_dial(c, t.host, t.port, !a->literal);
 		proxy_stats.tunnels++;
 		goto out;
 	}
@@ -363,16 +379,11 @@ pconn_decide(struct pconn *c)
 	egress_forwarded(g->provider);
 	if (c->req.p.upgrade)
 		c->tunnel = 1;
-	if (c->ufd == -1) {
+	if (c->ufd == -1 && c->rq == NULL) {
 		c->provider = g->provider;
 		free(c->host);
 		c->host = xstrdup(up->host);
-		if (pconn_dial(c, up->host, up->port, 0, &why) == -1) {
-			pconn_refuse(c, 502, "upstream", c->provider, up->host,
-			    "egress: cannot reach "
-			    "the provider");
-			goto out;
-		}
+		pconn_dial(c, up->host, up->port, 0);
 	}
 out:
 	proxy_target_free(&t);
@@ -638,6 +649,7 @@ static void
 pconn_free(struct pconn *c)
 {
 	TAILQ_REMOVE(&px.conns, c, entry);
+	resolve_cancel(c->rq);
 	ev_io_stop(px.loop, &c->cio);
 	ev_io_stop(px.loop, &c->uio);
 	ev_timer_stop(px.loop, &c->idle);
@@ -710,6 +722,7 @@ proxy_start(struct ev_loop *loop, const char *home,
 
 	px.loop = loop;
 	TAILQ_INIT(&px.conns);
+	resolve_init(loop);
 	proxy_configure(ec);
 	/*
 	 * Not under run/ (0700): bwrap runs as the agent's user and must

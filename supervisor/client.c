@@ -135,6 +135,28 @@ num(json_object *o, const char *k)
 	return json_object_get_int64(json_object_object_get(o, k));
 }
 
+/* SPEC §9: one line of what the JSON says; nothing when the proxy is off. */
+static void
+print_egress(json_object *e)
+{
+	const char *state = str(e, "state");
+
+	if (e == NULL || strcmp(state, "off") == 0)
+		return;
+	printf("egress: %s", text(e, "state"));
+	if (json_object_object_get(e, "pid") != NULL)
+		printf(" pid %lld", (long long)num(e, "pid"));
+	printf(", respawns %lld", (long long)num(e, "restarts"));
+	if (json_object_object_get(e, "tokensLive") != NULL)
+		printf(", tokens live %lld, requests forwarded %lld, tunnels "
+		    "%lld, refused %lld, connections open %lld",
+		    (long long)num(e, "tokensLive"),
+		    (long long)num(e, "forwarded"), (long long)num(e, "tunnels"),
+		    (long long)num(e, "refused"),
+		    (long long)num(e, "connectionsOpen"));
+	printf("\n");
+}
+
 static void
 print_status(json_object *r)
 {
@@ -179,6 +201,7 @@ print_status(json_object *r)
 	for (i = 0; ws != NULL && i < json_object_array_length(ws); i++)
 		printf("warning: %s\n", json_object_get_string(
 		    json_object_array_get_idx(ws, i)));
+	print_egress(json_object_object_get(r, "egress"));
 	c = json_object_object_get(r, "counters");
 	printf("counters: ok %lld, transient %lld, terminal %lld, retried "
 	    "%lld, dead %lld, corrupt %lld\n", (long long)num(c, "ok"),

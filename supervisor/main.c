@@ -16,6 +16,7 @@
 
 #include "client.h"
 #include "egress.h"
+#include "egress_token.h"
 #include "log.h"
 #include "supervisor.h"
 #include "util.h"
@@ -74,6 +75,9 @@ main(int argc, char **argv, char **envp)
 		return r;
 	}
 	setproctitle_init(argc, argv, envp);
+	/* Not left to setproctitle(): a command that never sets a title,
+	 * or a libbsd that stops overwriting the block, would keep them. */
+	egress_env_scrub(envp);
 	args = xcalloc(argc + 1, sizeof(char *));
 	for (i = 1; i < argc; i++) {
 		/* send reads its own options and text, whatever they are. */
