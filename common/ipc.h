@@ -37,6 +37,10 @@ enum ipc_type {
 				 * provider, reason, why} */
 	MSG_EGRESS_CONFIG,	/* supervisor -> egress: settings.json again */
 	MSG_EGRESS_FORWARDED,	/* egress -> supervisor: {provider} */
+	MSG_EGRESS_CHECK,	/* supervisor -> egress: {providers: [name]};
+				 * id: the check's number */
+	MSG_EGRESS_CHECKED,	/* egress -> supervisor: {providers: [{provider,
+				 * url, result, detail}]} or {error} */
 	MSG_TYPE_MAX
 };
 

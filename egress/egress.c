@@ -77,6 +77,7 @@ egress_exit(int status, const char *why)
 		egress_grant_free(g);
 	}
 	egress_keys_clear();
+	check_stop();
 	proxy_stop();
 	exit(status);
 }
@@ -241,6 +242,9 @@ egress_orders(void)
 		case MSG_EGRESS_CONFIG:
 			egress_reconfigure();
 			break;
+		case MSG_EGRESS_CHECK:
+			check_start(e.loop, h.id, o);
+			break;
 		default:
 			json_object_put(o);
 			log_error("fatal: protocol error: unexpected message "
@@ -295,6 +299,12 @@ prov_label(int prov)
 {
 	return prov == PROV_ANTHROPIC || prov == PROV_OPENAI ?
 	    config_provider_name((enum provider)prov) : "none";
+}
+
+void
+egress_checked(uint64_t seq, json_object *o)
+{
+	egress_send(MSG_EGRESS_CHECKED, seq, o);
 }
 
 void

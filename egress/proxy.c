@@ -777,6 +777,18 @@ proxy_job_end(uint64_t job)
 		}
 }
 
+const struct egress_conf *
+proxy_conf(void)
+{
+	return &px.conf;
+}
+
+struct tls_config *
+proxy_tls(void)
+{
+	return px.tls;
+}
+
 void
 proxy_stop(void)
 {

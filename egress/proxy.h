@@ -10,6 +10,9 @@
 #include <stdint.h>
 
 #include <ev.h>
+#include <json-c/json.h>
+
+struct tls_config;
 
 #include "egress_conf.h"
 
@@ -21,6 +24,16 @@ int	proxy_configure(const struct egress_conf *);
 /* Close every connection of this job: its token is revoked. */
 void	proxy_job_end(uint64_t job);
 void	proxy_stop(void);
+/* What the proxy connects with, for the doctor's check (check.c). */
+const struct egress_conf *proxy_conf(void);
+struct tls_config *proxy_tls(void);
+
+/* check.c: the TLS check of the provider URLs, asked by the supervisor
+ * (MSG_EGRESS_CHECK, req {providers: [names]}); its answer goes back in
+ * one MSG_EGRESS_CHECKED frame with the same id. */
+void	check_start(struct ev_loop *, uint64_t seq, json_object *req);
+void	check_stop(void);
+void	egress_checked(uint64_t seq, json_object *);
 
 /* Counters, for the egress process's report. */
 struct proxy_stats {

@@ -309,6 +309,42 @@ cmd_sandbox_env(json_object *req, int *stop)
 }
 
 /*
+ * The doctor's TLS check of the provider URLs, by the egress process:
+ * {"providers": [...]} starts one and answers its "seq" at once;
+ * {"seq": N} answers "done" and, when done, the egress process's result.
+ */
+static json_object *
+cmd_egress_check(json_object *req, int *stop)
+{
+	json_object	*o, *v, *p = NULL, *r;
+
+	(void)stop;
+	if (json_object_object_get_ex(req, "seq", &v)) {
+		o = ok_reply();
+		r = egress_check_result((uint64_t)json_object_get_int64(v));
+		json_object_object_add(o, "done",
+		    json_object_new_boolean(r != NULL));
+		if (r != NULL) {
+			json_object_object_foreach(r, k, val)
+				json_object_object_add(o, k,
+				    json_object_get(val));
+			json_object_put(r);
+		}
+		return o;
+	}
+	if (json_object_object_get_ex(req, "providers", &v) &&
+	    json_object_is_type(v, json_type_array))
+		p = v;
+	if ((r = egress_check(p)) == NULL)
+		return err_reply("the egress process is not running");
+	o = ok_reply();
+	json_object_object_add(o, "seq", json_object_get(
+	    json_object_object_get(r, "seq")));
+	json_object_put(r);
+	return o;
+}
+
+/*
  * Set sandbox.mode in settings.json, keeping every other key: parse the
  * file, change the one key, validate the result as a whole, write it
  * atomically with the file's own mode, then reload.
@@ -724,6 +760,7 @@ static const struct {
 	{ "sandbox.show",	cmd_sandbox_show },
 	{ "sandbox.set",	cmd_sandbox_set },
 	{ "sandbox.env",	cmd_sandbox_env },
+	{ "egress.check",	cmd_egress_check },
 	{ "dead.list",		cmd_dead_list },
 	{ "dead.show",		cmd_dead_show },
 	{ "dead.requeue",	cmd_dead_requeue },

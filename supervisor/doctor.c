@@ -628,11 +628,119 @@ doctor_workspace(struct doctor *d, const struct config *cf,
 		doctor_workdir_user(d, cf, &cf->agents[i], duid, dgid);
 }
 
-/* Where agent directories are set up from (worker/agentdir.c). */
+/* One request to the daemon's control socket; its reply, or NULL. */
+static json_object *
+doctor_ask(const char *home, json_object *req)
+{
+	json_object	*rep;
+	char		*line;
+	int		 fd;
+
+	if ((fd = client_connect(home, 1)) == -1)
+		return NULL;
+	line = client_request(fd, req);
+	close(fd);
+	if (line == NULL)
+		return NULL;
+	rep = json_tokener_parse(line);
+	free(line);
+	return rep;
+}
+
+/*
+ * The providers' TLS, checked by the egress process with its own CAs and
+ * lookups (DECISIONS 242): asked, then its answer polled for; the egress
+ * process bounds the check at 10 s. "unchecked" (no network here) is a
+ * note, not a failure: a host without a route out cannot say more.
+ */
+static void
+doctor_egress_tls(struct doctor *d, const char *home,
+    const int used[EGRESS_NPROVIDERS])
+{
+	json_object	*req, *rep = NULL, *a, *p, *provs;
+	const char	*res, *detail, *url;
+	int64_t		 seq;
+	size_t		 i;
+	int		 tries;
+	char		 fix[512];
+
+	provs = json_object_new_array();
+	for (i = 0; i < EGRESS_NPROVIDERS; i++)
+		if (used[i])
+			json_object_array_add(provs, json_object_new_string(
+			    config_provider_name((enum provider)i)));
+	if (json_object_array_length(provs) == 0) {
+		json_object_put(provs);
+		return;
+	}
+	req = json_object_new_object();
+	json_object_object_add(req, "cmd", json_object_new_string(
+	    "egress.check"));
+	json_object_object_add(req, "providers", provs);
+	rep = doctor_ask(home, req);
+	json_object_put(req);
+	if (rep == NULL || !json_object_object_get_ex(rep, "seq", &a)) {
+		check(d, 0, "egress tls", "see the log: the supervisor "
+		    "respawns it", "the egress process cannot check the "
+		    "providers' TLS: %s", rep != NULL && json_object_object_get(
+		    rep, "error") != NULL ? json_object_get_string(
+		    json_object_object_get(rep, "error")) : "no answer");
+		json_object_put(rep);
+		return;
+	}
+	seq = json_object_get_int64(a);
+	json_object_put(rep);
+	rep = NULL;
+	for (tries = 0; tries < 150; tries++) {
+		req = json_object_new_object();
+		json_object_object_add(req, "cmd", json_object_new_string(
+		    "egress.check"));
+		json_object_object_add(req, "seq", json_object_new_int64(seq));
+		rep = doctor_ask(home, req);
+		json_object_put(req);
+		if (rep != NULL && json_object_get_boolean(
+		    json_object_object_get(rep, "done")))
+			break;
+		json_object_put(rep);
+		rep = NULL;
+		usleep(100000);
+	}
+	if (rep == NULL || !json_object_object_get_ex(rep, "providers", &a) ||
+	    !json_object_is_type(a, json_type_array)) {
+		check(d, 0, "egress tls", "see the log", "the egress process "
+		    "did not answer the TLS check%s%s", rep != NULL ? ": " : "",
+		    rep != NULL ? json_object_get_string(json_object_object_get(
+		    rep, "error")) : "");
+		json_object_put(rep);
+		return;
+	}
+	for (i = 0; i < json_object_array_length(a); i++) {
+		p = json_object_array_get_idx(a, i);
+		res = json_object_get_string(json_object_object_get(p,
+		    "result"));
+		detail = json_object_get_string(json_object_object_get(p,
+		    "detail"));
+		url = json_object_get_string(json_object_object_get(p, "url"));
+		snprintf(fix, sizeof(fix), "%s", strstr(detail, "certificate")
+		    != NULL || strstr(detail, "verify") != NULL ||
+		    strstr(detail, "name") != NULL ? "set sandbox.egress.ca_file "
+		    "to the CA bundle that signed the provider's certificate "
+		    "(a corporate proxy's CA, a stand-in's test CA), or fix the "
+		    "host in the provider's url" : "check the provider's url in "
+		    "sandbox.egress.providers and that its host accepts "
+		    "connections from here");
+		check(d, strcmp(res, "failed") != 0, "egress tls", fix,
+		    "%s %s: %s%s", json_object_get_string(
+		    json_object_object_get(p, "provider")), url,
+		    strcmp(res, "ok") == 0 ? "ok, " : "", detail);
+	}
+	json_object_put(rep);
+}
+
 /* SPEC §9: the egress process, as the daemon reports it. */
 static void
-doctor_egress(struct doctor *d, const struct config *cf, json_object *denv,
-    int docker)
+doctor_egress(struct doctor *d, const char *home, const struct config *cf,
+    json_object *denv, int docker, const int used[EGRESS_NPROVIDERS])
 {
 	json_object	*eg = NULL, *v;
 	const char	*state = NULL;
@@ -650,6 +758,8 @@ doctor_egress(struct doctor *d, const struct config *cf, json_object *denv,
 		    "egress", "see the log: the supervisor respawns it",
 		    "the egress process is %s", state != NULL ? state :
 		    "not reported by the daemon");
+	if (state != NULL && strcmp(state, "running") == 0)
+		doctor_egress_tls(d, home, used);
 	check(d, 1, "egress network", NULL, "sandboxes get no network of "
 	    "their own with sandbox.egress.mode \"proxy\", whatever the "
 	    "mode's network says");
@@ -689,6 +799,7 @@ doctor_main(const char *home, int json)
 	size_t		 i;
 	int		 used[MODE_INHERIT] = { 0 }, claude[MODE_INHERIT] = { 0 };
 	int		 codex[MODE_INHERIT] = { 0 }, m, rootless;
+	int		 provs[EGRESS_NPROVIDERS] = { 0 };
 
 	d.checks = json_object_new_array();
 	/* What the doctor finds is its checks: the warnings a throwaway
@@ -756,7 +867,11 @@ doctor_main(const char *home, int json)
 			doctor_key(&d, cf, denv, PROV_OPENAI);
 		doctor_bwrap(&d, cf, claude[MODE_BWRAP], codex[MODE_BWRAP]);
 	}
-	doctor_egress(&d, cf, denv, used[MODE_DOCKER]);
+	for (m = 0; m < MODE_INHERIT; m++) {
+		provs[PROV_ANTHROPIC] |= claude[m];
+		provs[PROV_OPENAI] |= codex[m];
+	}
+	doctor_egress(&d, home, cf, denv, used[MODE_DOCKER], provs);
 	doctor_workspace(&d, cf, denv);
 	doctor_tinyclaw(&d, cf);
 	json_object_put(denv);

@@ -46,6 +46,8 @@ static struct {
 	json_object	*stats;		/* the egress process's last report */
 	char		*socket;
 	char		*bridge;
+	uint64_t	 check_seq;	/* the doctor's TLS checks, numbered */
+	json_object	*checks[4];	/* the last answers, by seq % 4 */
 } eg;		/* state EG_OFF: the proxy is not configured */
 
 static void	egress_spawn(void);
@@ -131,6 +133,11 @@ egress_read(struct ev_loop *loop, ev_io *io, int revents)
 			egress_refusal(o);
 		} else if (h.type == MSG_EGRESS_FORWARDED) {
 			egress_counted(o, 0);
+		} else if (h.type == MSG_EGRESS_CHECKED) {
+			json_object_object_add(o, "seq",
+			    json_object_new_int64((int64_t)h.id));
+			json_object_put(eg.checks[h.id % 4]);
+			eg.checks[h.id % 4] = json_object_get(o);
 		} else {
 			json_object_put(o);
 			egress_down("protocol error: unexpected message");
@@ -450,6 +457,45 @@ egress_bridge(void)
 	return eg.bridge;
 }
 
+/*
+ * The doctor's TLS check (DECISIONS 242): asked of the egress process,
+ * answered in a frame later; the doctor asks for the answer by its number
+ * (egress_check_result). Nothing here waits.
+ */
+json_object *
+egress_check(json_object *providers)
+{
+	json_object *o, *r;
+
+	if (eg.state != EG_UP)
+		return NULL;
+	o = json_object_new_object();
+	if (providers != NULL)
+		json_object_object_add(o, "providers",
+		    json_object_get(providers));
+	eg.check_seq++;
+	json_object_put(eg.checks[eg.check_seq % 4]);
+	eg.checks[eg.check_seq % 4] = NULL;
+	egress_send(MSG_EGRESS_CHECK, eg.check_seq, o);
+	json_object_put(o);
+	r = json_object_new_object();
+	json_object_object_add(r, "seq",
+	    json_object_new_int64((int64_t)eg.check_seq));
+	return r;
+}
+
+/* The answer to check seq, or NULL while there is none. */
+json_object *
+egress_check_result(uint64_t seq)
+{
+	json_object *o = eg.checks[seq % 4], *v;
+
+	if (o == NULL || !json_object_object_get_ex(o, "seq", &v) ||
+	    (uint64_t)json_object_get_int64(v) != seq)
+		return NULL;
+	return json_object_get(o);
+}
+
 json_object *
 egress_status(void)
 {
@@ -532,6 +578,10 @@ egress_free(void)
 	}
 	json_object_put(eg.stats);
 	eg.stats = NULL;
+	for (i = 0; i < 4; i++) {
+		json_object_put(eg.checks[i]);
+		eg.checks[i] = NULL;
+	}
 	free(eg.socket);
 	free(eg.bridge);
 	eg.socket = eg.bridge = NULL;

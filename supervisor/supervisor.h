@@ -199,6 +199,8 @@ void		 egress_revoke(uint64_t job);
 const char	*egress_socket(void);
 const char	*egress_bridge(void);
 json_object	*egress_status(void);
+json_object	*egress_check(json_object *providers);
+json_object	*egress_check_result(uint64_t seq);
 int		 egress_holds(const char *name);
 void		 egress_reloaded(void);
 int		 egress_starting(void);
