@@ -8,7 +8,8 @@
  * loop through an ev_async, which libev makes safe from any thread. All
  * else, callbacks included, happens on the loop.
  *
- * At most RESOLVE_MAX lookups run at once; the others wait in order. A
+ * An IP literal is no lookup: it is answered from the loop at once. At
+ * most RESOLVE_MAX lookups run at once; the others wait in order. A
  * cancelled lookup that has already started cannot be stopped
  * (EAI_NOTCANCELED): it stays here, unseen, until it ends, and is freed.
  */
@@ -36,6 +37,7 @@ struct resolve {
 	void			*arg;
 	int			 running;
 	int			 failed;	/* getaddrinfo_a's own error */
+	int			 literal;	/* an address: ar_result is it */
 };
 
 static struct {
@@ -114,6 +116,8 @@ resolve_reap_one(void)
 			continue;
 		if (r->failed != 0)
 			err = r->failed;
+		else if (r->literal)
+			err = 0;
 		else if ((err = gai_error(&r->cb)) == EAI_INPROGRESS)
 			continue;
 		res = r->failed == 0 && err == 0 ? r->cb.ar_result : NULL;
@@ -168,6 +172,17 @@ resolve_start(const char *host, uint16_t port, resolve_fn fn, void *arg)
 	r->arg = arg;
 	TAILQ_INSERT_TAIL(&rs.list, r, entry);
 	rs.waiting++;
+	/* An address needs no lookup and waits for none. */
+	r->hints.ai_flags = AI_NUMERICHOST;
+	if (getaddrinfo(host, r->serv, &r->hints, &r->cb.ar_result) == 0) {
+		r->literal = r->running = 1;
+		rs.waiting--;
+		rs.running++;
+		ev_async_send(rs.loop, &rs.wake);
+		return r;
+	}
+	r->cb.ar_result = NULL;
+	r->hints.ai_flags = 0;
 	if (rs.running < RESOLVE_MAX)
 		resolve_run(r);
 	return r;
@@ -178,8 +193,11 @@ resolve_cancel(struct resolve *r)
 {
 	if (r == NULL)
 		return;
-	if (!r->running || r->failed != 0) {
+	if (r->literal && r->cb.ar_result != NULL)
+		freeaddrinfo(r->cb.ar_result);
+	if (!r->running || r->failed != 0 || r->literal) {
 		resolve_free(r);
+		resolve_start_waiting();
 		return;
 	}
 	switch (gai_cancel(&r->cb)) {
