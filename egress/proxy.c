@@ -372,7 +372,11 @@ pconn_decide(struct pconn *c)
 	c->job = g->job;
 	free(c->agent);
 	c->agent = xstrdup(g->agent);
-	head = proxy_req_rewrite(&c->req, t.path, up, key, bearer, &len);
+	/* Claude Code's OAuth token goes with its beta flag, as the CLI
+	 * itself would send it (DECISIONS 243). */
+	head = proxy_req_rewrite(&c->req, t.path, up, key, bearer,
+	    g->provider == PROV_ANTHROPIC && bearer ? PROXY_OAUTH_BETA : NULL,
+	    &len);
 	pbuf_add(&c->c2u, head, len);
 	freezero(head, len);
 	proxy_stats.forwarded++;

@@ -296,9 +296,44 @@ proxy_hdr_dropped(const char *name)
 	return 0;
 }
 
+/*
+ * One anthropic-beta header: the request's own flags, each once, and beta
+ * last, as Claude Code sends it with an OAuth token (DECISIONS 243).
+ */
+static void
+proxy_req_beta(struct sbuf *b, const struct proxy_req *r, const char *beta)
+{
+	const char	*v, *e;
+	size_t		 i, n, out = 0;
+
+	sbuf_str(b, "anthropic-beta: ");
+	for (i = 0; i < r->nh; i++) {
+		if (strcasecmp(r->h[i].name, "anthropic-beta") != 0)
+			continue;
+		for (v = r->h[i].value; *v != '\0'; v = *e == ',' ? e + 1 : e) {
+			v += strspn(v, " \t");
+			e = v + strcspn(v, ",");
+			for (n = (size_t)(e - v); n > 0 && (v[n - 1] == ' ' ||
+			    v[n - 1] == '\t'); n--)
+				;
+			if (n == 0 || (n == strlen(beta) &&
+			    memcmp(v, beta, n) == 0))
+				continue;
+			if (out++ > 0)
+				sbuf_str(b, ",");
+			sbuf_add(b, v, n);
+		}
+	}
+	if (out > 0)
+		sbuf_str(b, ",");
+	sbuf_str(b, beta);
+	sbuf_str(b, "\r\n");
+}
+
 char *
 proxy_req_rewrite(const struct proxy_req *r, const char *path,
-    const struct egress_url *up, const char *key, int bearer, size_t *len)
+    const struct egress_url *up, const char *key, int bearer,
+    const char *beta, size_t *len)
 {
 	struct sbuf	 b = { NULL, 0, 0 };
 	char		 port[8];
@@ -321,13 +356,16 @@ proxy_req_rewrite(const struct proxy_req *r, const char *path,
 	}
 	sbuf_str(&b, "\r\n");
 	for (i = 0; i < r->nh; i++) {
-		if (proxy_hdr_dropped(r->h[i].name))
+		if (proxy_hdr_dropped(r->h[i].name) || (beta != NULL &&
+		    strcasecmp(r->h[i].name, "anthropic-beta") == 0))
 			continue;
 		sbuf_str(&b, r->h[i].name);
 		sbuf_str(&b, ": ");
 		sbuf_str(&b, r->h[i].value);
 		sbuf_str(&b, "\r\n");
 	}
+	if (beta != NULL)
+		proxy_req_beta(&b, r, beta);
 	sbuf_str(&b, bearer ? "Authorization: Bearer " : "x-api-key: ");
 	sbuf_str(&b, key);
 	sbuf_str(&b, "\r\n\r\n");

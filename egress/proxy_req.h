@@ -62,11 +62,15 @@ void	 proxy_target_free(struct proxy_target *);
 /*
  * The head for the provider: path under up->path, Host of up, the token's
  * headers and hop-by-hop proxy headers out, the key in (x-api-key, or
- * Authorization: Bearer when bearer). Malloc'ed, *len set.
+ * Authorization: Bearer when bearer). beta (not NULL): added to the
+ * request's anthropic-beta flags, once. Malloc'ed, *len set.
  */
 char	*proxy_req_rewrite(const struct proxy_req *, const char *path,
 	    const struct egress_url *up, const char *key, int bearer,
-	    size_t *len);
+	    const char *beta, size_t *len);
+/* What Claude Code adds to anthropic-beta when it sends an OAuth token
+ * (claude-code 2.1.x); the API refuses an OAuth token without it. */
+#define PROXY_OAUTH_BETA	"oauth-2025-04-20"
 /* Whether allow lets CONNECT host:port through (before the address). */
 const struct egress_allow *proxy_allow_match(const struct egress_conf *,
 	    const char *host, uint16_t port);

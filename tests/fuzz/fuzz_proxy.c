@@ -36,14 +36,16 @@ check(const struct proxy_req *r, const struct proxy_target *t, int bearer)
 	char	*out, want[64];
 	size_t	 len;
 
-	out = proxy_req_rewrite(r, t->path, &up, KEY, bearer, &len);
+	out = proxy_req_rewrite(r, t->path, &up, KEY, bearer,
+	    bearer ? PROXY_OAUTH_BETA : NULL, &len);
 	if (len != strlen(out) || len < 4 ||
 	    strcmp(out + len - 4, "\r\n\r\n") != 0 ||
 	    strstr(out, "\r\n\r\n") != out + len - 4)
 		abort();
 	if (count_ci(out, "\r\nx-api-key:") != (bearer ? 0u : 1u) ||
 	    count_ci(out, "\r\nauthorization:") != (bearer ? 1u : 0u) ||
-	    count_ci(out, "\r\nhost:") != 1)
+	    count_ci(out, "\r\nhost:") != 1 ||
+	    (bearer && count_ci(out, "\r\nanthropic-beta:") != 1))
 		abort();
 	/* The one credential header is ours, with the key: the token's
 	 * carriers (x-api-key, Authorization) are gone. */

@@ -13,7 +13,8 @@ Operating the egress process (SPEC §9, issue 15 "Operations"):
   through while the lookups hang, and the hung connections get their
   refusal when the resolver gives up;
 - the keys' values are wiped in a clawvisor process's initial environment
-  block whether or not it ever sets a process title.
+  block whether or not it ever sets a process title;
+- an OAuth token goes upstream with Claude Code's anthropic-beta flag.
 """
 import json
 import os
@@ -351,3 +352,58 @@ def test_hung_resolver_does_not_stall_the_loop(homes, tmp_path):
     finally:
         dns.close()
         echo.close()
+
+
+def test_oauth_token_goes_with_its_beta_flag(homes, tmp_path):
+    """With CLAUDE_CODE_OAUTH_TOKEN only, the stand-in gets it as
+    Authorization: Bearer with anthropic-beta: oauth-2025-04-20 (what
+    claude-code sends with an OAuth token), and no x-api-key."""
+    from test_egress_e2e import AGENT_UID, FAKE_CLAUDE, StandIn, open_up
+    from conftest import FAKES
+    ca, cert, key = make_ca(str(tmp_path))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "claude").write_text(FAKE_CLAUDE)
+    os.chmod(bindir / "claude", 0o755)
+    open_up(bindir)
+    oauth = "sk-ant-oat01-cvtest-" + os.urandom(16).hex()
+    h = homes({"sandbox": {
+        "mode": "bwrap", "max_attempts": 1, "timeout_seconds": 120,
+        "bwrap": {"user": f"{AGENT_UID}:{AGENT_UID}", "memory": "512m",
+                  "limits": "best-effort"},
+        "env_allowlist": ["CLAUDE_CODE_OAUTH_TOKEN", "STANDIN_PORT"],
+        "egress": {"mode": "proxy", "ca_file": ca}},
+        "agents": {"alpha": {"name": "A", "provider": "anthropic"}},
+        "supervisor": {"workers": 1}}, start=False)
+    open_up(h.path)
+    wd = h.workdir("alpha")
+    wd.mkdir(parents=True, exist_ok=True)
+    os.chown(wd, AGENT_UID, AGENT_UID)
+    standin = StandIn(cert, key, str(wd))
+    try:
+        s = h.settings
+        s["sandbox"]["egress"]["providers"] = {"anthropic": {
+            "url": f"https://127.0.0.1:{standin.port}"}}
+        h.write_settings(s)
+        env = {"CLAUDE_CODE_OAUTH_TOKEN": oauth,
+               "STANDIN_PORT": str(standin.port),
+               "PATH": f"{bindir}:{FAKES}:/usr/local/bin:/usr/bin:/bin"}
+        # No API key at all (the suite's bwrap mode sets a dummy one).
+        h.start(env={**env, "ANTHROPIC_API_KEY": ""})
+        mid = h.drop("hello with oauth", agent="alpha")
+        o = h.wait_outcome(mid, timeout=120)
+        assert o[0] == "response", (o, h.log()[-3000:])
+        assert o[1]["message"].strip() == "streamed through egress"
+        assert len(standin.seen) == 1
+        _, headers, _ = standin.seen[0]
+        lower = {k.lower(): v for k, v in headers.items()}
+        assert lower["authorization"] == f"Bearer {oauth}"
+        assert "x-api-key" not in lower
+        assert lower["anthropic-beta"] == "oauth-2025-04-20"
+        assert "cvtok-" not in json.dumps(headers)
+        with open(wd / "dump.json") as f:
+            dump = json.load(f)
+        assert oauth not in json.dumps(dump)
+        assert dump["env"]["ANTHROPIC_API_KEY"].startswith("cvtok-")
+    finally:
+        standin.close()

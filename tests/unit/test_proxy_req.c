@@ -198,7 +198,7 @@ test_rewrite(void **state)
 	assert_int_equal(egress_url_parse("https://api.anthropic.com", &up,
 	    &why), 0);
 	classify(post, &r, &t);
-	out = proxy_req_rewrite(&r, t.path, &up, "sk-ant-REAL", 0, &len);
+	out = proxy_req_rewrite(&r, t.path, &up, "sk-ant-REAL", 0, NULL, &len);
 	assert_int_equal(strlen(out), len);
 	assert_string_equal(out,
 	    "POST /v1/messages?beta=true HTTP/1.1\r\n"
@@ -220,13 +220,37 @@ test_rewrite(void **state)
 	classify("POST /v1/responses HTTP/1.1\r\nAuthorization: Bearer "
 	    TOKEN "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", &r,
 	    &t);
-	out = proxy_req_rewrite(&r, t.path, &up, "sk-REAL", 1, &len);
+	out = proxy_req_rewrite(&r, t.path, &up, "sk-REAL", 1, NULL, &len);
 	assert_string_equal(out,
 	    "POST /openai/v1/responses HTTP/1.1\r\n"
 	    "Host: [::1]:9443\r\n"
 	    "Connection: Upgrade\r\n"
 	    "Upgrade: websocket\r\n"
 	    "Authorization: Bearer sk-REAL\r\n\r\n");
+	free(out);
+	proxy_target_free(&t);
+	proxy_req_free(&r);
+
+	/* An OAuth token: its beta flag once, after the request's own. */
+	classify("POST /v1/messages HTTP/1.1\r\nx-api-key: " TOKEN "\r\n"
+	    "anthropic-beta: a-1, oauth-2025-04-20 ,,b-2\r\n"
+	    "Anthropic-Beta: c-3\r\n\r\n", &r, &t);
+	out = proxy_req_rewrite(&r, t.path, &up, "sk-ant-oat01-REAL", 1,
+	    PROXY_OAUTH_BETA, &len);
+	assert_string_equal(out,
+	    "POST /openai/v1/messages HTTP/1.1\r\n"
+	    "Host: [::1]:9443\r\n"
+	    "anthropic-beta: a-1,b-2,c-3,oauth-2025-04-20\r\n"
+	    "Authorization: Bearer sk-ant-oat01-REAL\r\n\r\n");
+	free(out);
+	proxy_target_free(&t);
+	proxy_req_free(&r);
+	classify("POST /v1/messages HTTP/1.1\r\nx-api-key: " TOKEN
+	    "\r\n\r\n", &r, &t);
+	out = proxy_req_rewrite(&r, t.path, &up, "sk-ant-oat01-REAL", 1,
+	    PROXY_OAUTH_BETA, &len);
+	assert_non_null(strstr(out,
+	    "\r\nanthropic-beta: oauth-2025-04-20\r\n"));
 	free(out);
 	proxy_target_free(&t);
 	proxy_req_free(&r);
