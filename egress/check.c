@@ -163,7 +163,9 @@ probe_handshake(struct probe *p)
 		return;
 	}
 	probe_done(p, "ok", "%s, certificate of %s verified (issuer %s)",
-	    tls_conn_version(p->tls), p->host, tls_peer_cert_issuer(p->tls));
+	    tls_conn_version(p->tls), p->host,
+	    tls_peer_cert_issuer(p->tls) != NULL ?
+	    tls_peer_cert_issuer(p->tls) : "not given");
 }
 
 static void

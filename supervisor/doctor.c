@@ -721,9 +721,10 @@ doctor_egress_tls(struct doctor *d, const char *home,
 		detail = json_object_get_string(json_object_object_get(p,
 		    "detail"));
 		url = json_object_get_string(json_object_object_get(p, "url"));
-		snprintf(fix, sizeof(fix), "%s", strstr(detail, "certificate")
-		    != NULL || strstr(detail, "verify") != NULL ||
-		    strstr(detail, "name") != NULL ? "set sandbox.egress.ca_file "
+		/* libtls's texts: "certificate verification failed: ...",
+		 * "name `H' not present in server certificate". */
+		snprintf(fix, sizeof(fix), "%s", strstr(detail, "TLS "
+		    "handshake") != NULL ? "set sandbox.egress.ca_file "
 		    "to the CA bundle that signed the provider's certificate "
 		    "(a corporate proxy's CA, a stand-in's test CA), or fix the "
 		    "host in the provider's url" : "check the provider's url in "
