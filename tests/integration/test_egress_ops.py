@@ -7,7 +7,7 @@ Operating the egress process (SPEC §9, issue 15 "Operations"):
   certificate does not hold, a refused connection, and "no network here:
   not checked" for a name that does not resolve;
 - `clawvisor status` prints an egress line;
-- a hung DNS resolver (a fake one on 127.0.0.77:53 that never answers,
+- a hung DNS resolver (a fake one on 127.53.X.Y:53 that never answers,
   bind-mounted as /etc/resolv.conf in a mount namespace of the daemon's
   own) does not stall the egress loop: a tunnel to an allowed address goes
   through while the lookups hang, and the hung connections get their
@@ -252,16 +252,20 @@ def test_initial_environment_block_wiped(homes):
         p.wait()
 
 
-HANG_RESOLV = "nameserver 127.0.0.77\noptions timeout:25 attempts:1\n"
-
-
 def test_hung_resolver_does_not_stall_the_loop(homes, tmp_path):
     # A DNS server that takes every query and never answers.
+    # On an address of 127/8 of its own: runs in parallel do not meet.
     dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        dns.bind(("127.0.0.77", 53))
-    except OSError as e:
-        pytest.fail(f"cannot bind the fake DNS server on 127.0.0.77:53: {e}")
+    for _ in range(20):
+        addr = "127.53.%d.%d" % tuple(os.urandom(2))
+        try:
+            dns.bind((addr, 53))
+            break
+        except OSError as e:
+            err = e
+    else:
+        pytest.fail(f"cannot bind the fake DNS server on 127.53.X.Y:53: "
+                    f"{err}")
     queries = []
 
     def serve():
@@ -273,7 +277,7 @@ def test_hung_resolver_does_not_stall_the_loop(homes, tmp_path):
             queries.append(d)
     threading.Thread(target=serve, daemon=True).start()
     resolv = tmp_path / "resolv.conf"
-    resolv.write_text(HANG_RESOLV)
+    resolv.write_text(f"nameserver {addr}\noptions timeout:25 attempts:1\n")
     echo = echo_server()
     port = echo.getsockname()[1]
     h = homes({"sandbox": {"mode": "bwrap", "egress": {
