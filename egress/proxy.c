@@ -298,6 +298,9 @@ pconn_resolved(void *arg, int gerr, struct addrinfo *res)
 		c->ufd = fd;
 		c->st = P_CONNECTING;
 		ev_io_set(&c->uio, fd, 0);
+		/* A tunnel counts once its address passed the checks. */
+		if (c->connect)
+			proxy_stats.tunnels++;
 	}
 	pconn_pump(c);
 }
@@ -348,7 +351,6 @@ pconn_decide(struct pconn *c)
 		c->connect = 1;
 		c->tunnel = 1;
 		pconn_dial(c, t.host, t.port, !a->literal);
-		proxy_stats.tunnels++;
 		goto out;
 	}
 	if ((g = egress_grant_find(t.token)) == NULL) {

@@ -351,7 +351,11 @@ def test_hung_resolver_does_not_stall_the_loop(homes, tmp_path):
             assert body.strip() == "egress: the host's name does not " \
                 "resolve", out
             c.close()
-        eg = status(h)["egress"]
+        # Counted once each: 5 refusals, 1 tunnel (a CONNECT counts as a
+        # tunnel only once its address passed the checks).
+        eg = wait_for(lambda: (e := status(h)["egress"])["refused"] >= 5
+                      and e, 10, what="the refusals counted")
+        assert eg["tunnels"] == 1, eg
         assert eg["state"] == "running" and eg["restarts"] == 0, eg
         assert eg["connectionsOpen"] == 0 or wait_for(
             lambda: status(h)["egress"]["connectionsOpen"] == 0, 10,
