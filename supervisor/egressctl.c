@@ -281,63 +281,20 @@ egress_down(const char *why)
 static void
 egress_spawn(void)
 {
+	static const char *const role[] = { "egress", NULL };
 	json_object	*keys;
-	sigset_t	 set, old;
-	char		*argv[10];
-	int		 sp[2], i = 0, saved;
 	size_t		 k;
+	int		 fd;
 	pid_t		 pid;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
-		log_error("egress: socketpair: %s", strerror(errno));
+	if ((pid = spawn_child(role, &fd)) == -1)
 		goto retry;
-	}
-	argv[i++] = "clawvisor";
-	argv[i++] = "egress";
-	argv[i++] = "--home";
-	argv[i++] = sv.home;
-	if (sv.foreground)
-		argv[i++] = "--stderr";
-	if (log_using_syslog())
-		argv[i++] = "--syslog";
-	argv[i++] = "--log-level";
-	argv[i++] = (char *)log_level_name();
-	argv[i] = NULL;
-	/* As worker_spawn(): a process group of its own, signals blocked
-	 * until it watches them. */
-	sigfillset(&set);
-	sigprocmask(SIG_SETMASK, &set, &old);
-	if ((pid = fork()) == -1) {
-		saved = errno;
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		log_error("egress: fork: %s", strerror(saved));
-		close(sp[0]);
-		close(sp[1]);
-		goto retry;
-	}
-	if (pid == 0) {
-		if (setpgid(0, 0) == -1)
-			_exit(127);
-		sigemptyset(&set);
-		sigaddset(&set, SIGTERM);
-		sigaddset(&set, SIGUSR1);
-		sigprocmask(SIG_SETMASK, &set, NULL);
-		if (dup2(sp[1], 3) == -1)
-			_exit(127);
-		closefrom(4);
-		execv(sv.self_exe, argv);
-		_exit(127);
-	}
-	(void)setpgid(pid, pid);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	close(sp[1]);
-	fd_nonblock(sp[0]);
 	eg.pid = pid;
 	eg.state = EG_STARTING;
 	eg.starts++;
-	ipc_init(&eg.conn, sp[0]);
-	ev_io_init(&eg.rio, egress_read, sp[0], EV_READ);
-	ev_io_init(&eg.wio, egress_flush, sp[0], EV_WRITE);
+	ipc_init(&eg.conn, fd);
+	ev_io_init(&eg.rio, egress_read, fd, EV_READ);
+	ev_io_init(&eg.wio, egress_flush, fd, EV_WRITE);
 	ev_io_start(sv.loop, &eg.rio);
 	ev_child_init(&eg.child, egress_reaped, pid, 0);
 	ev_child_start(sv.loop, &eg.child);
