@@ -337,11 +337,11 @@ def test_real_codex_through_the_proxy_in_bwrap(homes, tmp_path):
     try:
         h = homes({"sandbox": {
             "mode": "bwrap", "max_attempts": 1, "timeout_seconds": 180,
-            # codex's native binary is a sibling package: the prefix's
-            # node_modules shown read-only (a global install is in /usr).
+            # codex's native binary is a sibling package in the prefix's
+            # node_modules, which bwrap mode shows as the CLI's install
+            # directory (DECISIONS 250): no ro_paths.
             "bwrap": {"user": f"{AGENT_UID}:{AGENT_UID}", "memory": "2g",
-                      "limits": "best-effort",
-                      "ro_paths": [str(NPM_DIR / "node_modules")]},
+                      "limits": "best-effort"},
             "egress": {"mode": "proxy", "ca_file": ca, "providers": {
                 "openai": {"url": f"https://127.0.0.1:{api.port}"}}}},
             "agents": {"beta": {"name": "B", "provider": "openai"}},
