@@ -37,7 +37,6 @@ import pytest
 
 from containers import _busybox
 
-HERE = Path(__file__).resolve().parent
 REPO = "localhost/clawvisor-test-clis"
 PACKAGES = ("@anthropic-ai/claude-code", "@anthropic-ai/claude-code-linux-x64",
             "@openai/codex", "@openai/codex-linux-x64")
@@ -202,6 +201,12 @@ def build(engine, npm_dir):
         p.stdin.close()
     except BrokenPipeError:
         pass            # podman's own words say why, below
+    except BaseException:
+        # A cut tar stream must not become an image under the good tag.
+        p.kill()
+        p.wait()
+        engine.run("rmi", "-f", tag, check=False, timeout=120)
+        raise
     if p.wait(timeout=600) != 0:
         pytest.fail(f"podman import of {tag} failed: "
                     f"{log.read_text(errors='replace')[-2000:]}",
