@@ -9,6 +9,7 @@ while exec's status stays the child's, and a timeout or a cancel ends the
 run while the worker waits on a caller that does not read. Host and bwrap
 modes; docs/EXEC.md "Output caps and classification".
 """
+import fcntl
 import os
 import signal
 import subprocess
@@ -197,15 +198,32 @@ def test_slow_reader_gets_everything_after_the_child_ended(ex):  # noqa: F811
     """The child is gone long before the caller reads (past the worker's
     2 s drain): what was in its pipe and the worker's still arrives."""
     h = ex()
-    # Less than the child's pipe, the worker's chunk and the caller's
-    # pipe hold (3 x 64 KiB): the child can end before anything is read.
-    p = start_unread(h, "spew", "150000", "100")
+    # The caller's pipe shrunk to one page: the rest waits in the worker
+    # and in the child's pipe (16 pages of 4000-byte writes hold all of
+    # it, so the child can end) while the caller does not read.
+    rd, wr = os.pipe()
+    fcntl.fcntl(wr, 1031, 4096)     # F_SETPIPE_SZ
+    n = 60000
+    p = subprocess.Popen([BIN, "--home", str(h.path), "exec", "--",
+                          "claude", "spew", str(n), "100"],
+                         cwd=str(h.workspace / "alpha"), stdout=wr,
+                         stderr=subprocess.PIPE, env=h.env())
+    os.close(wr)
     wait_for(lambda: [x for x in exec_log(h, "alpha") if x[0] == "end"],
              10 * TIME_SCALE, what="the child ended")
     time.sleep(3)
-    out, err = p.communicate(timeout=30 * TIME_SCALE)
+    assert p.poll() is None     # the worker still holds its output
+    out = b""
+    with os.fdopen(rd, "rb") as f:
+        while True:
+            b = f.read(65536)
+            if not b:
+                break
+            out += b
+    p.wait(30 * TIME_SCALE)
+    err = p.stderr.read()
     assert p.returncode == 0, err
-    assert out == pattern(150000, 7) and err == pattern(100, 11)
+    assert out == pattern(n, 7) and err == pattern(100, 11)
 
 
 def test_caller_closes_its_stdout(ex):  # noqa: F811
