@@ -7,7 +7,8 @@ once on stderr, the child's status kept), the result is classified as a
 queued run's (ok / transient / terminal in the event and the counters)
 while exec's status stays the child's, and a timeout or a cancel ends the
 run while the worker waits on a caller that does not read. Host and bwrap
-modes; docs/EXEC.md "Output caps and classification".
+modes, and the cap in docker mode on podman; docs/EXEC.md "Output caps"
+and "Classification".
 """
 import fcntl
 import os
@@ -19,6 +20,7 @@ import time
 import pytest
 
 from conftest import BIN, TIME_SCALE, wait_for
+from containers import engine  # noqa: F401 (fixture)
 from test_exec import ex, exec_log, no_pid  # noqa: F401 (fixture)
 from test_metrics import parse, val
 
@@ -273,3 +275,31 @@ def test_line_delay_one_extra_hop(ex):  # noqa: F811
     print(f"line delay p50 {delays[len(delays) // 2] * 1000:.2f} ms, "
           f"max {delays[-1] * 1000:.2f} ms")
     assert delays[len(delays) // 2] < 0.25 * TIME_SCALE
+
+
+def test_docker_mode_with_podman_capped(homes, engine, tmp_path):  # noqa: F811,E501
+    """The cap in docker mode (podman): a `cat` command agent in the
+    suite's image, its stdin from the caller, its stdout cut at the cap."""
+    s = {"agents": {"cat": {"name": "Cat", "provider": "command",
+                            "command": ["cat"]}},
+         "sandbox": {"mode": "docker", "timeout_seconds": 60,
+                     "kill_grace_seconds": 1, "max_output_bytes": CAP,
+                     "runtime_pass_env": ["CLAWVISOR_TEST_TAG"],
+                     "docker": {"runtime_command": "podman",
+                                "image": engine.image, "network": "none",
+                                "memory": "256m", "cpus": "1.0",
+                                "pids_limit": 64, "user": "auto"}}}
+    h = homes(s, start=False)
+    h.settings["agents"] = s["agents"]
+    h.write_settings(h.settings)
+    (h.workspace / "cat").mkdir()
+    h.start(env={"CONTAINERS_CONF": str(engine.conf), "DOCKER_HOST": ""})
+    data = os.urandom(3 * CAP)
+    r = subprocess.run([BIN, "--home", str(h.path), "exec", "--", "cat"],
+                       cwd=str(h.workspace / "cat"), capture_output=True,
+                       env=h.env(), input=data, timeout=120 * TIME_SCALE)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == data[:CAP]
+    assert r.stderr.endswith(notice("stdout")), r.stderr
+    ev = body(ends(h, 1)[-1])
+    assert ev["mode"] == "docker" and ev["truncatedStreams"] == ["stdout"]
