@@ -183,6 +183,7 @@ SUITE_DESELECT = {
  "test_apple_mode.py": "about apple mode",
  "test_bwrap_mode.py": "runs in bwrap mode in every pass",
  "test_exec.py": "chooses each test's mode itself (host, bwrap, docker) in every pass",
+ "test_exec_caps.py": "chooses each test's mode itself (host, bwrap) in every pass",
  "test_security.py::test_missing_settings_runs_on_defaults":
         "no settings.json: host mode, the defaults",
 }
