@@ -147,11 +147,15 @@ def test_tinyagi_adapter_docker_mode_with_podman(homes, engine,  # noqa: F811
                          what="the container")
         seen.extend(names)
         assert p.poll() is None
-    o = adapter(h, shims, cli, 15000 * TIME_SCALE, "claude", "sleep", "300",
+    o = adapter(h, shims, cli, 6000 * TIME_SCALE, "claude", "sleep", "300",
                 during=running)
     assert o["code"] == 128 + signal.SIGTERM and o["signal"] is None, o
     assert o["lines"] and o["lines"][0]["line"].startswith("sleeping"), o
     assert len(seen) == 1 and seen[0].startswith("clawvisor-"), seen
+    # The container's PID 1 is fake_cli.sh's `exec sleep`, which ignores
+    # the SIGTERM podman's client forwards (PID 1 has no default action):
+    # only `podman kill NAME` (the worker's cancel) ends it, and SIGKILL
+    # to the client alone would leave it running.
     wait_for(lambda: not engine.names(h.path), 30 * TIME_SCALE,
              what="no container left")
     # By its name too, whatever its labels.
@@ -234,8 +238,14 @@ def test_tinyagi_adapter_apple_mode(ahomes, tmp_path):  # noqa: F811
     pid = int(o["lines"][0]["line"].split()[1])
     (run,) = runs_of(h, "claude", "sleep", "300")
     name = name_of(run)
-    kills = [k["argv"] for k in ccalls(h, "kill")]
-    assert ["container", "kill", name] in kills, kills
+    # `container kill NAME` first, then `container rm -f NAME` once the
+    # client is reaped (worker.c container_reap), as Apple's CLI takes them.
+    kills = [k for k in ccalls(h, "kill") if k["argv"][2:] == [name]]
+    assert [k["argv"] for k in kills] == [["container", "kill", name]], \
+        ccalls(h)
+    rms = [r for r in ccalls(h, "rm") if r["argv"][-1] == name]
+    assert [r["argv"] for r in rms] == [["container", "rm", "-f", name]]
+    assert kills[0]["t"] <= rms[0]["t"]
     killed = [e for e in clog(h, "killed") if e["name"] == name]
     assert killed and killed[0]["child_pid"] == pid, clog(h)
     wait_for(lambda: not pid_alive(pid), 10 * TIME_SCALE,
