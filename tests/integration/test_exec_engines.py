@@ -147,7 +147,7 @@ def test_tinyagi_adapter_docker_mode_with_podman(homes, engine,  # noqa: F811
                          what="the container")
         seen.extend(names)
         assert p.poll() is None
-    o = adapter(h, shims, cli, 6000 * TIME_SCALE, "claude", "sleep", "300",
+    o = adapter(h, shims, cli, 10000 * TIME_SCALE, "claude", "sleep", "300",
                 during=running)
     assert o["code"] == 128 + signal.SIGTERM and o["signal"] is None, o
     assert o["lines"] and o["lines"][0]["line"].startswith("sleeping"), o
