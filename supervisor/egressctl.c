@@ -46,9 +46,11 @@ static struct {
 	json_object	*stats;		/* the egress process's last report */
 	char		*socket;
 	char		*bridge;
+	char		*exe;		/* clawvisor-egress */
 } eg;		/* state EG_OFF: the proxy is not configured */
 
 static void	egress_spawn(void);
+static const char	*egress_exe(void);
 static void	egress_down(const char *why);
 static void	egress_refusal(json_object *);
 static void	egress_counted(json_object *, int);
@@ -287,7 +289,12 @@ egress_spawn(void)
 	int		 fd;
 	pid_t		 pid;
 
-	if ((pid = spawn_child(role, &fd)) == -1)
+	if (access(egress_exe(), X_OK) == -1) {
+		log_error("egress: cannot execute %s: %s", egress_exe(),
+		    strerror(errno));
+		goto retry;
+	}
+	if ((pid = spawn_child(egress_exe(), role, &fd)) == -1)
 		goto retry;
 	eg.pid = pid;
 	eg.state = EG_STARTING;
@@ -386,25 +393,37 @@ egress_socket(void)
 	return eg.socket;
 }
 
-/* clawvisor-bridge: next to this binary (a build tree), else where it
+/* A program of ours: next to this binary (a build tree), else where it
  * is installed. */
-const char *
-egress_bridge(void)
+static const char *
+egress_libexec(char **cache, const char *name)
 {
 	char	*dir, *p;
 
-	if (eg.bridge != NULL)
-		return eg.bridge;
+	if (*cache != NULL)
+		return *cache;
 	dir = xstrdup(sv.self_exe);
 	if ((p = strrchr(dir, '/')) != NULL)
 		*p = '\0';
-	xasprintf(&eg.bridge, "%s/clawvisor-bridge", dir);
+	xasprintf(cache, "%s/%s", dir, name);
 	free(dir);
-	if (access(eg.bridge, X_OK) == -1) {
-		free(eg.bridge);
-		eg.bridge = xstrdup(CLAWVISOR_LIBEXECDIR "/clawvisor-bridge");
+	if (access(*cache, X_OK) == -1) {
+		free(*cache);
+		xasprintf(cache, "%s/%s", CLAWVISOR_LIBEXECDIR, name);
 	}
-	return eg.bridge;
+	return *cache;
+}
+
+const char *
+egress_bridge(void)
+{
+	return egress_libexec(&eg.bridge, "clawvisor-bridge");
+}
+
+static const char *
+egress_exe(void)
+{
+	return egress_libexec(&eg.exe, "clawvisor-egress");
 }
 
 json_object *
@@ -491,7 +510,8 @@ egress_free(void)
 	eg.stats = NULL;
 	free(eg.socket);
 	free(eg.bridge);
-	eg.socket = eg.bridge = NULL;
+	free(eg.exe);
+	eg.socket = eg.bridge = eg.exe = NULL;
 	for (i = 0; i < EGRESS_NKEYS; i++)
 		if (eg.keys[i] != NULL) {
 			freezero(eg.keys[i], strlen(eg.keys[i]) + 1);

@@ -250,7 +250,7 @@ worker_spawn(struct worker *w)
 	pid_t		 pid;
 
 	snprintf(idx, sizeof(idx), "%d", w->index);
-	if ((pid = spawn_child(role, &fd)) == -1)
+	if ((pid = spawn_child(sv.self_exe, role, &fd)) == -1)
 		goto retry;
 	w->pid = pid;
 	w->state = W_STARTING;

@@ -17,8 +17,8 @@
 #define SPAWN_ARGS	16
 
 /*
- * Start `clawvisor ROLE...` (role holds the command and its own options,
- * NULL-terminated) and return its pid, with the supervisor's end of the
+ * Start EXE as `clawvisor ROLE...` (role holds the command and its own
+ * options, NULL-terminated) and return its pid, with the supervisor's end of the
  * socketpair, non-blocking, in *fdp; -1 with the cause logged.
  *
  * The child gets a process group of its own: a signal to ours (^C or a
@@ -32,7 +32,7 @@
  * still starting would kill it, with the default action.
  */
 pid_t
-spawn_child(const char *const role[], int *fdp)
+spawn_child(const char *exe, const char *const role[], int *fdp)
 {
 	sigset_t	 set, old;
 	char		*argv[SPAWN_ARGS];
@@ -75,7 +75,7 @@ spawn_child(const char *const role[], int *fdp)
 		if (dup2(sp[1], 3) == -1)
 			_exit(127);
 		closefrom(4);
-		execv(sv.self_exe, argv);
+		execv(exe, argv);
 		_exit(127);
 	}
 	/* Both sides, so that it holds whichever runs first. */

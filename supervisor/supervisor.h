@@ -192,7 +192,8 @@ int		 commit_holds(const char *name);
 void		 commit_close(void);
 
 /* spawn.c */
-pid_t		 spawn_child(const char *const role[], int *fdp);
+pid_t		 spawn_child(const char *exe, const char *const role[],
+		    int *fdp);
 
 /* egressctl.c */
 void		 egress_init(void);
