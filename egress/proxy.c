@@ -21,6 +21,7 @@
 
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <errno.h>
@@ -258,7 +259,7 @@ pconn_dial(struct pconn *c, const char *host, uint16_t port, int check,
 {
 	struct addrinfo	 hints, *res, *ai;
 	char		 serv[8];
-	int		 fd = -1, r;
+	int		 fd = -1, r, one = 1;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -276,6 +277,9 @@ pconn_dial(struct pconn *c, const char *host, uint16_t port, int check,
 		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0)) == -1)
 			continue;
+		/* Requests and websocket frames go out as they come. */
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
 		    errno == EINPROGRESS)
 			break;
