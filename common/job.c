@@ -357,6 +357,8 @@ result_to_json(const struct job_result *r)
 	ADD_INT(o, "signal", r->signal);
 	ADD_INT(o, "timed_out", r->timed_out);
 	ADD_INT(o, "truncated", r->truncated);
+	if (r->child)
+		ADD_INT(o, "child", r->child);
 	ADD_INT(o, "duration_ms", r->duration_ms);
 	json_object_object_add(o, "files", strv_json(r->files, r->nfiles));
 	return o;
@@ -387,9 +389,16 @@ result_from_json(json_object *o, struct job_result *r, char *err, size_t len)
 	if (ipc_get_int(o, "timed_out", 0, 1, &n, err, len) == -1)
 		return -1;
 	r->timed_out = n;
-	if (ipc_get_int(o, "truncated", 0, 1, &n, err, len) == -1)
+	if (ipc_get_int(o, "truncated", 0, RESULT_CUT_STDOUT |
+	    RESULT_CUT_STDERR, &n, err, len) == -1)
 		return -1;
 	r->truncated = n;
+	/* Only an exec's result has it. */
+	if (json_object_object_get_ex(o, "child", NULL)) {
+		if (ipc_get_int(o, "child", 0, 1, &n, err, len) == -1)
+			return -1;
+		r->child = n;
+	}
 	if (ipc_get_int(o, "duration_ms", 0, INT64_MAX, &r->duration_ms, err,
 	    len) == -1 ||
 	    strv_get(o, "files", &r->files, &r->nfiles, err, len) == -1)

@@ -64,7 +64,12 @@ struct job_result {
 	int		 exit_code;	/* -1: none */
 	int		 signal;	/* 0: none */
 	int		 timed_out;
+	/* Output past max_output_bytes was dropped: 1 for a queued run;
+	 * for an exec, which stream(s), RESULT_CUT_STDOUT|_STDERR. */
 	int		 truncated;
+	/* exec: the child ran and its exit_code or signal is the caller's
+	 * status, whatever outcome classify() gave it (DECISIONS.md 306). */
+	int		 child;
 	int64_t		 duration_ms;
 	char		**files;	/* resolved [send_file:] paths */
 	size_t		 nfiles;
@@ -76,6 +81,9 @@ int		 outcome_parse(const char *, enum outcome *);
 json_object	*job_to_json(const struct job *);
 int		 job_from_json(json_object *, struct job *, char *, size_t);
 void		 job_free(struct job *);
+
+#define RESULT_CUT_STDOUT	0x1
+#define RESULT_CUT_STDERR	0x2
 
 /* The longest error a result carries, in bytes. */
 #define RESULT_ERROR_MAX	4096

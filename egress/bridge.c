@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <errno.h>
@@ -74,11 +75,17 @@ bridge_accept(int lfd, const char *path)
 	struct sockaddr_un	 sun;
 	struct pair		*p = NULL;
 	size_t			 i;
-	int			 fd, ufd;
+	int			 fd, ufd, one = 1;
 
 	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC))
 	    == -1)
 		return;
+	/*
+	 * No Nagle towards the CLI: a short write (an SSE event, the last
+	 * chunk of a reply) behind unacknowledged data would otherwise wait
+	 * for the CLI's delayed ACK, 40 ms on Linux, at every reply.
+	 */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	for (i = 0; i < BRIDGE_MAX_CONNS && p == NULL; i++)
 		if (pairs[i].in == -1)
 			p = &pairs[i];

@@ -21,6 +21,7 @@
 
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <errno.h>
@@ -42,11 +43,26 @@
 
 enum pstate { P_HEAD, P_RESOLVING, P_CONNECTING, P_HANDSHAKE, P_RELAY, P_CLOSING };
 
+/*
+ * Bytes b[off, off + len): a consumer advances off, so a partial write
+ * moves nothing; the bytes are moved down only when a read needs the
+ * room at the end (pbuf_tail).
+ */
 struct pbuf {
 	char	*b;
+	size_t	 off;
 	size_t	 len;
 	size_t	 cap;
 };
+
+/*
+ * Raw TLS bytes read from the upstream ahead of libtls, which asks for a
+ * record's 5-byte header and then its body: one read(2) of up to this
+ * much serves several records instead of two reads each.
+ */
+#define PCONN_TLS_AHEAD	65536
+/* At most this much is read from one side before the other is served. */
+#define PCONN_ROUND	65536
 
 struct pconn {
 	TAILQ_ENTRY(pconn)	 entry;
@@ -54,7 +70,12 @@ struct pconn {
 	int			 cfd;
 	int			 ufd;
 	struct tls		*tls;
-	int			 tls_wants;	/* EV_READ/EV_WRITE it asked for */
+	int			 tls_wants;	/* the handshake's EV_READ/EV_WRITE */
+	int			 tls_rw;	/* what tls_read last asked for */
+	int			 tls_ww;	/* what tls_write last asked for */
+	int			 c_rd;		/* the bridge's side may be readable */
+	int			 u_rd;		/* the upstream may be readable */
+	struct pbuf		 uin;		/* raw TLS read ahead */
 	ev_io			 cio;
 	ev_io			 uio;
 	ev_timer		 idle;
@@ -91,22 +112,47 @@ static struct {
 static void	pconn_pump(struct pconn *);
 static void	pconn_free(struct pconn *);
 
-static void
-pbuf_add(struct pbuf *b, const char *p, size_t n)
+static char *
+pbuf_data(const struct pbuf *b)
 {
+	return b->b + b->off;
+}
+
+/* Room for n more bytes at the end: where they go. */
+static char *
+pbuf_tail(struct pbuf *b, size_t n)
+{
+	if (b->off + b->len + n > b->cap && b->off > 0) {
+		memmove(b->b, b->b + b->off, b->len);
+		b->off = 0;
+	}
 	if (b->len + n > b->cap) {
 		b->cap = b->len + n;
 		b->b = xreallocarray(b->b, b->cap, 1);
 	}
-	memcpy(b->b + b->len, p, n);
+	return b->b + b->off + b->len;
+}
+
+static void
+pbuf_add(struct pbuf *b, const char *p, size_t n)
+{
+	memcpy(pbuf_tail(b, n), p, n);
 	b->len += n;
 }
 
 static void
 pbuf_drop(struct pbuf *b, size_t n)
 {
-	memmove(b->b, b->b + n, b->len - n);
+	b->off += n;
 	b->len -= n;
+	if (b->len == 0)
+		b->off = 0;
+}
+
+static void
+pbuf_clear(struct pbuf *b)
+{
+	b->off = b->len = 0;
 }
 
 static size_t
@@ -124,7 +170,7 @@ proxy_tls_config(const struct egress_conf *ec)
 	struct tls_config	*cfg;
 	const char		*files[2];
 	char			*text;
-	struct pbuf		 all = { NULL, 0, 0 };
+	struct pbuf		 all = { NULL, 0, 0, 0 };
 	size_t			 i, len;
 
 	files[0] = tls_default_ca_cert_file();
@@ -206,13 +252,13 @@ pconn_watch(struct pconn *c)
 	if (c->ufd != -1 && c->st != P_CLOSING) {
 		if (c->st == P_CONNECTING)
 			ue = EV_WRITE;
-		else if (c->tls_wants != 0)
+		else if (c->st == P_HANDSHAKE)
 			ue = c->tls_wants;
 		else if (c->st == P_RELAY) {
 			if (!c->u_eof && pbuf_room(&c->u2c) > 0)
-				ue |= EV_READ;
+				ue |= c->tls != NULL ? c->tls_rw : EV_READ;
 			if (c->c2u.len > 0)
-				ue |= EV_WRITE;
+				ue |= c->tls != NULL ? c->tls_ww : EV_WRITE;
 		}
 	}
 	if ((c->cio.events & (EV_READ | EV_WRITE)) != ce ||
@@ -247,7 +293,7 @@ pconn_refuse(struct pconn *c, int code, const char *reason, int prov,
 	snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: "
 	    "text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
 	    code, code == 403 ? "Forbidden" : "Bad Gateway", strlen(why) + 1);
-	c->u2c.len = 0;
+	pbuf_clear(&c->u2c);
 	pbuf_add(&c->u2c, head, strlen(head));
 	pbuf_add(&c->u2c, why, strlen(why));
 	pbuf_add(&c->u2c, "\n", 1);
@@ -264,7 +310,7 @@ pconn_resolved(void *arg, int gerr, struct addrinfo *res)
 	struct pconn	*c = arg;
 	struct addrinfo	*ai;
 	const char	*why;
-	int		 fd = -1;
+	int		 fd = -1, one = 1;
 
 	c->rq = NULL;
 	why = gerr != 0 ? "egress: the host's name does not resolve" :
@@ -276,6 +322,9 @@ pconn_resolved(void *arg, int gerr, struct addrinfo *res)
 		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0)) == -1)
 			continue;
+		/* Requests and websocket frames go out as they come. */
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
 		    errno == EINPROGRESS)
 			break;
@@ -297,6 +346,7 @@ pconn_resolved(void *arg, int gerr, struct addrinfo *res)
 	else {
 		c->ufd = fd;
 		c->st = P_CONNECTING;
+		c->u_rd = 1;
 		ev_io_set(&c->uio, fd, 0);
 		/* A tunnel counts once its address passed the checks. */
 		if (c->connect)
@@ -422,12 +472,12 @@ pconn_process(struct pconn *c)
 			    c->cin.len : pbuf_room(&c->c2u);
 			if (n == 0)
 				break;
-			pbuf_add(&c->c2u, c->cin.b, n);
+			pbuf_add(&c->c2u, pbuf_data(&c->cin), n);
 			pbuf_drop(&c->cin, n);
 			moved = 1;
 		} else if (!c->body) {
-			if ((used = proxy_req_feed(&c->req, c->cin.b,
-			    c->cin.len)) == -1) {
+			if ((used = proxy_req_feed(&c->req,
+			    pbuf_data(&c->cin), c->cin.len)) == -1) {
 				pconn_refuse(c, 403, "malformed", -1, "-",
 				    "egress: malformed request");
 				return 1;
@@ -454,14 +504,14 @@ pconn_process(struct pconn *c)
 			if (n == 0)
 				break;
 			n = http_parser_execute(&c->req.p,
-			    &pconn_body_settings, c->cin.b, n);
+			    &pconn_body_settings, pbuf_data(&c->cin), n);
 			if (HTTP_PARSER_ERRNO(&c->req.p) != HPE_OK &&
 			    HTTP_PARSER_ERRNO(&c->req.p) != HPE_PAUSED) {
 				pconn_refuse(c, 403, "malformed", c->provider,
 				    "-", "egress: malformed request body");
 				return 1;
 			}
-			pbuf_add(&c->c2u, c->cin.b, n);
+			pbuf_add(&c->c2u, pbuf_data(&c->cin), n);
 			pbuf_drop(&c->cin, n);
 			moved = 1;
 			if (HTTP_PARSER_ERRNO(&c->req.p) == HPE_PAUSED) {
@@ -476,6 +526,55 @@ pconn_process(struct pconn *c)
 	return moved;
 }
 
+/*
+ * libtls's reads of the upstream socket, served from c->uin: one read(2)
+ * of up to PCONN_TLS_AHEAD bytes, and none at all once a short read has
+ * said the socket is drained, until the loop says it is readable again.
+ */
+static ssize_t
+pconn_tls_read(struct tls *t, void *buf, size_t len, void *arg)
+{
+	struct pconn	*c = arg;
+	ssize_t		 n;
+	size_t		 ahead;
+
+	(void)t;
+	if (c->uin.len == 0) {
+		if (!c->u_rd)
+			return TLS_WANT_POLLIN;
+		ahead = (size_t)px.conf.buffer_bytes < PCONN_TLS_AHEAD ?
+		    (size_t)px.conf.buffer_bytes : PCONN_TLS_AHEAD;
+		n = read(c->ufd, pbuf_tail(&c->uin, ahead), ahead);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+			c->u_rd = 0;
+			return TLS_WANT_POLLIN;
+		}
+		if (n <= 0)
+			return n;
+		if ((size_t)n < ahead)
+			c->u_rd = 0;
+		c->uin.len = (size_t)n;
+	}
+	if (len > c->uin.len)
+		len = c->uin.len;
+	memcpy(buf, pbuf_data(&c->uin), len);
+	pbuf_drop(&c->uin, len);
+	return (ssize_t)len;
+}
+
+static ssize_t
+pconn_tls_write(struct tls *t, const void *buf, size_t len, void *arg)
+{
+	struct pconn	*c = arg;
+	ssize_t		 n;
+
+	(void)t;
+	if ((n = write(c->ufd, buf, len)) == -1 && (errno == EAGAIN ||
+	    errno == EINTR))
+		return TLS_WANT_POLLOUT;
+	return n;
+}
+
 /* Upstream I/O, TLS or plain: >0, 0 at EOF, -1 broken, -2 try later. */
 static ssize_t
 pconn_uio(struct pconn *c, int wr, void *buf, size_t len)
@@ -486,16 +585,23 @@ pconn_uio(struct pconn *c, int wr, void *buf, size_t len)
 		n = wr ? tls_write(c->tls, buf, len) : tls_read(c->tls, buf,
 		    len);
 		if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
-			c->tls_wants = n == TLS_WANT_POLLIN ? EV_READ :
-			    EV_WRITE;
+			*(wr ? &c->tls_ww : &c->tls_rw) =
+			    n == TLS_WANT_POLLIN ? EV_READ : EV_WRITE;
 			return -2;
 		}
-		c->tls_wants = 0;
+		*(wr ? &c->tls_ww : &c->tls_rw) = wr ? EV_WRITE : EV_READ;
 		return n < 0 ? -1 : n;
 	}
-	n = wr ? write(c->ufd, buf, len) : read(c->ufd, buf, len);
-	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+	if (!wr && !c->u_rd)
 		return -2;
+	n = wr ? write(c->ufd, buf, len) : read(c->ufd, buf, len);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+		if (!wr)
+			c->u_rd = 0;
+		return -2;
+	}
+	if (!wr && n > 0 && (size_t)n < len)
+		c->u_rd = 0;
 	return n;
 }
 
@@ -503,23 +609,31 @@ pconn_uio(struct pconn *c, int wr, void *buf, size_t len)
 static int
 pconn_step(struct pconn *c)
 {
-	char	buf[16384];
 	ssize_t	n;
-	size_t	room;
-	int	moved = 0, err;
+	size_t	room, got;
+	int	moved = 0, err, spins = 0;
 	socklen_t sl = sizeof(err);
 
-	/* From the bridge. */
-	if (!c->c_eof && c->st != P_CLOSING &&
+	/*
+	 * From the bridge, straight into cin, as much as there is room for;
+	 * a short read means the socket is drained: no read(2) again until
+	 * the loop says it is readable.
+	 */
+	if (!c->c_eof && c->c_rd && c->st != P_CLOSING &&
 	    (room = pbuf_room(&c->cin)) > 0) {
-		n = read(c->cfd, buf, room < sizeof(buf) ? room : sizeof(buf));
+		if (room > PCONN_ROUND)
+			room = PCONN_ROUND;
+		n = read(c->cfd, pbuf_tail(&c->cin, room), room);
 		if (n > 0) {
-			pbuf_add(&c->cin, buf, (size_t)n);
+			c->cin.len += (size_t)n;
+			if ((size_t)n < room)
+				c->c_rd = 0;
 			moved = 1;
 		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 			c->c_eof = 1;
 			moved = 1;
-		}
+		} else
+			c->c_rd = 0;
 	}
 	if (pconn_process(c))
 		moved = 1;
@@ -543,7 +657,8 @@ pconn_step(struct pconn *c)
 		} else {
 			if ((c->tls = tls_client()) == NULL ||
 			    tls_configure(c->tls, px.tls) == -1 ||
-			    tls_connect_socket(c->tls, c->ufd, c->host) == -1) {
+			    tls_connect_cbs(c->tls, pconn_tls_read,
+			    pconn_tls_write, c, c->host) == -1) {
 				log_warnx("egress: TLS to %s: %s", c->host,
 				    c->tls ? tls_error(c->tls) : "tls_client");
 				pconn_refuse(c, 502, "tls", c->provider,
@@ -575,13 +690,13 @@ pconn_step(struct pconn *c)
 		goto client;
 	/* To the upstream. */
 	if (c->c2u.len > 0) {
-		n = pconn_uio(c, 1, c->c2u.b, c->c2u.len);
+		n = pconn_uio(c, 1, pbuf_data(&c->c2u), c->c2u.len);
 		if (n > 0) {
 			pbuf_drop(&c->c2u, (size_t)n);
 			moved = 1;
 		} else if (n == -1 || n == 0) {
 			c->u_eof = 1;
-			c->c2u.len = 0;
+			pbuf_clear(&c->c2u);
 		}
 	}
 	if (c->c_eof && c->cin.len == 0 && c->c2u.len == 0 && !c->u_shut &&
@@ -589,27 +704,46 @@ pconn_step(struct pconn *c)
 		(void)shutdown(c->ufd, SHUT_WR);
 		c->u_shut = 1;
 	}
-	/* From the upstream. */
-	if (!c->u_eof && (room = pbuf_room(&c->u2c)) > 0) {
-		n = pconn_uio(c, 0, buf, room < sizeof(buf) ? room :
-		    sizeof(buf));
-		if (n > 0) {
-			pbuf_add(&c->u2c, buf, (size_t)n);
-			moved = 1;
-		} else if (n == 0 || n == -1) {
+	/*
+	 * From the upstream, straight into u2c: what is there now (several
+	 * TLS records), up to a round's worth, written to the bridge below in
+	 * one go. Never waits for more: an SSE event goes on as it comes.
+	 */
+	for (got = 0; !c->u_eof && got < PCONN_ROUND &&
+	    (room = pbuf_room(&c->u2c)) > 0; got += (size_t)n) {
+		if (room > PCONN_ROUND - got)
+			room = PCONN_ROUND - got;
+		n = pconn_uio(c, 0, pbuf_tail(&c->u2c, room), room);
+		/*
+		 * A TLS 1.3 session ticket or key update is taken in and
+		 * tls_read wants more, though records may be waiting in uin,
+		 * where the loop cannot see them: go on with those.
+		 */
+		if (n == -2 && c->tls != NULL && c->uin.len > 0 &&
+		    spins++ < 16) {
+			n = 0;
+			continue;
+		}
+		if (n == -2)
+			break;
+		spins = 0;
+		if (n == 0 || n == -1) {
 			c->u_eof = 1;
 			moved = 1;
+			break;
 		}
+		c->u2c.len += (size_t)n;
+		moved = 1;
 	}
 client:
 	if (c->u2c.len > 0) {
-		n = write(c->cfd, c->u2c.b, c->u2c.len);
+		n = write(c->cfd, pbuf_data(&c->u2c), c->u2c.len);
 		if (n > 0) {
 			pbuf_drop(&c->u2c, (size_t)n);
 			moved = 1;
 		} else if (n == -1 && errno != EAGAIN && errno != EINTR) {
 			c->c_eof = c->u_eof = 1;
-			c->u2c.len = 0;
+			pbuf_clear(&c->u2c);
 			c->st = P_CLOSING;
 		}
 	}
@@ -638,7 +772,8 @@ pconn_event(struct ev_loop *loop, ev_io *io, int revents)
 	struct pconn *c = io->data;
 
 	(void)loop;
-	(void)revents;
+	if (revents & EV_READ)
+		*(io == &c->cio ? &c->c_rd : &c->u_rd) = 1;
 	ev_timer_again(px.loop, &c->idle);
 	pconn_pump(c);
 }
@@ -672,6 +807,7 @@ pconn_free(struct pconn *c)
 	free(c->c2u.b);
 	free(c->u2c.b);
 	free(c->cin.b);
+	free(c->uin.b);
 	free(c->agent);
 	free(c->host);
 	free(c);
@@ -704,6 +840,9 @@ proxy_accept(struct ev_loop *loop, ev_io *io, int revents)
 	c->cfd = fd;
 	c->ufd = -1;
 	c->provider = -1;
+	c->c_rd = 1;
+	c->tls_rw = EV_READ;
+	c->tls_ww = EV_WRITE;
 	proxy_req_init(&c->req);
 	TAILQ_INSERT_TAIL(&px.conns, c, entry);
 	proxy_stats.connections++;
@@ -778,7 +917,7 @@ proxy_job_end(uint64_t job)
 		if (c->job == job && job != 0) {
 			c->job = 0;
 			c->st = P_CLOSING;
-			c->u2c.len = 0;
+			pbuf_clear(&c->u2c);
 			ev_feed_event(px.loop, &c->cio, EV_CUSTOM);
 		}
 }

@@ -116,6 +116,28 @@ wait_reply(int fd)
 	return NULL;
 }
 
+/*
+ * Output past sandbox.max_output_bytes was dropped: said once, after the
+ * child's own stderr (the worker has relayed all of it by now). The
+ * status stays the child's.
+ */
+static void
+reply_truncated(json_object *o)
+{
+	json_object	*a;
+	size_t		 i;
+
+	if (!json_object_object_get_ex(o, "truncated", &a) ||
+	    !json_object_is_type(a, json_type_array))
+		return;
+	for (i = 0; i < json_object_array_length(a); i++)
+		fprintf(stderr, "clawvisor exec: %s truncated: the output past "
+		    "%lld bytes was dropped (sandbox.max_output_bytes)\n",
+		    json_object_get_string(json_object_array_get_idx(a, i)),
+		    (long long)json_object_get_int64(json_object_object_get(o,
+		    "maxOutputBytes")));
+}
+
 /* The status the reply stands for; its error said on stderr. */
 static int
 reply_status(const char *line, int json_status)
@@ -137,6 +159,7 @@ reply_status(const char *line, int json_status)
 		else
 			status = json_object_get_int(json_object_object_get(o,
 			    "exitCode"));
+		reply_truncated(o);
 	} else {
 		/* After our own signal the cancel is no news. */
 		if (!got_signal)

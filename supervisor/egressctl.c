@@ -46,11 +46,13 @@ static struct {
 	json_object	*stats;		/* the egress process's last report */
 	char		*socket;
 	char		*bridge;
+	char		*exe;		/* clawvisor-egress */
 	uint64_t	 check_seq;	/* the doctor's TLS checks, numbered */
 	json_object	*checks[4];	/* the last answers, by seq % 4 */
 } eg;		/* state EG_OFF: the proxy is not configured */
 
 static void	egress_spawn(void);
+static const char	*egress_exe(void);
 static void	egress_down(const char *why);
 static void	egress_refusal(json_object *);
 static void	egress_counted(json_object *, int);
@@ -288,63 +290,25 @@ egress_down(const char *why)
 static void
 egress_spawn(void)
 {
+	static const char *const role[] = { "egress", NULL };
 	json_object	*keys;
-	sigset_t	 set, old;
-	char		*argv[10];
-	int		 sp[2], i = 0, saved;
 	size_t		 k;
+	int		 fd;
 	pid_t		 pid;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
-		log_error("egress: socketpair: %s", strerror(errno));
+	if (access(egress_exe(), X_OK) == -1) {
+		log_error("egress: cannot execute %s: %s", egress_exe(),
+		    strerror(errno));
 		goto retry;
 	}
-	argv[i++] = "clawvisor";
-	argv[i++] = "egress";
-	argv[i++] = "--home";
-	argv[i++] = sv.home;
-	if (sv.foreground)
-		argv[i++] = "--stderr";
-	if (log_using_syslog())
-		argv[i++] = "--syslog";
-	argv[i++] = "--log-level";
-	argv[i++] = (char *)log_level_name();
-	argv[i] = NULL;
-	/* As worker_spawn(): a process group of its own, signals blocked
-	 * until it watches them. */
-	sigfillset(&set);
-	sigprocmask(SIG_SETMASK, &set, &old);
-	if ((pid = fork()) == -1) {
-		saved = errno;
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		log_error("egress: fork: %s", strerror(saved));
-		close(sp[0]);
-		close(sp[1]);
+	if ((pid = spawn_child(egress_exe(), role, &fd)) == -1)
 		goto retry;
-	}
-	if (pid == 0) {
-		if (setpgid(0, 0) == -1)
-			_exit(127);
-		sigemptyset(&set);
-		sigaddset(&set, SIGTERM);
-		sigaddset(&set, SIGUSR1);
-		sigprocmask(SIG_SETMASK, &set, NULL);
-		if (dup2(sp[1], 3) == -1)
-			_exit(127);
-		closefrom(4);
-		execv(sv.self_exe, argv);
-		_exit(127);
-	}
-	(void)setpgid(pid, pid);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	close(sp[1]);
-	fd_nonblock(sp[0]);
 	eg.pid = pid;
 	eg.state = EG_STARTING;
 	eg.starts++;
-	ipc_init(&eg.conn, sp[0]);
-	ev_io_init(&eg.rio, egress_read, sp[0], EV_READ);
-	ev_io_init(&eg.wio, egress_flush, sp[0], EV_WRITE);
+	ipc_init(&eg.conn, fd);
+	ev_io_init(&eg.rio, egress_read, fd, EV_READ);
+	ev_io_init(&eg.wio, egress_flush, fd, EV_WRITE);
 	ev_io_start(sv.loop, &eg.rio);
 	ev_child_init(&eg.child, egress_reaped, pid, 0);
 	ev_child_start(sv.loop, &eg.child);
@@ -436,25 +400,37 @@ egress_socket(void)
 	return eg.socket;
 }
 
-/* clawvisor-bridge: next to this binary (a build tree), else where it
+/* A program of ours: next to this binary (a build tree), else where it
  * is installed. */
-const char *
-egress_bridge(void)
+static const char *
+egress_libexec(char **cache, const char *name)
 {
 	char	*dir, *p;
 
-	if (eg.bridge != NULL)
-		return eg.bridge;
+	if (*cache != NULL)
+		return *cache;
 	dir = xstrdup(sv.self_exe);
 	if ((p = strrchr(dir, '/')) != NULL)
 		*p = '\0';
-	xasprintf(&eg.bridge, "%s/clawvisor-bridge", dir);
+	xasprintf(cache, "%s/%s", dir, name);
 	free(dir);
-	if (access(eg.bridge, X_OK) == -1) {
-		free(eg.bridge);
-		eg.bridge = xstrdup(CLAWVISOR_LIBEXECDIR "/clawvisor-bridge");
+	if (access(*cache, X_OK) == -1) {
+		free(*cache);
+		xasprintf(cache, "%s/%s", CLAWVISOR_LIBEXECDIR, name);
 	}
-	return eg.bridge;
+	return *cache;
+}
+
+const char *
+egress_bridge(void)
+{
+	return egress_libexec(&eg.bridge, "clawvisor-bridge");
+}
+
+static const char *
+egress_exe(void)
+{
+	return egress_libexec(&eg.exe, "clawvisor-egress");
 }
 
 /*
@@ -584,7 +560,8 @@ egress_free(void)
 	}
 	free(eg.socket);
 	free(eg.bridge);
-	eg.socket = eg.bridge = NULL;
+	free(eg.exe);
+	eg.socket = eg.bridge = eg.exe = NULL;
 	for (i = 0; i < EGRESS_NKEYS; i++)
 		if (eg.keys[i] != NULL) {
 			freezero(eg.keys[i], strlen(eg.keys[i]) + 1);

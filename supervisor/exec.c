@@ -404,7 +404,25 @@ exec_run(struct msg *m, struct worker *w, json_object *job)
 		close(fds[i]);
 }
 
-/* The worker's result: the caller's exit status. */
+/* The streams an exec's output was cut on, as a JSON array of names. */
+static json_object *
+exec_cut(int truncated)
+{
+	json_object *a = json_object_new_array();
+
+	if (truncated & RESULT_CUT_STDOUT)
+		json_object_array_add(a, json_object_new_string("stdout"));
+	if (truncated & RESULT_CUT_STDERR)
+		json_object_array_add(a, json_object_new_string("stderr"));
+	return a;
+}
+
+/*
+ * The worker's result: the caller's exit status, the child's own when it
+ * ran (r->child), whatever classify() made of it; its outcome, for the
+ * event and the counters (pool.c), says ok, transient or terminal as for
+ * a queued run.
+ */
 void
 exec_done(struct msg *m, struct job_result *r)
 {
@@ -418,8 +436,23 @@ exec_done(struct msg *m, struct job_result *r)
 	    json_object_new_int64(mono_ms() - m->started_ms));
 	json_object_object_add(ev, "exitCode", json_object_new_int(
 	    r->exit_code));
+	if (r->signal != 0)
+		json_object_object_add(ev, "signal",
+		    json_object_new_int(r->signal));
+	json_object_object_add(ev, "truncated",
+	    json_object_new_boolean(r->truncated != 0));
+	if (r->truncated != 0)
+		json_object_object_add(ev, "truncatedStreams",
+		    exec_cut(r->truncated));
+	if (r->outcome != OUT_OK && r->error != NULL && *r->error != '\0')
+		json_object_object_add(ev, "error",
+		    json_object_new_string(r->error));
 	exec_event("sandbox_invocation_end", m, ev);
-	if (r->outcome == OUT_OK) {
+	if (r->child) {
+		if (r->outcome != OUT_OK)
+			log_info("%s (agent %s): the child's status, %s: %s",
+			    m->name, m->agent, outcome_name(r->outcome),
+			    r->error);
 		o = json_object_new_object();
 		json_object_object_add(o, "ok", json_object_new_boolean(1));
 		if (r->signal != 0)
@@ -428,6 +461,14 @@ exec_done(struct msg *m, struct job_result *r)
 		else
 			json_object_object_add(o, "exitCode",
 			    json_object_new_int(r->exit_code));
+		json_object_object_add(o, "outcome",
+		    json_object_new_string(outcome_name(r->outcome)));
+		if (r->truncated != 0) {
+			json_object_object_add(o, "truncated",
+			    exec_cut(r->truncated));
+			json_object_object_add(o, "maxOutputBytes",
+			    json_object_new_int64(sv.conf->max_output_bytes));
+		}
 	} else {
 		log_warnx("%s (agent %s): %s: %s", m->name, m->agent,
 		    outcome_name(r->outcome), r->error);

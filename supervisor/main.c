@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "client.h"
-#include "egress.h"
 #include "egress_token.h"
 #include "log.h"
 #include "supervisor.h"
@@ -152,8 +151,6 @@ main(int argc, char **argv, char **envp)
 		r = client_exec_main(home, nargs, args);
 	else if (strcmp(args[0], "shim") == 0)
 		r = client_shim_write(nargs, args);
-	else if (strcmp(args[0], "egress") == 0)
-		r = egress_main(fd, home, log_stderr);
 	else
 		r = client_main(home, nargs, args, json);
 	free(home);

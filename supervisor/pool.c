@@ -244,76 +244,21 @@ worker_dead(struct worker *w, const char *why)
 static void
 worker_spawn(struct worker *w)
 {
-	sigset_t set, old;
-	char	 idx[16], *argv[14];
-	int	 sp[2], i = 0, saved;
-	pid_t	 pid;
+	char		 idx[16];
+	const char	*role[] = { "worker", "--index", idx, NULL };
+	int		 fd;
+	pid_t		 pid;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
-		log_error("socketpair: %s", strerror(errno));
-		goto retry;
-	}
 	snprintf(idx, sizeof(idx), "%d", w->index);
-	argv[i++] = "clawvisor";
-	argv[i++] = "worker";
-	argv[i++] = "--index";
-	argv[i++] = idx;
-	argv[i++] = "--home";
-	argv[i++] = sv.home;
-	if (sv.foreground)
-		argv[i++] = "--stderr";
-	if (log_using_syslog())
-		argv[i++] = "--syslog";
-	argv[i++] = "--log-level";
-	argv[i++] = (char *)log_level_name();
-	argv[i] = NULL;
-	/*
-	 * The worker gets a process group of its own: a signal to ours (^C
-	 * or a hangup on the terminal of `serve -f`, timeout(1), `kill
-	 * -TERM -PGID`) is an order to the supervisor, which stops or
-	 * reloads and tells the workers what to do; had it reached them too,
-	 * they would have killed their invocations at once. Signals are
-	 * blocked across the fork, so that none is handled in the child
-	 * before it has left our group. It unblocks them before the exec
-	 * but SIGTERM and SIGUSR1, which the worker lets in once it watches
-	 * them: a SIGUSR1 passed on (pool_signal) to a worker still starting
-	 * would kill it, with the default action.
-	 */
-	sigfillset(&set);
-	sigprocmask(SIG_SETMASK, &set, &old);
-	if ((pid = fork()) == -1) {
-		saved = errno;
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		log_error("fork: %s", strerror(saved));
-		close(sp[0]);
-		close(sp[1]);
+	if ((pid = spawn_child(sv.self_exe, role, &fd)) == -1)
 		goto retry;
-	}
-	if (pid == 0) {
-		if (setpgid(0, 0) == -1)
-			_exit(127);
-		sigemptyset(&set);
-		sigaddset(&set, SIGTERM);
-		sigaddset(&set, SIGUSR1);
-		sigprocmask(SIG_SETMASK, &set, NULL);
-		if (dup2(sp[1], 3) == -1)
-			_exit(127);
-		closefrom(4);
-		execv(sv.self_exe, argv);
-		_exit(127);
-	}
-	/* Both sides, so that it holds whichever runs first. */
-	(void)setpgid(pid, pid);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	close(sp[1]);
-	fd_nonblock(sp[0]);
 	w->pid = pid;
 	w->state = W_STARTING;
 	w->msg = NULL;
 	w->job_pid = 0;
-	ipc_init(&w->conn, sp[0]);
-	ev_io_init(&w->rio, worker_read, sp[0], EV_READ);
-	ev_io_init(&w->wio, worker_write, sp[0], EV_WRITE);
+	ipc_init(&w->conn, fd);
+	ev_io_init(&w->rio, worker_read, fd, EV_READ);
+	ev_io_init(&w->wio, worker_write, fd, EV_WRITE);
 	w->rio.data = w->wio.data = w;
 	ev_io_start(sv.loop, &w->rio);
 	ev_child_init(&w->child, worker_reaped, pid, 0);

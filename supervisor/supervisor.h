@@ -191,6 +191,10 @@ size_t		 commit_waiting(void);
 int		 commit_holds(const char *name);
 void		 commit_close(void);
 
+/* spawn.c */
+pid_t		 spawn_child(const char *exe, const char *const role[],
+		    int *fdp);
+
 /* egressctl.c */
 void		 egress_init(void);
 int		 egress_reload_check(const struct config *, char *, size_t);

@@ -51,10 +51,8 @@ struct exec_report {
 	int	err;
 };
 
-static void	runner_maybe_done(struct runner *);
-
-static void
-capture_close(struct runner *r, struct capture *c)
+void
+runner_capture_close(struct runner *r, struct capture *c)
 {
 	if (c->fd == -1)
 		return;
@@ -91,7 +89,7 @@ capture_read(struct ev_loop *loop, ev_io *w, int revents)
 		if (n == -1 && errno == EAGAIN)
 			return;
 		if (n <= 0) {
-			capture_close(r, c);
+			runner_capture_close(r, c);
 			runner_maybe_done(r);
 			return;
 		}
@@ -253,19 +251,40 @@ runner_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (r->reaped)
+	if (r->reaped) {
+		/* Its output not yet taken by the caller (exec): given up. */
+		if (relay_pending(r)) {
+			r->timed_out = 1;
+			relay_stop(r);
+			runner_maybe_done(r);
+		}
 		return;
+	}
 	r->timed_out = 1;
+	if (r->relay)
+		relay_stop(r);
 	runner_terminate(r);
 }
 
 void
 runner_cancel(struct runner *r)
 {
-	if (r->reaped || r->cancelled)
+	if (r->cancelled || r->cb == NULL)
 		return;
+	if (r->reaped) {
+		/* Ended, its output still on its way to the caller. */
+		if (r->relay && (relay_pending(r) || r->out.fd != -1 ||
+		    r->err.fd != -1)) {
+			r->cancelled = 1;
+			relay_stop(r);
+			runner_maybe_done(r);
+		}
+		return;
+	}
 	r->cancelled = 1;
 	ev_timer_stop(r->loop, &r->timeout);
+	if (r->relay)
+		relay_stop(r);
 	runner_terminate(r);
 }
 
@@ -277,8 +296,13 @@ runner_drain(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	/* Something escaped the group and holds the pipes: stop waiting. */
-	capture_close(r, &r->out);
-	capture_close(r, &r->err);
+	if (r->relay && relay_drain(r)) {
+		ev_timer_set(&r->drain, DRAIN_SECONDS, 0.);
+		ev_timer_start(loop, &r->drain);
+	} else {
+		runner_capture_close(r, &r->out);
+		runner_capture_close(r, &r->err);
+	}
 	runner_maybe_done(r);
 }
 
@@ -294,7 +318,9 @@ runner_child(struct ev_loop *loop, ev_child *w, int revents)
 	r->reaped = 1;
 	r->status = w->rstatus;
 	r->duration_ms = mono_ms() - r->started_ms;
-	ev_timer_stop(loop, &r->timeout);
+	/* An exec's timeout bounds the delivery of its output too. */
+	if (!r->relay)
+		ev_timer_stop(loop, &r->timeout);
 	ev_timer_stop(loop, &r->grace);
 	/* Whatever the program left running goes with it. */
 	kill_group(r, SIGKILL);
@@ -313,12 +339,14 @@ runner_child(struct ev_loop *loop, ev_child *w, int revents)
 	runner_maybe_done(r);
 }
 
-static void
+void
 runner_maybe_done(struct runner *r)
 {
-	if (!r->reaped || r->out.fd != -1 || r->err.fd != -1)
+	if (!r->reaped || r->out.fd != -1 || r->err.fd != -1 ||
+	    relay_pending(r))
 		return;
 	ev_timer_stop(r->loop, &r->drain);
+	ev_timer_stop(r->loop, &r->timeout);
 	if (r->cb != NULL) {
 		runner_cb cb = r->cb;
 		r->cb = NULL;
@@ -381,15 +409,11 @@ child_exec(const struct runner_spec *s, int out, int err, int rep,
 	sigprocmask(SIG_SETMASK, &set, NULL);
 	if ((null = open("/dev/null", O_RDONLY)) == -1)
 		child_fail(rep, 2);
-	if (s->stdio != NULL) {
+	if (s->stdio != NULL && s->stdio[0] != -1) {
 		/* Out of the way of 0-2 (the worker's own) before the dup2s. */
-		if ((s->stdio[0] != -1 && (in = fcntl(s->stdio[0],
-		    F_DUPFD_CLOEXEC, 4)) == -1) ||
-		    (out = fcntl(s->stdio[1], F_DUPFD_CLOEXEC, 4)) == -1 ||
-		    (err = fcntl(s->stdio[2], F_DUPFD_CLOEXEC, 4)) == -1)
+		if ((in = fcntl(s->stdio[0], F_DUPFD_CLOEXEC, 4)) == -1)
 			child_fail(rep, 2);
-		if (in != -1)
-			null = in;
+		null = in;
 	}
 	/* Move rep out of the way of 0-2 before the dup2s. */
 	if (rep < 3) {
@@ -444,8 +468,8 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 	pid_t		 pid, self = getpid();
 	sigset_t	 all, old;
 
-	if ((s->stdio == NULL && (pipe2(po, O_CLOEXEC) == -1 ||
-	    pipe2(pe, O_CLOEXEC) == -1)) || pipe2(px, O_CLOEXEC) == -1) {
+	if (pipe2(po, O_CLOEXEC) == -1 || pipe2(pe, O_CLOEXEC) == -1 ||
+	    pipe2(px, O_CLOEXEC) == -1) {
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
 		goto fail;
 	}
@@ -470,10 +494,8 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 	sigprocmask(SIG_SETMASK, &all, &old);
 	pid = SPAWN_FORK();
 	if (pid == 0) {
-		if (s->stdio == NULL) {
-			close(po[0]);
-			close(pe[0]);
-		}
+		close(po[0]);
+		close(pe[0]);
 		close(px[0]);
 		child_exec(s, po[1], pe[1], px[1], self);
 	}
@@ -483,13 +505,12 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 		snprintf(err, errlen, "fork: %s", strerror(saved));
 		goto fail;
 	}
-	if (s->stdio == NULL) {
-		close(po[1]);
-		close(pe[1]);
-	}
+	close(po[1]);
+	close(pe[1]);
 	close(px[1]);
 	r = xcalloc(1, sizeof(*r));
 	r->out.fd = r->err.fd = -1;
+	r->out.sink = r->err.sink = -1;
 	r->loop = loop;
 	r->pid = pid;
 	r->execfd = px[0];
@@ -511,7 +532,11 @@ runner_start(struct ev_loop *loop, const struct runner_spec *s, runner_cb cb,
 		ev_timer_set(&r->timeout, (double)s->timeout_seconds, 0.);
 		ev_timer_start(loop, &r->timeout);
 	}
-	if (s->stdio == NULL) {
+	if (s->stdio != NULL) {
+		r->relay = 1;
+		relay_init(r, &r->out, po[0], s->stdio[1], s->max_output_bytes);
+		relay_init(r, &r->err, pe[0], s->stdio[2], s->max_output_bytes);
+	} else {
 		capture_init(r, &r->out, po[0], s->max_output_bytes);
 		capture_init(r, &r->err, pe[0], s->max_output_bytes);
 	}
@@ -554,8 +579,10 @@ runner_free(struct runner *r)
 	ev_timer_stop(r->loop, &r->timeout);
 	ev_timer_stop(r->loop, &r->grace);
 	ev_timer_stop(r->loop, &r->drain);
-	capture_close(r, &r->out);
-	capture_close(r, &r->err);
+	runner_capture_close(r, &r->out);
+	runner_capture_close(r, &r->err);
+	relay_free(r, &r->out);
+	relay_free(r, &r->err);
 	if (r->execfd != -1)
 		close(r->execfd);
 	free(r->out.data);

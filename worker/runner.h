@@ -17,13 +17,28 @@
 #include "provider.h"
 
 struct capture {
-	char	*data;
+	char	*data;		/* relay: the end of the stream only */
 	size_t	 len;
 	size_t	 alloc;
 	size_t	 cap;		/* max_output_bytes */
 	int	 truncated;
 	int	 fd;
 	ev_io	 io;
+	/*
+	 * clawvisor exec: the caller's descriptor the child's bytes are
+	 * relayed to (-1: none, captured as above), what is read and not
+	 * yet written there (at most RELAY_CHUNK), and how many bytes the
+	 * child wrote in all.
+	 */
+	int	 sink;
+	int	 sink_sock;	/* a socket: send(MSG_DONTWAIT) */
+	int	 sink_dead;	/* a write failed: drain and drop */
+	ev_io	 wio;
+	char	*pend;
+	size_t	 poff;
+	size_t	 plen;
+	uint64_t total;
+	int	 tail_cut;	/* data lost its beginning */
 };
 
 struct runner;
@@ -50,10 +65,12 @@ struct runner_spec {
 	 */
 	const int	 *cgroup_fds;
 	/*
-	 * clawvisor exec: the caller's stdin (-1: /dev/null), stdout and
-	 * stderr, given to the child as they are: nothing is captured, the
-	 * child's writes wait on the caller's reads (docs/EXEC.md). NULL:
-	 * pipes captured up to max_output_bytes.
+	 * clawvisor exec: the caller's stdin (-1: /dev/null), given to the
+	 * child as it is, and its stdout and stderr, to which the child's
+	 * pipes are relayed up to max_output_bytes each, the worker waiting
+	 * on the caller's reads (docs/EXEC.md); only the end of each stream
+	 * is kept, for classify(). NULL: pipes captured up to
+	 * max_output_bytes.
 	 */
 	const int	 *stdio;
 	size_t		  ncgroup_fds;
@@ -79,6 +96,8 @@ struct runner {
 					   4: uid */
 	int		 timed_out;
 	int		 cancelled;
+	int		 relay;		/* spec.stdio: relaying to the caller */
+	int		 relay_off;	/* timeout, cancel: nothing more sent */
 	int64_t		 started_ms;
 	int64_t		 duration_ms;
 	int64_t		 grace_seconds;
@@ -96,5 +115,15 @@ void		 runner_cancel(struct runner *);
 /* How it ended; the texts are the caller's to set, once redacted. */
 void		 runner_status(const struct runner *, struct run_status *);
 void		 runner_free(struct runner *);
+
+/* Between runner.c and relay.c. */
+void		 runner_capture_close(struct runner *, struct capture *);
+void		 runner_maybe_done(struct runner *);
+void		 relay_init(struct runner *, struct capture *, int, int,
+		    int64_t);
+void		 relay_stop(struct runner *);
+int		 relay_pending(const struct runner *);
+int		 relay_drain(struct runner *);
+void		 relay_free(struct runner *, struct capture *);
 
 #endif

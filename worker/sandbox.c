@@ -470,9 +470,10 @@ container_argv(const struct job *j, struct sandbox_run *sb, char *err,
  * bwrap mode (SPEC §8, docs/SANDBOX.md "bwrap mode"). What the agent sees,
  * in this order, as bwrap makes it: a tmpfs root; these system paths
  * read-only (only those the host has; a top-level one that is a symbolic
- * link, /bin -> usr/bin, as the same link); its CLI's install directory and
- * ro_paths read-only; a private /tmp, /proc and /dev; its working
- * directory read-write at W; then the root made read-only. Nothing else.
+ * link, /bin -> usr/bin, as the same link); its CLI's install directory
+ * (an npm package's node_modules) and ro_paths read-only; a private /tmp,
+ * /proc and /dev; its working directory read-write at W; then the root
+ * made read-only. Nothing else.
  */
 const char *const sandbox_bwrap_system[] = {
 	"/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32",
@@ -535,12 +536,13 @@ bwrap_bind(struct argv_b *a, const char *how, const char *path)
 	add(a, path);
 }
 
-/* The CLI: its package directory, the PATH entry leading to it, node. */
+/* The CLI: its package's node_modules, the PATH entry to it, node. */
 static int
 bwrap_cli(struct argv_b *a, const char *name, char *err, size_t errlen)
 {
 	char	found[PATH_MAX], dir[PATH_MAX], real[PATH_MAX], node[PATH_MAX];
-	char	why[PATH_MAX + 512], *lib;
+	char	root[PATH_MAX], why[PATH_MAX + 512], *lib, *nm, *end;
+	size_t	n;
 
 	if (sandbox_cli_dir(name, found, sizeof(found), dir,
 	    sizeof(dir)) == -1) {
@@ -551,12 +553,25 @@ bwrap_cli(struct argv_b *a, const char *name, char *err, size_t errlen)
 		    "on the host, read-only", *why != '\0' ? why : name);
 		return -1;
 	}
-	if (!bwrap_visible(dir) && strcmp(dir, "/") != 0)
-		bwrap_bind(a, "--ro-bind", dir);
+	/*
+	 * An npm package: the node_modules directory that holds it, where
+	 * Node looks for what the package requires. npm hoists dependencies
+	 * and platform packages (@openai/codex-linux-x64) beside the package
+	 * in a --prefix or project install (DECISIONS 250).
+	 */
+	snprintf(root, sizeof(root), "%s", dir);
+	if ((nm = strstr(root, "/node_modules/")) != NULL) {
+		while ((end = strstr(nm + 1, "/node_modules/")) != NULL)
+			nm = end;
+		nm[strlen("/node_modules")] = '\0';
+	}
+	if (!bwrap_visible(root) && strcmp(root, "/") != 0)
+		bwrap_bind(a, "--ro-bind", root);
 	/* ~/.npm-global/bin/claude -> ../lib/node_modules/...: the link. */
+	n = strlen(root);
 	if (strchr(name, '/') == NULL && realpath(found, real) != NULL &&
 	    strcmp(real, found) != 0 && !bwrap_visible(found) &&
-	    strncmp(found, dir, strlen(dir)) != 0) {
+	    !(strncmp(found, root, n) == 0 && found[n] == '/')) {
 		add(a, "--symlink");
 		add(a, real);
 		add(a, found);

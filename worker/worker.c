@@ -85,7 +85,8 @@ fds_close(void)
 	size_t i;
 
 	for (i = 0; i < w.nfds; i++)
-		close(w.fds[i]);
+		if (w.fds[i] != -1)
+			close(w.fds[i]);
 	w.nfds = 0;
 }
 
@@ -144,8 +145,10 @@ container_reap(int kill_first)
 static char *
 worker_redact(const struct capture *c, size_t *len)
 {
+	/* An exec's stream is kept by its end: cut at the start too. */
 	return redact_cut(c->data != NULL ? c->data : "", c->len,
-	    w.job.env_allowlist, w.job.nallow, REDACT_CUT_END, len);
+	    w.job.env_allowlist, w.job.nallow, REDACT_CUT_END |
+	    (c->tail_cut ? REDACT_CUT_START : 0), len);
 }
 
 /*
@@ -181,6 +184,9 @@ bwrap_outcome(const struct runner *r, const struct run_status *st, char *why,
 
 	if (r->timed_out || r->cancelled)
 		return 0;
+	/* An exec's stderr kept by its end: its start was lost. */
+	if (r->err.tail_cut)
+		e = "";
 	if (w.sb.has_cg && cgroup_oom(&w.sb.cg)) {
 		snprintf(why, len, "killed: memory limit (sandbox.bwrap.memory "
 		    "%s)", w.job.rt.memory);
@@ -200,12 +206,12 @@ bwrap_outcome(const struct runner *r, const struct run_status *st, char *why,
 }
 
 /*
- * An exec'd program that ran: its own status is the answer (ok, with
- * exit_code or signal), whatever it is, except where clawvisor or the
- * runtime failed around it: a timeout or a cancel (transient), a
- * container runtime's own exit 125 or bwrap's memory limit (terminal).
- * No classify(): its rules decide retries, which an exec does not have
- * (DECISIONS.md 306). Always decides: returns 1.
+ * An exec'd program that ran, where clawvisor or the runtime failed around
+ * it: a timeout or a cancel (transient), a container runtime's own exit
+ * 125 or bwrap's memory limit (terminal): 1, and the caller gets 75 or 77.
+ * Otherwise 0: the child's own status is the caller's, and classify()
+ * names its outcome for the event and the counters only (DECISIONS.md
+ * 306).
  */
 static int
 exec_outcome(const struct runner *r, const struct run_status *st, char *why,
@@ -230,7 +236,7 @@ exec_outcome(const struct runner *r, const struct run_status *st, char *why,
 		    "%s)", w.job.rt.memory);
 		*o = OUT_TERMINAL;
 	} else
-		*o = OUT_OK;
+		return 0;
 	return 1;
 }
 
@@ -274,6 +280,13 @@ worker_done(struct runner *r, void *arg)
 	if (w.job.exec_argv != NULL && r->exec_stage == 0 &&
 	    exec_outcome(r, &st, why, sizeof(why), &res.outcome))
 		;
+	else if (w.job.exec_argv != NULL && r->exec_stage == 0 &&
+	    !(w.job.mode == MODE_BWRAP && bwrap_outcome(r, &st, why,
+	    sizeof(why)))) {
+		res.outcome = classify(&st, why, sizeof(why));
+		res.child = 1;
+	} else if (w.job.exec_argv != NULL && r->exec_stage == 0)
+		res.outcome = OUT_TERMINAL;	/* bwrap_outcome() said why */
 	else if (r->exec_stage == 1) {
 		snprintf(why, sizeof(why), "cannot enter working directory %s:"
 		    " %s", w.job.workdir, strerror(r->exec_errno));
@@ -300,7 +313,11 @@ worker_done(struct runner *r, void *arg)
 	res.exit_code = st.exited ? st.exit_code : -1;
 	res.signal = st.signal;
 	res.timed_out = st.timed_out;
-	res.truncated = r->out.truncated || r->err.truncated;
+	if (w.job.exec_argv != NULL)
+		res.truncated = (r->out.truncated ? RESULT_CUT_STDOUT : 0) |
+		    (r->err.truncated ? RESULT_CUT_STDERR : 0);
+	else
+		res.truncated = r->out.truncated || r->err.truncated;
 	res.duration_ms = r->duration_ms;
 	res.error = xstrdup(why);
 	if (w.job.exec_argv != NULL)
@@ -523,11 +540,15 @@ worker_run(uint64_t id, json_object *o)
 	    sizeof(err));
 	for (i = 0; i < ncg; i++)
 		close(cgfds[i]);
-	/* The child has the caller's descriptors: ours would keep its
-	 * pipes open after the child is gone. */
-	fds_close();
+	/* The child has the caller's stdin: ours would keep its pipe open
+	 * after the child is gone. Its stdout and stderr are the relay's
+	 * until the job's end (worker_finish). */
+	if (w.job.exec_argv != NULL && w.job.exec_stdin) {
+		close(w.fds[0]);
+		w.fds[0] = -1;
+	}
 	if (w.runner == NULL) {
-		worker_fail(OUT_TRANSIENT, err);
+		worker_fail(OUT_TRANSIENT, err);	/* closes the rest */
 		return;
 	}
 	started = json_object_new_object();

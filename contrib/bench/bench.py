@@ -869,6 +869,45 @@ exec podman "$@"
         self.res["exec_added_p50"] = added
         self.row("exec", "added by exec, p50", f"{added:+.2f} ms",
                  "[target < 3 ms, host mode]")
+        self.exec_lines()
+
+    LINES_SCRIPT = (
+        "import json, sys, time\n"
+        "for i in range(int(sys.argv[1])):\n"
+        "    sys.stdout.write(json.dumps({'type': 'assistant', 'i': i,\n"
+        "                                 't': time.time()}) + '\\n')\n"
+        "    sys.stdout.flush()\n"
+        "    time.sleep(0.02)\n")
+
+    def exec_lines(self, n=50):
+        """A stream-json consumer's delay: from the child's write of a
+        line to the caller's read of it, through `clawvisor exec` (the
+        worker's relay, one pipe more than a direct write)."""
+        py = sys.executable if os.path.isabs(sys.executable) else \
+            "/usr/bin/python3"
+        d = Daemon(self, "exec-lines", agents=1, workers=1, command=[py])
+        delays = []
+        try:
+            (d.home / "workspace" / d.agents[0]).mkdir(parents=True)
+            d.start()
+            d.wait_ready()
+            p = subprocess.Popen([self.bin, "--home", str(d.home), "exec",
+                                  "--agent", d.agents[0], "--", py, "-c",
+                                  self.LINES_SCRIPT, str(n)],
+                                 stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE)
+            for line in p.stdout:
+                t = time.time()
+                delays.append((t - json.loads(line)["t"]) * 1000)
+            if p.wait() != 0:
+                raise RuntimeError(f"clawvisor exec exited {p.returncode},"
+                                   f" see {d.home}")
+        finally:
+            d.cleanup()
+        self.res["exec_line_p50"] = pct(delays, 50)
+        self.row("exec", f"line delay, child write -> caller read, p50 / "
+                 f"p95 ({len(delays)})", f"{pct(delays, 50):.2f} / "
+                 f"{pct(delays, 95):.2f} ms", "[target < 50 ms, host mode]")
 
     def report(self, parts):
         print()

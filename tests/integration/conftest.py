@@ -87,6 +87,10 @@ WRAP_DESELECT = {
         "wrapper script cannot be",
     "test_exec.py::test_tinyagi_adapter_through_the_shim":
         "runs the CLI through a shim, which a wrapper script cannot be",
+    "test_exec_engines.py::test_tinyagi_adapter_docker_mode_with_podman":
+        "runs the CLI through a shim, which a wrapper script cannot be",
+    "test_exec_engines.py::test_tinyagi_adapter_apple_mode":
+        "runs the CLI through a shim, which a wrapper script cannot be",
     "test_exec.py::test_cancel_while_waiting_for_the_lane":
         "signals the client 0.5 s after its start, before valgrind has "
         "started it and its handlers are in place",
@@ -114,7 +118,8 @@ SUITE_DESELECT = {
     # the proxy, as SPEC §9 requires.
     **{f: "sets its own sandbox modes with the egress proxy, which the "
           "bwrap pass's network \"host\" cannot be combined with"
-       for f in ("test_egress_bridge.py", "test_egress_config.py",
+       for f in ("test_egress_absolute_form.py",
+                 "test_egress_bridge.py", "test_egress_config.py",
                  "test_egress_e2e.py", "test_egress_podman.py",
                  "test_egress_process.py", "test_egress_proxy.py",
                  "test_egress_real_cli.py")},
@@ -182,6 +187,8 @@ SUITE_DESELECT = {
  "test_apple_mode.py": "about apple mode",
  "test_bwrap_mode.py": "runs in bwrap mode in every pass",
  "test_exec.py": "chooses each test's mode itself (host, bwrap, docker) in every pass",
+ "test_exec_caps.py": "chooses each test's mode itself (host, bwrap) in every pass",
+ "test_exec_engines.py": "chooses each test's mode itself (docker with podman, apple) in every pass",
  "test_security.py::test_missing_settings_runs_on_defaults":
         "no settings.json: host mode, the defaults",
 }

@@ -24,7 +24,9 @@ for a; do msg=$a; done
 env > "$PWD/env.txt"
 cat /sys/class/net/*/operstate > "$PWD/nets.txt" 2>/dev/null
 ls /sys/class/net > "$PWD/netdevs.txt"
-# -Y off: busybox wget has no no_proxy, and the base URL is the bridge.
+# -Y off: busybox wget has no no_proxy, and the base URL is the bridge;
+# through a proxy, busybox 1.35's wget sends GET whatever --post-data says
+# (test_egress_absolute_form.py).
 exec wget -Y off -q -O - --header "x-api-key: $ANTHROPIC_API_KEY" \
     --header "content-type: application/json" \
     --post-data "{\"model\":\"m\",\"max_tokens\":8,\"messages\":[{\"role\":\"user\",\"content\":\"$msg\"}]}" \
@@ -32,7 +34,8 @@ exec wget -Y off -q -O - --header "x-api-key: $ANTHROPIC_API_KEY" \
 """
 
 
-def image(engine):  # noqa: F811
+def image(engine, claude=CLAUDE):  # noqa: F811
+    """A busybox image with claude (a script) in /usr/local/bin."""
     busybox = _busybox()
     out = engine.run("run", "--rm", "--network", "none", engine.image,
                      "busybox", "--list").stdout.split()
@@ -62,7 +65,7 @@ def image(engine):  # noqa: F811
                 add(f"bin/{a}", link="busybox")
         add("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
         add("etc/group", b"root:x:0:\n", 0o644)
-        add("usr/local/bin/claude", CLAUDE.encode())
+        add("usr/local/bin/claude", claude.encode())
     tar = engine.root / "egress-rootfs.tar"
     tar.write_bytes(buf.getvalue())
     name = "localhost/clawvisor-test-egress:" + uuid.uuid4().hex[:12]

@@ -1,7 +1,6 @@
 """
 The real `claude` and `codex` from the npm registry, through clawvisor in
-bwrap mode
-with the egress proxy on (SPEC §9, issue 15 Proof), against a TLS stand-in
+bwrap mode and in docker mode on Podman, with the egress proxy on (SPEC §9, issue 15 Proof), against a TLS stand-in
 that speaks enough of the Messages API or the Responses API (SSE) for a
 one-turn reply: the reply arrives, the stand-in saw the real key, and what
 the CLI wrote in its home holds no key.
@@ -23,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
+import cli_image
 from conftest import FAKES
+from containers import engine  # noqa: F401 (fixture)
 from test_egress_e2e import AGENT_UID, make_ca, open_up
 
 HERE = Path(__file__).resolve().parent
@@ -336,11 +337,11 @@ def test_real_codex_through_the_proxy_in_bwrap(homes, tmp_path):
     try:
         h = homes({"sandbox": {
             "mode": "bwrap", "max_attempts": 1, "timeout_seconds": 180,
-            # codex's native binary is a sibling package: the prefix's
-            # node_modules shown read-only (a global install is in /usr).
+            # codex's native binary is a sibling package in the prefix's
+            # node_modules, which bwrap mode shows as the CLI's install
+            # directory (DECISIONS 250): no ro_paths.
             "bwrap": {"user": f"{AGENT_UID}:{AGENT_UID}", "memory": "2g",
-                      "limits": "best-effort",
-                      "ro_paths": [str(NPM_DIR / "node_modules")]},
+                      "limits": "best-effort"},
             "egress": {"mode": "proxy", "ca_file": ca, "providers": {
                 "openai": {"url": f"https://127.0.0.1:{api.port}"}}}},
             "agents": {"beta": {"name": "B", "provider": "openai"}},
@@ -369,5 +370,124 @@ def test_real_codex_through_the_proxy_in_bwrap(homes, tmp_path):
                 if os.path.isfile(p) and not os.path.islink(p):
                     with open(p, "rb") as f:
                         assert secret.encode() not in f.read(), p
+    finally:
+        api.close()
+
+
+# -- docker mode on Podman ------------------------------------------------
+#
+# The same CLIs in an image of this machine's own files (cli_image.py: the
+# agent-runner image's layout, no registry needed), run by clawvisor's
+# docker mode with `runtime_command: podman`, the egress proxy on. The
+# image's `claude` and `codex` are wrappers that record the CLI's
+# environment, network devices and parent (the bridge) in its working
+# directory, then exec the real CLI. The agent's user is the image's
+# `agent` (contrib/Dockerfile.agent-runner's uid).
+IMAGE_UID = cli_image.AGENT_UID
+
+def podman_home(homes, engine, img, provider, agent, url, ca):  # noqa: F811
+    h = homes({"sandbox": {
+        "mode": "docker", "max_attempts": 1, "timeout_seconds": 180,
+        "runtime_pass_env": ["CLAWVISOR_TEST_TAG"],
+        # network "default" as written: the proxy makes it none.
+        "docker": {"runtime_command": "podman", "image": img,
+                   "network": "default", "memory": "2g", "pids_limit": 512,
+                   # claude refuses to skip permissions as root.
+                   "user": f"{IMAGE_UID}:{IMAGE_UID}"},
+        "egress": {"mode": "proxy", "ca_file": ca,
+                   "providers": {provider: {"url": url}}}},
+        "agents": {agent: {"name": agent.title(), "provider": provider}},
+        "supervisor": {"workers": 1}}, start=False)
+    wd = h.workdir(agent)
+    wd.mkdir(parents=True, exist_ok=True)
+    os.chown(wd, IMAGE_UID, IMAGE_UID)
+    return h, wd
+
+
+def check_inside(h, wd, engine, secret, names):  # noqa: F811
+    """The CLI held the token under each of names and never the key, ran
+    with a loopback only (--network none) under the bridge; nothing in the
+    workspace or the home holds the key; no container is left."""
+    env = dict(line.split("=", 1) for line in
+               (wd / "cv-env.txt").read_text().splitlines() if "=" in line)
+    for n in names:
+        assert env.get(n, "").startswith("cvtok-"), (n, env.get(n))
+    assert secret not in json.dumps(env)
+    assert env.get("HTTPS_PROXY", "").startswith("http://127.0.0.1:"), env
+    assert (wd / "cv-netdevs.txt").read_text().split() == ["lo"]
+    # The CLI's parent: the bridge clawvisor mounted, on the socket it
+    # mounted (common/egress_token.h).
+    parent = (wd / "cv-parent.txt").read_text().split()
+    assert parent[0] == "/run/clawvisor/bridge", parent
+    assert parent[2] == "/run/clawvisor/egress.sock", parent
+    for top in (wd, h.path):
+        for root, _, files in os.walk(top):
+            for n in files:
+                p = os.path.join(root, n)
+                if os.path.isfile(p) and not os.path.islink(p):
+                    with open(p, "rb") as f:
+                        assert secret.encode() not in f.read(), p
+    assert engine.names(h.path) == []
+
+
+def test_real_claude_through_the_proxy_in_podman(homes, engine,  # noqa: F811
+                                                 tmp_path):
+    install_claude()
+    install_codex()
+    img = cli_image.build(engine, NPM_DIR)
+    ca, cert, key = make_ca(str(tmp_path))
+    api = MessagesAPI(cert, key)
+    secret = f"sk-ant-api03-cvtest-{uuid.uuid4().hex}"
+    try:
+        h, wd = podman_home(homes, engine, img, "anthropic", "alpha",
+                            f"https://127.0.0.1:{api.port}", ca)
+        h.start(env={"ANTHROPIC_API_KEY": secret, "DOCKER_HOST": "",
+                     "CONTAINERS_CONF": str(engine.conf)})
+        mid = h.drop("Say hello.", agent="alpha")
+        o = h.wait_outcome(mid, timeout=240)
+        seen = [(m, p) for m, p, _, _ in api.seen]
+        assert o[0] == "response", (o, seen, h.log()[-3000:])
+        assert REPLY in o[1]["message"], o[1]["message"]
+        posts = [s for s in api.seen if s[1].startswith("/v1/messages")]
+        assert posts, seen
+        agents = {{k.lower(): v for k, v in s[2].items()}.get(
+            "user-agent", "") for s in posts}
+        assert any(a.startswith("claude-cli/" + CLAUDE_VERSION)
+                   for a in agents), agents
+        for _, _, headers, _ in api.seen:
+            lower = {k.lower(): v for k, v in headers.items()}
+            assert lower.get("x-api-key") == secret, lower
+            assert "cvtok-" not in json.dumps(headers)
+        check_inside(h, wd, engine, secret, ["ANTHROPIC_API_KEY"])
+    finally:
+        api.close()
+
+
+def test_real_codex_through_the_proxy_in_podman(homes, engine,  # noqa: F811
+                                                tmp_path):
+    install_claude()
+    install_codex()
+    img = cli_image.build(engine, NPM_DIR)
+    ca, cert, key = make_ca(str(tmp_path))
+    api = ResponsesAPI(cert, key)
+    secret = f"sk-proj-cvtest-{uuid.uuid4().hex}"
+    try:
+        h, wd = podman_home(homes, engine, img, "openai", "beta",
+                            f"https://127.0.0.1:{api.port}", ca)
+        h.start(env={"OPENAI_API_KEY": secret, "DOCKER_HOST": "",
+                     "CONTAINERS_CONF": str(engine.conf)})
+        mid = h.drop("Say hello.", agent="beta")
+        o = h.wait_outcome(mid, timeout=240)
+        seen = [(m, p) for m, p, _, _ in api.seen]
+        assert o[0] == "response", (o, seen, h.log()[-3000:])
+        assert CODEX_REPLY in o[1]["message"], o[1]["message"]
+        posts = [s for s in api.seen if s[0] == "POST"]
+        assert posts and all(s[1] == "/v1/responses" for s in posts), seen
+        for _, _, headers, _ in api.seen:
+            lower = {k.lower(): v for k, v in headers.items()}
+            assert lower.get("authorization") == f"Bearer {secret}", lower
+            assert "cvtok-" not in json.dumps(headers)
+        check_inside(h, wd, engine, secret,
+                     ["OPENAI_API_KEY", "CODEX_API_KEY"])
     finally:
         api.close()

@@ -437,6 +437,20 @@ test_result_roundtrip(void **state)
 	assert_int_equal(result_from_json(o, &out, err, sizeof(err)), 0);
 	json_object_put(o);
 	assert_int_equal(out.outcome, OUT_TRANSIENT);
+	assert_int_equal(out.child, 0);
+	result_free(&out);
+
+	/* An exec's: the child's status, both streams cut. */
+	in.child = 1;
+	in.exit_code = 1;
+	in.truncated = RESULT_CUT_STDOUT | RESULT_CUT_STDERR;
+	o = over_the_wire(result_to_json(&in));
+	assert_int_equal(result_from_json(o, &out, err, sizeof(err)), 0);
+	json_object_put(o);
+	assert_int_equal(out.outcome, OUT_TRANSIENT);
+	assert_int_equal(out.child, 1);
+	assert_int_equal(out.exit_code, 1);
+	assert_int_equal(out.truncated, 3);
 	result_free(&out);
 }
 
@@ -463,6 +477,9 @@ test_result_bad_fields(void **state)
 		{ "timed_out", "2", "field \"timed_out\": 2 out of range" },
 		{ "truncated", "\"1\"", "field \"truncated\": expected an "
 		  "integer" },
+		{ "truncated", "4", "field \"truncated\": 4 out of range" },
+		{ "child", "2", "field \"child\": 2 out of range" },
+		{ "child", "true", "field \"child\": expected an integer" },
 		{ "duration_ms", "-1", "field \"duration_ms\": -1 out of "
 		  "range" },
 		{ "files", NULL, "field \"files\": expected an array" },

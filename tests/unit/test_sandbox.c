@@ -938,6 +938,7 @@ test_bwrap_npm_cli(void **state)
 	struct job		 j;
 	char			 err[512], *pfx, *pkg, *bin, *lnk, *node, *cli;
 	char			*newpath, rpkg[PATH_MAX], rnode[PATH_MAX];
+	char			 rnm[PATH_MAX];
 	char			 found[PATH_MAX], dir[PATH_MAX];
 	size_t			 i;
 	int			 seen_pkg = 0, seen_link = 0, seen_node = 0;
@@ -963,6 +964,10 @@ test_bwrap_npm_cli(void **state)
 	    sizeof(dir)), 0);
 	assert_non_null(realpath(pkg, rpkg));
 	assert_non_null(realpath(node, rnode));
+	/* Mounted: the node_modules that holds the package (its hoisted
+	 * siblings too), not the package alone. */
+	snprintf(rnm, sizeof(rnm), "%.*s", (int)(strstr(rpkg,
+	    "/node_modules/") - rpkg + strlen("/node_modules")), rpkg);
 	assert_string_equal(dir, rpkg);
 	assert_string_equal(found, lnk);
 
@@ -971,8 +976,10 @@ test_bwrap_npm_cli(void **state)
 	for (i = 0; sb.argv[i] != NULL && strcmp(sb.argv[i], "--") != 0;
 	    i++) {
 		if (strcmp(sb.argv[i], "--ro-bind") == 0 &&
-		    strcmp(sb.argv[i + 1], rpkg) == 0)
+		    strcmp(sb.argv[i + 1], rnm) == 0)
 			seen_pkg = 1;
+		assert_false(strcmp(sb.argv[i], "--ro-bind") == 0 &&
+		    strcmp(sb.argv[i + 1], rpkg) == 0);
 		if (strcmp(sb.argv[i], "--symlink") == 0 &&
 		    strcmp(sb.argv[i + 2], lnk) == 0) {
 			assert_non_null(strstr(sb.argv[i + 1], "/cli.js"));
@@ -989,6 +996,58 @@ test_bwrap_npm_cli(void **state)
 	setenv("PATH", t.path, 1);
 	free(pfx); free(pkg); free(bin); free(lnk); free(node); free(cli);
 	free(newpath);
+}
+
+/*
+ * codex installed with `npm install --prefix DIR`: the link in
+ * DIR/node_modules/.bin, the platform package hoisted beside the CLI's.
+ * Mounted: DIR/node_modules (both packages and the link), no --symlink.
+ */
+static void
+test_bwrap_npm_prefix_cli(void **state)
+{
+	struct sandbox_run	 sb;
+	struct job		 j;
+	char			 err[512], *nm, *pkg, *plat, *bin, *lnk, *newpath;
+	char			 rnm[PATH_MAX];
+	size_t			 i;
+	int			 seen_nm = 0;
+
+	(void)state;
+	xasprintf(&nm, "%s/pfx/node_modules", t.tmp);
+	xasprintf(&pkg, "%s/@openai/codex/bin", nm);
+	xasprintf(&plat, "%s/@openai/codex-linux-x64/vendor", nm);
+	xasprintf(&bin, "%s/.bin", nm);
+	assert_int_equal(mkdir_p(pkg, 0755), 0);
+	assert_int_equal(mkdir_p(plat, 0755), 0);
+	assert_int_equal(mkdir_p(bin, 0755), 0);
+	free(pkg);
+	xasprintf(&pkg, "%s/@openai/codex/bin/codex.js", nm);
+	unit_write(pkg, "#!/usr/bin/env node\n", 0755);
+	xasprintf(&lnk, "%s/codex", bin);
+	unlink(lnk);
+	assert_int_equal(symlink("../@openai/codex/bin/codex.js", lnk), 0);
+	xasprintf(&newpath, "%s:%s", bin, t.path);
+	setenv("PATH", newpath, 1);
+	assert_non_null(realpath(nm, rnm));
+
+	bwrap_job(&j);
+	j.provider = PROV_OPENAI;
+	assert_int_equal(sandbox_prepare(&j, &sb, err, sizeof(err)), 0);
+	for (i = 0; sb.argv[i] != NULL && strcmp(sb.argv[i], "--") != 0;
+	    i++) {
+		if (strcmp(sb.argv[i], "--ro-bind") == 0 &&
+		    strcmp(sb.argv[i + 1], rnm) == 0)
+			seen_nm = 1;
+		/* Not the package alone; .bin/codex is in the mount. */
+		assert_null(strstr(sb.argv[i], "/@openai/codex"));
+		if (strcmp(sb.argv[i], "--symlink") == 0)
+			assert_string_not_equal(sb.argv[i + 2], lnk);
+	}
+	assert_true(seen_nm);
+	sandbox_cleanup(&sb);
+	setenv("PATH", t.path, 1);
+	free(nm); free(pkg); free(plat); free(bin); free(lnk); free(newpath);
 }
 
 static void
@@ -1120,6 +1179,7 @@ main(void)
 		cmocka_unit_test_setup(test_runtime_lookup, env_setup),
 		cmocka_unit_test_setup(test_bwrap_argv, env_setup),
 		cmocka_unit_test_setup(test_bwrap_npm_cli, env_setup),
+		cmocka_unit_test_setup(test_bwrap_npm_prefix_cli, env_setup),
 		cmocka_unit_test_setup(test_bwrap_fail_closed, env_setup),
 	};
 

@@ -13,6 +13,8 @@ answer "reply: MESSAGE". Exec'd runs act on their first argument:
   big N          N MiB of 'x' on stdout, then "done" on stderr
   bytes          every byte value 0..255 on stdout, "E" on stderr
   cwd ARGS...    the cwd and ARGS as JSON
+  spew O E       O bytes on stdout, E on stderr (pattern(), interleaved)
+  say N TEXT     TEXT on stderr, exit N (a provider's error and status)
 
 Every run appends "start|end TIME AGENT KIND PID" to $EXEC_LOG, so that
 the tests can count what overlapped.
@@ -31,6 +33,11 @@ def log(what, kind):
         with open(LOG, "a") as f:
             f.write(f"{what} {time.time():.6f} {os.path.basename(os.getcwd())}"
                     f" {kind} {os.getpid()}\n")
+
+
+def pattern(n, k):
+    """n bytes whose every position is told apart from its neighbours'."""
+    return bytes((i * k + i // 256) % 256 for i in range(n))
 
 
 def main(argv):
@@ -101,6 +108,18 @@ def run(argv, queued):
         time.sleep(float(argv[1]))
         out.write(b"held\n")
         return 0
+    if cmd == "spew":
+        o, e = pattern(int(argv[1]), 7), pattern(int(argv[2]), 11)
+        step = 4000
+        for i in range(0, max(len(o), len(e)), step):
+            out.write(o[i:i + step])
+            out.flush()
+            sys.stderr.buffer.write(e[i:i + step])
+            sys.stderr.buffer.flush()
+        return 0
+    if cmd == "say":
+        sys.stderr.write(" ".join(argv[2:]) + "\n")
+        return int(argv[1])
     sys.stderr.write("fake: unknown " + cmd + "\n")
     return 64
 
