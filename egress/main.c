@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "egress.h"
+#include "egress_token.h"
 #include "log.h"
 #include "util.h"
 
@@ -33,6 +34,9 @@ main(int argc, char **argv, char **envp)
 	int		 i, log_stderr = 0;
 
 	setproctitle_init(argc, argv, envp);
+	/* Its environment holds no key (the supervisor's has none left),
+	 * but one started by hand might: as every clawvisor process. */
+	egress_env_scrub(envp);
 	if (argc < 2 || strcmp(argv[1], "egress") != 0)
 		usage();
 	for (i = 2; i < argc; i++) {
