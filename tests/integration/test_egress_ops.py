@@ -369,12 +369,6 @@ def test_oauth_token_goes_with_its_beta_flag(homes, tmp_path):
     """With CLAUDE_CODE_OAUTH_TOKEN only, the stand-in gets it as
     Authorization: Bearer with anthropic-beta: oauth-2025-04-20 (what
     claude-code sends with an OAuth token), and no x-api-key."""
-    if WRAP:
-        pytest.skip("under valgrind the first bwrap run as the agent's user "
-                    "dies with 'cannot write the working directory ...: "
-                    "Permission denied', as test_egress_e2e.py::"
-                    "test_reply_streamed_key_swapped_token_only_inside does "
-                    "(not investigated, see /work/notes/ops.md)")
     from test_egress_e2e import AGENT_UID, FAKE_CLAUDE, StandIn, open_up
     from conftest import FAKES
     ca, cert, key = make_ca(str(tmp_path))
