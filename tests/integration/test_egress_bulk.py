@@ -13,15 +13,14 @@ import hashlib
 import http.server
 import json
 import os
-import ssl
-import threading
 import urllib.parse
 import uuid
 
 import pytest
 
 from conftest import FAKES
-from test_egress_e2e import AGENT_UID, make_ca, open_up
+from test_egress_e2e import AGENT_UID, TLSStandIn, fake_claude_bin, make_ca, \
+    open_up
 
 MIB = 1 << 20
 
@@ -68,7 +67,7 @@ print(json.dumps(out))
 '''
 
 
-class BulkStandIn:
+class BulkStandIn(TLSStandIn):
     """An API over TLS on 127.0.0.1 that hashes what it gets and sends
     back SIZE seeded random bytes, chunked or with Content-Length."""
 
@@ -133,26 +132,13 @@ class BulkStandIn:
                         k += 1
                 self.wfile.flush()
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
-        self.port = self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+        self.serve(H, cert, key)
 
 
 @pytest.mark.parametrize("buffer_bytes", [4099, 262144])
 def test_large_bodies_byte_exact_both_ways(homes, tmp_path, buffer_bytes):
     ca, cert, key = make_ca(str(tmp_path))
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "claude").write_text(FAKE_CLAUDE)
-    os.chmod(bindir / "claude", 0o755)
-    open_up(bindir)
+    bindir = fake_claude_bin(tmp_path, FAKE_CLAUDE)
     secret = f"sk-ant-api03-cvtest-{uuid.uuid4().hex}"
     standin = BulkStandIn(cert, key)
     try:

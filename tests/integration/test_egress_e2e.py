@@ -165,7 +165,35 @@ def make_ca(d):
         os.path.join(d, "srv.key")
 
 
-class StandIn:
+class TLSStandIn:
+    """A provider's front end: a ThreadingHTTPServer on 127.0.0.1 behind
+    TLS with the test CA's certificate; subclasses give the handler."""
+
+    def serve(self, handler, cert, key):
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def fake_claude_bin(tmp_path, script=FAKE_CLAUDE):
+    """A directory holding script (FAKE_CLAUDE) as `claude`, open to the
+    agent."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "claude").write_text(script)
+    os.chmod(bindir / "claude", 0o755)
+    open_up(bindir)
+    return bindir
+
+
+class StandIn(TLSStandIn):
     """Anthropic's Messages API, SSE, over TLS on 127.0.0.1."""
 
     def __init__(self, cert, key, workdir):
@@ -254,26 +282,13 @@ class StandIn:
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
-        self.port = self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+        self.serve(H, cert, key)
 
 
 @pytest.fixture
 def e2e(homes, tmp_path):
     ca, cert, key = make_ca(str(tmp_path))
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "claude").write_text(FAKE_CLAUDE)
-    os.chmod(bindir / "claude", 0o755)
-    open_up(bindir)
+    bindir = fake_claude_bin(tmp_path)
     secret = f"sk-ant-api03-cvtest-{uuid.uuid4().hex}"
     h = homes({"sandbox": {
         "mode": "bwrap", "max_attempts": 1, "timeout_seconds": 120,

@@ -23,7 +23,6 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -369,14 +368,10 @@ def test_oauth_token_goes_with_its_beta_flag(homes, tmp_path):
     """With CLAUDE_CODE_OAUTH_TOKEN only, the stand-in gets it as
     Authorization: Bearer with anthropic-beta: oauth-2025-04-20 (what
     claude-code sends with an OAuth token), and no x-api-key."""
-    from test_egress_e2e import AGENT_UID, FAKE_CLAUDE, StandIn, open_up
+    from test_egress_e2e import AGENT_UID, StandIn, fake_claude_bin, open_up
     from conftest import FAKES
     ca, cert, key = make_ca(str(tmp_path))
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "claude").write_text(FAKE_CLAUDE)
-    os.chmod(bindir / "claude", 0o755)
-    open_up(bindir)
+    bindir = fake_claude_bin(tmp_path)
     oauth = "sk-ant-oat01-cvtest-" + os.urandom(16).hex()
     h = homes({"sandbox": {
         "mode": "bwrap", "max_attempts": 1, "timeout_seconds": 120,

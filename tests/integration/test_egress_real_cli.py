@@ -14,9 +14,7 @@ import http.server
 import json
 import os
 import shutil
-import ssl
 import subprocess
-import threading
 import uuid
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import pytest
 import cli_image
 from conftest import FAKES
 from containers import engine  # noqa: F401 (fixture)
-from test_egress_e2e import AGENT_UID, make_ca, open_up
+from test_egress_e2e import AGENT_UID, TLSStandIn, make_ca, open_up
 
 HERE = Path(__file__).resolve().parent
 NPM_DIR = HERE / ".npm-clis"
@@ -60,7 +58,7 @@ def install_claude():
     return bindir
 
 
-class MessagesAPI:
+class MessagesAPI(TLSStandIn):
     """Just enough of Anthropic's Messages API over TLS: every POST to
     /v1/messages answered, streamed (SSE) when asked."""
 
@@ -146,16 +144,7 @@ class MessagesAPI:
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
-        self.port = self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+        self.serve(H, cert, key)
 
 
 def test_real_claude_through_the_proxy_in_bwrap(homes, tmp_path):
@@ -235,7 +224,7 @@ def install_codex():
     return bindir
 
 
-class ResponsesAPI:
+class ResponsesAPI(TLSStandIn):
     """Just enough of OpenAI's Responses API over TLS: the websocket
     attempt refused (codex then posts), POST /v1/responses streamed."""
 
@@ -316,16 +305,7 @@ class ResponsesAPI:
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
-        self.port = self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+        self.serve(H, cert, key)
 
 
 def test_real_codex_through_the_proxy_in_bwrap(homes, tmp_path):
