@@ -119,7 +119,8 @@ SUITE_DESELECT = {
     **{f: "sets its own sandbox modes with the egress proxy, which the "
           "bwrap pass's network \"host\" cannot be combined with"
        for f in ("test_egress_absolute_form.py",
-                 "test_egress_bridge.py", "test_egress_config.py",
+                 "test_egress_bridge.py", "test_egress_bulk.py",
+                 "test_egress_config.py", "test_egress_ops.py",
                  "test_egress_e2e.py", "test_egress_podman.py",
                  "test_egress_process.py", "test_egress_proxy.py",
                  "test_egress_real_cli.py")},
