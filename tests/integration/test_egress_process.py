@@ -39,8 +39,10 @@ def status(h):
 
 def is_egress(pid):
     c = proc_cmdline(pid)
+    # Under a wrapper the title is the wrapper's command line, which names
+    # clawvisor-egress (beside the binary).
     return c.startswith("clawvisor: egress") or \
-        bool(WRAP) and f" {REAL_BIN} egress " in c
+        bool(WRAP) and f" {REAL_BIN}-egress egress " in c
 
 
 def egress_pid(h):
