@@ -6,12 +6,18 @@
  * as its child and exits when CMD does, with its status (128 + the signal
  * if a signal ended it), so the worker sees the CLI's outcome.
  *
+ * Each accepted connection is handed to the proxy itself (SCM_RIGHTS, with
+ * one NUL byte; DECISIONS 260): the proxy then reads and writes the CLI's
+ * socket directly, and the bridge is out of the data path. When the proxy
+ * answers that it did not get the socket (something between the two that
+ * cannot carry descriptors), the bridge copies bytes as they come, each
+ * direction through a buffer of its own, so a streamed reply reaches the
+ * CLI event by event; a side that stops reading stops the other from being
+ * read (bounded memory).
+ *
  * Static and libc-only (one poll(2) loop, no allocation after start): it
- * runs in any image and in bwrap's view of the host alike. Bytes are
- * copied as they come, each direction through a buffer of its own, so a
- * streamed reply reaches the CLI event by event. A side that stops reading
- * stops the other from being read (bounded memory). Nothing secret passes
- * through its argv: the token is in the CLI's environment only.
+ * runs in any image and in bwrap's view of the host alike. Nothing secret
+ * passes through its argv: the token is in the CLI's environment only.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -33,6 +39,9 @@
 #define BRIDGE_MAX_CONNS	64
 #define BRIDGE_BUF		65536
 
+/* The proxy's answer to a hand-off (egress/handoff.h). */
+#define BRIDGE_TAKEN		'\0'
+
 struct half {
 	char	buf[BRIDGE_BUF];
 	size_t	len;
@@ -46,7 +55,10 @@ struct pair {
 	int		out;	/* to the proxy's socket */
 	struct half	up;	/* in -> out */
 	struct half	down;	/* out -> in */
+	int		asked;	/* handed off, the proxy's answer not read */
 };
+
+static int	bridge_handoff(int, int);
 
 static struct pair	 pairs[BRIDGE_MAX_CONNS];
 static volatile sig_atomic_t got_signal;
@@ -110,6 +122,58 @@ bridge_accept(int lfd, const char *path)
 	memset(p, 0, sizeof(*p));
 	p->in = fd;
 	p->out = ufd;
+	p->asked = bridge_handoff(ufd, fd) == 0;
+}
+
+/* Pass the CLI's socket fd over the proxy's socket ufd; 0, or -1. */
+static int
+bridge_handoff(int ufd, int fd)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct msghdr	 msg;
+	struct iovec	 iov;
+	struct cmsghdr	*cmsg;
+	char		 nul = '\0';
+
+	memset(&msg, 0, sizeof(msg));
+	memset(&cm, 0, sizeof(cm));
+	iov.iov_base = &nul;
+	iov.iov_len = 1;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof(cm.buf);
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	return sendmsg(ufd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+/*
+ * The proxy's answer: taken, and the pair is closed here (the proxy has
+ * the CLI's socket; no shutdown, which would reach its copy too), or not
+ * taken, and the bridge copies. 0, or -1: closed.
+ */
+static int
+bridge_answer(struct pair *p, short rev)
+{
+	ssize_t	n;
+	char	c;
+
+	if (!(rev & (POLLIN | POLLHUP | POLLERR)))
+		return 0;
+	if ((n = read(p->out, &c, 1)) == -1 && (errno == EAGAIN ||
+	    errno == EINTR))
+		return 0;
+	if (n != 1 || c == BRIDGE_TAKEN)
+		return -1;
+	p->asked = 0;
+	return 0;
 }
 
 /* Read into h from rfd if it has room; write h to wfd. 0, or -1: broken. */
@@ -222,12 +286,13 @@ main(int argc, char *argv[])
 		pfd[0].events = POLLIN;
 		for (i = 0, n = 1; i < BRIDGE_MAX_CONNS; i++) {
 			p = &pairs[i];
-			pfd[n].fd = p->in;
+			pfd[n].fd = p->asked ? -1 : p->in;
 			pfd[n].events = (p->in != -1 && !p->up.eof &&
 			    p->up.len < BRIDGE_BUF ? POLLIN : 0) |
 			    (p->down.len > 0 ? POLLOUT : 0);
 			pfd[n + 1].fd = p->out;
-			pfd[n + 1].events = (p->out != -1 && !p->down.eof &&
+			pfd[n + 1].events = (p->out != -1 && (p->asked ||
+			    !p->down.eof) &&
 			    p->down.len < BRIDGE_BUF ? POLLIN : 0) |
 			    (p->up.len > 0 ? POLLOUT : 0);
 			n += 2;
@@ -241,6 +306,12 @@ main(int argc, char *argv[])
 			p = &pairs[i];
 			if (p->in == -1)
 				continue;
+			if (p->asked) {
+				if (bridge_answer(p, pfd[2 + 2 * i].revents)
+				    == -1)
+					bridge_close(p);
+				continue;
+			}
 			if (bridge_move(p->in, p->out, &p->up,
 			    pfd[1 + 2 * i].revents) == -1 ||
 			    bridge_move(p->out, p->in, &p->down,

@@ -35,6 +35,7 @@
 
 #include "config.h"
 #include "egress.h"
+#include "handoff.h"
 #include "log.h"
 #include "proxy.h"
 #include "proxy_req.h"
@@ -74,6 +75,7 @@ struct pconn {
 	int			 tls_rw;	/* what tls_read last asked for */
 	int			 tls_ww;	/* what tls_write last asked for */
 	int			 c_rd;		/* the bridge's side may be readable */
+	int			 hello;		/* its first byte not read yet */
 	int			 u_rd;		/* the upstream may be readable */
 	struct pbuf		 uin;		/* raw TLS read ahead */
 	ev_io			 cio;
@@ -605,6 +607,49 @@ pconn_uio(struct pconn *c, int wr, void *buf, size_t len)
 	return n;
 }
 
+/*
+ * The connection's first byte: a bridge's hand-off of the CLI's socket,
+ * served from now on in place of the unix one, or the start of a request
+ * on the unix socket itself (egress/handoff.c).
+ */
+static void
+pconn_hello(struct pconn *c)
+{
+	char	byte;
+	int	fd, r;
+
+	if ((r = handoff_recv(c->cfd, &byte, &fd)) == -1) {
+		if (errno == EAGAIN || errno == EINTR)
+			c->c_rd = 0;
+		else
+			c->c_eof = 1;
+		return;
+	}
+	c->hello = 0;
+	if (r == 0) {
+		c->c_eof = 1;
+		return;
+	}
+	if (byte != '\0') {
+		pbuf_add(&c->cin, &byte, 1);
+		return;
+	}
+	/* A fresh socket has room for one byte: this write does not wait. */
+	byte = fd != -1 ? HANDOFF_TAKEN : HANDOFF_COPY;
+	if (write(c->cfd, &byte, 1) != 1) {
+		if (fd != -1)
+			close(fd);
+		c->c_eof = 1;
+		return;
+	}
+	if (fd == -1)
+		return;
+	ev_io_stop(px.loop, &c->cio);
+	close(c->cfd);
+	c->cfd = fd;
+	ev_io_set(&c->cio, fd, 0);
+}
+
 /* One round of everything that can move; 1 if something did. */
 static int
 pconn_step(struct pconn *c)
@@ -619,6 +664,10 @@ pconn_step(struct pconn *c)
 	 * a short read means the socket is drained: no read(2) again until
 	 * the loop says it is readable.
 	 */
+	if (c->hello && !c->c_eof && c->c_rd && c->st != P_CLOSING) {
+		pconn_hello(c);
+		moved = 1;
+	}
 	if (!c->c_eof && c->c_rd && c->st != P_CLOSING &&
 	    (room = pbuf_room(&c->cin)) > 0) {
 		if (room > PCONN_ROUND)
@@ -841,6 +890,7 @@ proxy_accept(struct ev_loop *loop, ev_io *io, int revents)
 	c->ufd = -1;
 	c->provider = -1;
 	c->c_rd = 1;
+	c->hello = 1;
 	c->tls_rw = EV_READ;
 	c->tls_ww = EV_WRITE;
 	proxy_req_init(&c->req);

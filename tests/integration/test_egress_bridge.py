@@ -1,12 +1,14 @@
 """
 clawvisor-bridge (SPEC §9, issue 15 layer 4 part): the sandbox's end of the
 egress path, run here on its own against a unix socket server of the
-test's. It joins 127.0.0.1:PORT to the socket byte for byte and piece by
-piece (a reply streamed in pieces reaches the client piece by piece: the
-server sends the next piece only once the client has acknowledged the
-last, so a bridge that held bytes back would hang, not pass), copes with
-megabytes both ways through its bounded buffers, and exits with its
-child's status. Static in every build.
+test's. It hands each connection on 127.0.0.1:PORT to the socket
+(SCM_RIGHTS, DECISIONS 260); a server that answers "not taken" gets the
+bytes copied instead. Either way a reply streamed in pieces reaches the
+client piece by piece (the server sends the next piece only once the
+client has acknowledged the last, so a bridge that held bytes back would
+hang, not pass), megabytes go both ways (through the bridge's bounded
+buffers when it copies), and the bridge exits with its child's status.
+Static in every build.
 """
 import hashlib
 import os
@@ -14,6 +16,8 @@ import socket
 import subprocess
 import sys
 import threading
+
+import pytest
 
 from conftest import REAL_BIN
 
@@ -28,10 +32,31 @@ def free_port():
     return p
 
 
-def serve_unix(path, handler):
+def serve_unix(path, handler, take=True, served=None):
+    """A stand-in for the proxy's socket: each connection's first message
+    is the bridge's hand-off (a NUL byte and the CLI's socket). take:
+    answer "taken" and serve the CLI's socket itself, as the proxy does;
+    else answer "not taken" and serve the bytes the bridge copies. The
+    family of each socket served is appended to served."""
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(str(path))
     srv.listen(8)
+
+    def hello(u):
+        u.settimeout(30)
+        msg, fds, _, _ = socket.recv_fds(u, 1, 4)
+        assert msg == b"\0" and len(fds) == 1, (msg, fds)
+        if take:
+            c = socket.socket(fileno=fds[0])
+            u.sendall(b"\0")
+            u.close()
+        else:
+            os.close(fds[0])
+            u.sendall(b"\1")
+            c = u
+        if served is not None:
+            served.append(c.family)
+        handler(c)
 
     def loop():
         while True:
@@ -39,7 +64,7 @@ def serve_unix(path, handler):
                 c, _ = srv.accept()
             except OSError:
                 return
-            threading.Thread(target=handler, args=(c,), daemon=True).start()
+            threading.Thread(target=hello, args=(c,), daemon=True).start()
     threading.Thread(target=loop, daemon=True).start()
     return srv
 
@@ -88,7 +113,8 @@ print(got.decode())
 """
 
 
-def test_pieces_arrive_one_by_one(tmp_path):
+@pytest.mark.parametrize("take", [True, False], ids=["handed", "copied"])
+def test_pieces_arrive_one_by_one(tmp_path, take):
     sock = tmp_path / "proxy.sock"
 
     def handler(c):
@@ -107,13 +133,16 @@ def test_pieces_arrive_one_by_one(tmp_path):
         assert c.recv(10) == b""        # the half-close came through
         c.close()
 
-    srv = serve_unix(sock, handler)
+    served = []
+    srv = serve_unix(sock, handler, take, served)
     try:
         port = free_port()
         r = run_bridge(port, sock, sys.executable, "-c", CLIENT_STREAM,
                        str(port))
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == "one;two;three;"
+        # Handed: the server spoke on the CLI's TCP socket itself.
+        assert served == [socket.AF_INET if take else socket.AF_UNIX]
     finally:
         srv.close()
 
@@ -140,9 +169,10 @@ print(hashlib.sha256(data).hexdigest(), h.hexdigest(), n)
 """
 
 
-def test_megabytes_both_ways(tmp_path):
-    """The server echoes every byte back reversed in blocks: both
-    directions full at once through the bridge's 64 KiB buffers."""
+@pytest.mark.parametrize("take", [True, False], ids=["handed", "copied"])
+def test_megabytes_both_ways(tmp_path, take):
+    """The server echoes every byte back in blocks: both directions full
+    at once (copied: through the bridge's 64 KiB buffers)."""
     sock = tmp_path / "proxy.sock"
 
     def handler(c):
@@ -155,7 +185,8 @@ def test_megabytes_both_ways(tmp_path):
         c.shutdown(socket.SHUT_WR)
         c.close()
 
-    srv = serve_unix(sock, handler)
+    served = []
+    srv = serve_unix(sock, handler, take, served)
     try:
         port = free_port()
         r = run_bridge(port, sock, sys.executable, "-c", CLIENT_BULK,
@@ -163,6 +194,7 @@ def test_megabytes_both_ways(tmp_path):
         assert r.returncode == 0, r.stderr
         sent, got, n = r.stdout.split()
         assert sent == got and int(n) == 5 << 20
+        assert served == [socket.AF_INET if take else socket.AF_UNIX]
     finally:
         srv.close()
 

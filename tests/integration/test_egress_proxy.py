@@ -1,6 +1,7 @@
 """
 The egress proxy's socket (SPEC §9, issue 15 layer 3), talked to directly
-as the bridge would: refusals with a one-line reason, CONNECT only to
+as the bridge would: the bridge's hand-off of the CLI's socket (taken only
+when it is one connected stream socket), refusals with a one-line reason, CONNECT only to
 allowed hosts and never to a private address behind a name, a tunnel byte
 for byte to an allowed IP literal, refusals logged once per host a minute
 and sent as events, and the bounds (connections, idle time).
@@ -139,6 +140,86 @@ def test_refusals_say_why(proxy):
     assert egress_metrics(h) == {"requests": {}, "refusals": {
         ("none", "request"): 2, ("none", "token"): 1,
         ("none", "not_allowed"): 2, ("none", "malformed"): 1}}
+
+
+UNKNOWN = (b"POST /v1/messages HTTP/1.1\r\nx-api-key: " + TOKEN.encode() +
+           b"\r\nContent-Length: 2\r\n\r\n{}")
+
+
+def read_all(c):
+    out = b""
+    while (d := c.recv(65536)):
+        out += d
+    return out
+
+
+def tcp_pair():
+    """Two ends of a connection on 127.0.0.1, as the CLI and the bridge
+    have it."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    a = socket.create_connection(lst.getsockname(), timeout=30)
+    b, _ = lst.accept()
+    lst.close()
+    return a, b
+
+
+def hand(h, fds, byte=b"\0"):
+    """A bridge's hand-off of fds; the unix socket and the proxy's answer."""
+    u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    u.settimeout(30)
+    u.connect(str(h.sock))
+    socket.send_fds(u, [byte], fds)
+    return u, u.recv(1)
+
+
+def test_handoff_serves_the_cli_socket(proxy):
+    """The proxy answers "taken", closes the unix socket and serves the
+    CLI's TCP socket itself: the bridge is out of the data path."""
+    h = proxy()
+    cli, bridge_end = tcp_pair()
+    u, answer = hand(h, [bridge_end.fileno()])
+    bridge_end.close()              # as the bridge does once it is taken
+    assert answer == b"\0"
+    assert u.recv(10) == b""        # the unix socket is done with
+    u.close()
+    cli.sendall(UNKNOWN)
+    line, body = reason(read_all(cli))
+    assert line == "HTTP/1.1 403 Forbidden"
+    assert body == "egress: unknown or expired token\n"
+    cli.close()
+
+
+def test_handoff_not_taken_but_the_unix_socket_served(proxy):
+    """A NUL without a socket, with a pipe, with a listening socket or with
+    two sockets: "not taken", the descriptors closed (their other ends see
+    the end), and the request on the unix socket itself is answered."""
+    h = proxy()
+    r, w = os.pipe()
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    a1, b1 = tcp_pair()
+    a2, b2 = tcp_pair()
+    for fds in ([], [r], [lst.fileno()], [b1.fileno(), b2.fileno()]):
+        u, answer = hand(h, fds)
+        assert answer == b"\1", fds
+        u.sendall(UNKNOWN)
+        line, body = reason(read_all(u))
+        assert body == "egress: unknown or expired token\n", fds
+        u.close()
+    os.close(r)
+    b1.close()
+    b2.close()
+    # No copy left in the egress process: the pipe and both connections
+    # have no reader or peer any more.
+    with pytest.raises(BrokenPipeError):
+        os.write(w, b"x")
+    assert a1.recv(10) == b"" and a2.recv(10) == b""
+    for s in (a1, a2, lst):
+        s.close()
+    os.close(w)
 
 
 def egress_metrics(h):

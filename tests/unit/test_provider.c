@@ -178,6 +178,7 @@ check_codex(const char *jsonl, const char *want, const char *file, int line)
 		    r != NULL ? r : "(null)", want != NULL ? want : "(null)");
 		free(r);
 		_fail(file, line);
+		return;
 	}
 	free(r);
 }
