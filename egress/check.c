@@ -320,8 +320,8 @@ check_start(struct ev_loop *loop, uint64_t seq, json_object *req)
 	ev_timer_start(loop, &ck->timer);
 	for (i = 0; i < ck->n; i++)
 		ck->p[i].rq = resolve_start(ck->p[i].host,
-		    ec->providers[ck->p[i].prov].port, probe_resolved,
-		    &ck->p[i]);
+		    ec->providers[ck->p[i].prov].port, RESOLVE_PROVIDER,
+		    probe_resolved, &ck->p[i]);
 }
 
 void

@@ -363,7 +363,8 @@ pconn_dial(struct pconn *c, const char *host, uint16_t port, int check)
 {
 	c->dial_check = check;
 	c->st = P_RESOLVING;
-	c->rq = resolve_start(host, port, pconn_resolved, c);
+	c->rq = resolve_start(host, port, c->connect ? RESOLVE_ALLOW :
+	    RESOLVE_PROVIDER, pconn_resolved, c);
 }
 
 /* The head is whole: refuse, or open the way. */

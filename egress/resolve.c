@@ -9,7 +9,9 @@
  * else, callbacks included, happens on the loop.
  *
  * An IP literal is no lookup: it is answered from the loop at once. At
- * most RESOLVE_MAX lookups run at once; the others wait in order. A
+ * most RESOLVE_MAX lookups run at once in each lane (provider names, and
+ * the names of CONNECTs, which a sandbox chooses); the others wait in
+ * order, behind their own lane only. A
  * cancelled lookup that has already started cannot be stopped
  * (EAI_NOTCANCELED): it stays here, unseen, until it ends, and is freed.
  */
@@ -38,12 +40,13 @@ struct resolve {
 	int			 running;
 	int			 failed;	/* getaddrinfo_a's own error */
 	int			 literal;	/* an address: ar_result is it */
+	int			 lane;
 };
 
 static struct {
 	struct ev_loop		*loop;
 	ev_async		 wake;
-	size_t			 running;
+	size_t			 running[RESOLVE_NLANES];
 	size_t			 waiting;
 	TAILQ_HEAD(, resolve)	 list;		/* in the order asked */
 } rs = { .list = TAILQ_HEAD_INITIALIZER(rs.list) };
@@ -61,7 +64,7 @@ resolve_free(struct resolve *r)
 {
 	TAILQ_REMOVE(&rs.list, r, entry);
 	if (r->running)
-		rs.running--;
+		rs.running[r->lane]--;
 	else
 		rs.waiting--;
 	free(r->host);
@@ -80,7 +83,7 @@ resolve_run(struct resolve *r)
 	sev.sigev_notify_function = resolve_notify;
 	r->running = 1;
 	rs.waiting--;
-	rs.running++;
+	rs.running[r->lane]++;
 	if ((e = getaddrinfo_a(GAI_NOWAIT, list, 1, &sev)) != 0) {
 		/* No thread to be had: an error, told from the loop. */
 		r->failed = e;
@@ -93,12 +96,9 @@ resolve_start_waiting(void)
 {
 	struct resolve *r;
 
-	TAILQ_FOREACH(r, &rs.list, entry) {
-		if (rs.running >= RESOLVE_MAX)
-			break;
-		if (!r->running)
+	TAILQ_FOREACH(r, &rs.list, entry)
+		if (!r->running && rs.running[r->lane] < RESOLVE_MAX)
 			resolve_run(r);
-	}
 }
 
 /* One finished lookup handed over, or 0 when none is. */
@@ -156,11 +156,13 @@ resolve_init(struct ev_loop *loop)
 }
 
 struct resolve *
-resolve_start(const char *host, uint16_t port, resolve_fn fn, void *arg)
+resolve_start(const char *host, uint16_t port, int lane, resolve_fn fn,
+    void *arg)
 {
 	struct resolve *r;
 
 	r = xcalloc(1, sizeof(*r));
+	r->lane = lane;
 	r->host = xstrdup(host);
 	snprintf(r->serv, sizeof(r->serv), "%u", port);
 	r->hints.ai_family = AF_UNSPEC;
@@ -177,13 +179,13 @@ resolve_start(const char *host, uint16_t port, resolve_fn fn, void *arg)
 	if (getaddrinfo(host, r->serv, &r->hints, &r->cb.ar_result) == 0) {
 		r->literal = r->running = 1;
 		rs.waiting--;
-		rs.running++;
+		rs.running[lane]++;
 		ev_async_send(rs.loop, &rs.wake);
 		return r;
 	}
 	r->cb.ar_result = NULL;
 	r->hints.ai_flags = 0;
-	if (rs.running < RESOLVE_MAX)
+	if (rs.running[lane] < RESOLVE_MAX)
 		resolve_run(r);
 	return r;
 }
@@ -220,5 +222,9 @@ resolve_cancel(struct resolve *r)
 size_t
 resolve_pending(void)
 {
-	return rs.running + rs.waiting;
+	size_t i, n = rs.waiting;
+
+	for (i = 0; i < RESOLVE_NLANES; i++)
+		n += rs.running[i];
+	return n;
 }

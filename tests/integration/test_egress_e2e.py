@@ -144,8 +144,9 @@ def open_up(path):
         p = os.path.dirname(p)
 
 
-def make_ca(d):
-    """A CA and a server certificate for 127.0.0.1, made now."""
+def make_ca(d, names=()):
+    """A CA and a server certificate for 127.0.0.1 (and the DNS names
+    given), made now."""
     def run(*a):
         subprocess.run(a, check=True, capture_output=True, cwd=d)
     run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
@@ -156,7 +157,8 @@ def make_ca(d):
     run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout",
         "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
     with open(os.path.join(d, "ext.cnf"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n"
+        f.write("subjectAltName=IP:127.0.0.1" +
+                "".join(",DNS:" + n for n in names) + "\n"
                 "extendedKeyUsage=serverAuth\n")
     run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem",
         "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem", "-days",
