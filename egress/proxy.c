@@ -8,7 +8,11 @@
  * to find where the next request of a keep-alive connection starts (its
  * token is checked and swapped again); a CONNECT or an upgraded websocket
  * becomes a plain tunnel. Responses are relayed as they come, unparsed:
- * an SSE reply reaches the bridge event by event.
+ * an SSE reply reaches the CLI event by event.
+ *
+ * This file accepts, decides and ends connections; proxy_relay.c moves
+ * their bytes (and takes the bridge's hand-off of the CLI's socket),
+ * proxy_buf.c has their buffers and upstream TLS's callbacks.
  *
  * Upstream TLS is libtls, non-blocking: each call that wants the socket
  * readable or writable says so, and the watcher follows. Names are
@@ -35,171 +39,18 @@
 
 #include "config.h"
 #include "egress.h"
-#include "handoff.h"
 #include "log.h"
+#include "pconn.h"
 #include "proxy.h"
 #include "proxy_req.h"
 #include "resolve.h"
 #include "util.h"
 
-enum pstate { P_HEAD, P_RESOLVING, P_CONNECTING, P_HANDSHAKE, P_RELAY, P_CLOSING };
-
-/*
- * Bytes b[off, off + len): a consumer advances off, so a partial write
- * moves nothing; the bytes are moved down only when a read needs the
- * room at the end (pbuf_tail).
- */
-struct pbuf {
-	char	*b;
-	size_t	 off;
-	size_t	 len;
-	size_t	 cap;
-};
-
-/*
- * Raw TLS bytes read from the upstream ahead of libtls, which asks for a
- * record's 5-byte header and then its body: one read(2) of up to this
- * much serves several records instead of two reads each.
- */
-#define PCONN_TLS_AHEAD	65536
-/* At most this much is read from one side before the other is served. */
-#define PCONN_ROUND	65536
-
-struct pconn {
-	TAILQ_ENTRY(pconn)	 entry;
-	enum pstate		 st;
-	int			 cfd;
-	int			 ufd;
-	struct tls		*tls;
-	int			 tls_wants;	/* the handshake's EV_READ/EV_WRITE */
-	int			 tls_rw;	/* what tls_read last asked for */
-	int			 tls_ww;	/* what tls_write last asked for */
-	int			 c_rd;		/* the bridge's side may be readable */
-	int			 hello;		/* its first byte not read yet */
-	int			 u_rd;		/* the upstream may be readable */
-	struct pbuf		 uin;		/* raw TLS read ahead */
-	ev_io			 cio;
-	ev_io			 uio;
-	ev_timer		 idle;
-	struct proxy_req	 req;
-	int			 body;		/* in a request's body */
-	int			 tunnel;	/* raw both ways from now on */
-	int			 connect;	/* a CONNECT waits for its 200 */
-	int			 provider;	/* of the upstream, or -1 */
-	struct resolve		*rq;		/* the upstream's name lookup */
-	int			 dial_check;	/* refuse private addresses */
-	uint64_t		 job;
-	char			*agent;
-	char			*host;
-	struct pbuf		 cin;		/* from the bridge, unprocessed */
-	struct pbuf		 c2u;
-	struct pbuf		 u2c;
-	int			 c_eof;
-	int			 u_eof;
-	int			 u_shut;
-};
-
 struct proxy_stats proxy_stats;
-
-static struct {
-	struct ev_loop		*loop;
-	int			 lfd;
-	ev_io			 lio;
-	char			*path;
-	struct egress_conf	 conf;
-	struct tls_config	*tls;
-	TAILQ_HEAD(, pconn)	 conns;
-} px = { .lfd = -1 };
+struct proxy_env px = { .lfd = -1 };
 
 static void	pconn_pump(struct pconn *);
 static void	pconn_free(struct pconn *);
-
-static char *
-pbuf_data(const struct pbuf *b)
-{
-	return b->b + b->off;
-}
-
-/* Room for n more bytes at the end: where they go. */
-static char *
-pbuf_tail(struct pbuf *b, size_t n)
-{
-	if (b->off + b->len + n > b->cap && b->off > 0) {
-		memmove(b->b, b->b + b->off, b->len);
-		b->off = 0;
-	}
-	if (b->len + n > b->cap) {
-		b->cap = b->len + n;
-		b->b = xreallocarray(b->b, b->cap, 1);
-	}
-	return b->b + b->off + b->len;
-}
-
-static void
-pbuf_add(struct pbuf *b, const char *p, size_t n)
-{
-	memcpy(pbuf_tail(b, n), p, n);
-	b->len += n;
-}
-
-static void
-pbuf_drop(struct pbuf *b, size_t n)
-{
-	b->off += n;
-	b->len -= n;
-	if (b->len == 0)
-		b->off = 0;
-}
-
-static void
-pbuf_clear(struct pbuf *b)
-{
-	b->off = b->len = 0;
-}
-
-static size_t
-pbuf_room(const struct pbuf *b)
-{
-	size_t max = (size_t)px.conf.buffer_bytes;
-
-	return b->len >= max ? 0 : max - b->len;
-}
-
-/* The system CAs and ca_file, one bundle: libtls takes one source. */
-static struct tls_config *
-proxy_tls_config(const struct egress_conf *ec)
-{
-	struct tls_config	*cfg;
-	const char		*files[2];
-	char			*text;
-	struct pbuf		 all = { NULL, 0, 0, 0 };
-	size_t			 i, len;
-
-	files[0] = tls_default_ca_cert_file();
-	files[1] = ec->ca_file;
-	for (i = 0; i < 2; i++) {
-		if (files[i] == NULL)
-			continue;
-		/* The system bundle is a symbolic link on Debian: followed. */
-		if ((text = (char *)tls_load_file(files[i], &len, NULL)) ==
-		    NULL) {
-			log_warnx("egress: CA file %s: %s", files[i],
-			    strerror(errno));
-			continue;
-		}
-		pbuf_add(&all, text, len);
-		pbuf_add(&all, "\n", 1);
-		tls_unload_file((uint8_t *)text, len);
-	}
-	if ((cfg = tls_config_new()) == NULL)
-		fatalx("tls_config_new");
-	if (all.len == 0 || tls_config_set_ca_mem(cfg, (uint8_t *)all.b,
-	    all.len) == -1)
-		log_warnx("egress: no CA certificates: every upstream TLS "
-		    "handshake will fail (%s)", tls_config_error(cfg));
-	free(all.b);
-	return cfg;
-}
 
 static void
 proxy_conf_copy(struct egress_conf *dst, const struct egress_conf *src)
@@ -284,7 +135,7 @@ pconn_watch(struct pconn *c)
  * is one of egress_reasons[] (the metrics' label), prov the provider the
  * request was for (-1: not known yet).
  */
-static void
+void
 pconn_refuse(struct pconn *c, int code, const char *reason, int prov,
     const char *host, const char *why)
 {
@@ -460,7 +311,7 @@ static const http_parser_settings pconn_body_settings = {
 };
 
 /* Client bytes in cin: heads decided, bodies and tunnels to c2u. */
-static int
+int
 pconn_process(struct pconn *c)
 {
 	size_t	n;
@@ -524,277 +375,6 @@ pconn_process(struct pconn *c)
 					proxy_req_init(&c->req);
 				}
 			}
-		}
-	}
-	return moved;
-}
-
-/*
- * libtls's reads of the upstream socket, served from c->uin: one read(2)
- * of up to PCONN_TLS_AHEAD bytes, and none at all once a short read has
- * said the socket is drained, until the loop says it is readable again.
- */
-static ssize_t
-pconn_tls_read(struct tls *t, void *buf, size_t len, void *arg)
-{
-	struct pconn	*c = arg;
-	ssize_t		 n;
-	size_t		 ahead;
-
-	(void)t;
-	if (c->uin.len == 0) {
-		if (!c->u_rd)
-			return TLS_WANT_POLLIN;
-		ahead = (size_t)px.conf.buffer_bytes < PCONN_TLS_AHEAD ?
-		    (size_t)px.conf.buffer_bytes : PCONN_TLS_AHEAD;
-		n = read(c->ufd, pbuf_tail(&c->uin, ahead), ahead);
-		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-			c->u_rd = 0;
-			return TLS_WANT_POLLIN;
-		}
-		if (n <= 0)
-			return n;
-		if ((size_t)n < ahead)
-			c->u_rd = 0;
-		c->uin.len = (size_t)n;
-	}
-	if (len > c->uin.len)
-		len = c->uin.len;
-	memcpy(buf, pbuf_data(&c->uin), len);
-	pbuf_drop(&c->uin, len);
-	return (ssize_t)len;
-}
-
-static ssize_t
-pconn_tls_write(struct tls *t, const void *buf, size_t len, void *arg)
-{
-	struct pconn	*c = arg;
-	ssize_t		 n;
-
-	(void)t;
-	if ((n = write(c->ufd, buf, len)) == -1 && (errno == EAGAIN ||
-	    errno == EINTR))
-		return TLS_WANT_POLLOUT;
-	return n;
-}
-
-/* Upstream I/O, TLS or plain: >0, 0 at EOF, -1 broken, -2 try later. */
-static ssize_t
-pconn_uio(struct pconn *c, int wr, void *buf, size_t len)
-{
-	ssize_t n;
-
-	if (c->tls != NULL) {
-		n = wr ? tls_write(c->tls, buf, len) : tls_read(c->tls, buf,
-		    len);
-		if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
-			*(wr ? &c->tls_ww : &c->tls_rw) =
-			    n == TLS_WANT_POLLIN ? EV_READ : EV_WRITE;
-			return -2;
-		}
-		*(wr ? &c->tls_ww : &c->tls_rw) = wr ? EV_WRITE : EV_READ;
-		return n < 0 ? -1 : n;
-	}
-	if (!wr && !c->u_rd)
-		return -2;
-	n = wr ? write(c->ufd, buf, len) : read(c->ufd, buf, len);
-	if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-		if (!wr)
-			c->u_rd = 0;
-		return -2;
-	}
-	if (!wr && n > 0 && (size_t)n < len)
-		c->u_rd = 0;
-	return n;
-}
-
-/*
- * The connection's first byte: a bridge's hand-off of the CLI's socket,
- * served from now on in place of the unix one, or the start of a request
- * on the unix socket itself (egress/handoff.c).
- */
-static void
-pconn_hello(struct pconn *c)
-{
-	char	byte;
-	int	fd, r;
-
-	if ((r = handoff_recv(c->cfd, &byte, &fd)) == -1) {
-		if (errno == EAGAIN || errno == EINTR)
-			c->c_rd = 0;
-		else
-			c->c_eof = 1;
-		return;
-	}
-	c->hello = 0;
-	if (r == 0) {
-		c->c_eof = 1;
-		return;
-	}
-	if (byte != '\0') {
-		pbuf_add(&c->cin, &byte, 1);
-		return;
-	}
-	/* A fresh socket has room for one byte: this write does not wait. */
-	byte = fd != -1 ? HANDOFF_TAKEN : HANDOFF_COPY;
-	if (write(c->cfd, &byte, 1) != 1) {
-		if (fd != -1)
-			close(fd);
-		c->c_eof = 1;
-		return;
-	}
-	if (fd == -1)
-		return;
-	ev_io_stop(px.loop, &c->cio);
-	close(c->cfd);
-	c->cfd = fd;
-	ev_io_set(&c->cio, fd, 0);
-}
-
-/* One round of everything that can move; 1 if something did. */
-static int
-pconn_step(struct pconn *c)
-{
-	ssize_t	n;
-	size_t	room, got;
-	int	moved = 0, err, spins = 0;
-	socklen_t sl = sizeof(err);
-
-	/*
-	 * From the bridge, straight into cin, as much as there is room for;
-	 * a short read means the socket is drained: no read(2) again until
-	 * the loop says it is readable.
-	 */
-	if (c->hello && !c->c_eof && c->c_rd && c->st != P_CLOSING) {
-		pconn_hello(c);
-		moved = 1;
-	}
-	if (!c->c_eof && c->c_rd && c->st != P_CLOSING &&
-	    (room = pbuf_room(&c->cin)) > 0) {
-		if (room > PCONN_ROUND)
-			room = PCONN_ROUND;
-		n = read(c->cfd, pbuf_tail(&c->cin, room), room);
-		if (n > 0) {
-			c->cin.len += (size_t)n;
-			if ((size_t)n < room)
-				c->c_rd = 0;
-			moved = 1;
-		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-			c->c_eof = 1;
-			moved = 1;
-		} else
-			c->c_rd = 0;
-	}
-	if (pconn_process(c))
-		moved = 1;
-	/* The upstream's connect and handshake. */
-	if (c->st == P_CONNECTING) {
-		if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &sl) == -1 ||
-		    err == EINPROGRESS)
-			return moved;
-		if (err != 0) {
-			pconn_refuse(c, 502, "upstream", c->provider, c->host,
-			    "egress: cannot reach the host");
-			return 1;
-		}
-		if (c->connect) {
-			c->st = P_RELAY;
-			c->connect = 0;
-			static const char ok[] = "HTTP/1.1 200 Connection "
-			    "established\r\n\r\n";
-
-			pbuf_add(&c->u2c, ok, sizeof(ok) - 1);
-		} else {
-			if ((c->tls = tls_client()) == NULL ||
-			    tls_configure(c->tls, px.tls) == -1 ||
-			    tls_connect_cbs(c->tls, pconn_tls_read,
-			    pconn_tls_write, c, c->host) == -1) {
-				log_warnx("egress: TLS to %s: %s", c->host,
-				    c->tls ? tls_error(c->tls) : "tls_client");
-				pconn_refuse(c, 502, "tls", c->provider,
-				    c->host, "egress: TLS setup failed");
-				return 1;
-			}
-			c->st = P_HANDSHAKE;
-		}
-		moved = 1;
-	}
-	if (c->st == P_HANDSHAKE) {
-		n = tls_handshake(c->tls);
-		if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
-			c->tls_wants = n == TLS_WANT_POLLIN ? EV_READ : EV_WRITE;
-			return moved;
-		}
-		c->tls_wants = 0;
-		if (n == -1) {
-			log_warnx("egress: TLS to %s: %s", c->host,
-			    tls_error(c->tls));
-			pconn_refuse(c, 502, "tls", c->provider, c->host,
-			    "egress: the provider's certificate did not verify");
-			return 1;
-		}
-		c->st = P_RELAY;
-		moved = 1;
-	}
-	if (c->st != P_RELAY)
-		goto client;
-	/* To the upstream. */
-	if (c->c2u.len > 0) {
-		n = pconn_uio(c, 1, pbuf_data(&c->c2u), c->c2u.len);
-		if (n > 0) {
-			pbuf_drop(&c->c2u, (size_t)n);
-			moved = 1;
-		} else if (n == -1 || n == 0) {
-			c->u_eof = 1;
-			pbuf_clear(&c->c2u);
-		}
-	}
-	if (c->c_eof && c->cin.len == 0 && c->c2u.len == 0 && !c->u_shut &&
-	    c->tls == NULL) {
-		(void)shutdown(c->ufd, SHUT_WR);
-		c->u_shut = 1;
-	}
-	/*
-	 * From the upstream, straight into u2c: what is there now (several
-	 * TLS records), up to a round's worth, written to the bridge below in
-	 * one go. Never waits for more: an SSE event goes on as it comes.
-	 */
-	for (got = 0; !c->u_eof && got < PCONN_ROUND &&
-	    (room = pbuf_room(&c->u2c)) > 0; got += (size_t)n) {
-		if (room > PCONN_ROUND - got)
-			room = PCONN_ROUND - got;
-		n = pconn_uio(c, 0, pbuf_tail(&c->u2c, room), room);
-		/*
-		 * A TLS 1.3 session ticket or key update is taken in and
-		 * tls_read wants more, though records may be waiting in uin,
-		 * where the loop cannot see them: go on with those.
-		 */
-		if (n == -2 && c->tls != NULL && c->uin.len > 0 &&
-		    spins++ < 16) {
-			n = 0;
-			continue;
-		}
-		if (n == -2)
-			break;
-		spins = 0;
-		if (n == 0 || n == -1) {
-			c->u_eof = 1;
-			moved = 1;
-			break;
-		}
-		c->u2c.len += (size_t)n;
-		moved = 1;
-	}
-client:
-	if (c->u2c.len > 0) {
-		n = write(c->cfd, pbuf_data(&c->u2c), c->u2c.len);
-		if (n > 0) {
-			pbuf_drop(&c->u2c, (size_t)n);
-			moved = 1;
-		} else if (n == -1 && errno != EAGAIN && errno != EINTR) {
-			c->c_eof = c->u_eof = 1;
-			pbuf_clear(&c->u2c);
-			c->st = P_CLOSING;
 		}
 	}
 	return moved;
