@@ -19,10 +19,11 @@ added to TTFB p50, at least 90 % of direct throughput, RSS flat within
 1 MiB.
 
 What "direct" costs that "proxied" does not, and the reverse: direct, the
-client decrypts TLS itself; proxied, the client reads plain HTTP from the
-bridge on loopback, and the proxy (TLS) and the bridge (a copy) do the
-work in two more processes. The stand-in (Python, TLS) is the same for
-both and is, with the Python client, most of the CPU of either path.
+client decrypts TLS itself; proxied, the client reads plain HTTP on
+loopback from the proxy, which does the TLS in one more process (the
+bridge hands each connection to the proxy and then does nothing;
+DECISIONS 260). The stand-in (Python, TLS) is the same for both and is,
+with the Python client, most of the CPU of either path.
 """
 import http.server
 import json
