@@ -58,8 +58,6 @@ struct pair {
 	int		asked;	/* handed off, the proxy's answer not read */
 };
 
-static int	bridge_handoff(int, int);
-
 static struct pair	 pairs[BRIDGE_MAX_CONNS];
 static volatile sig_atomic_t got_signal;
 static pid_t		 child;
@@ -79,6 +77,35 @@ bridge_close(struct pair *p)
 		close(p->out);
 	memset(p, 0, sizeof(*p));
 	p->in = p->out = -1;
+}
+
+/* Pass the CLI's socket fd over the proxy's socket ufd; 0, or -1. */
+static int
+bridge_handoff(int ufd, int fd)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct msghdr	 msg;
+	struct iovec	 iov;
+	struct cmsghdr	*cmsg;
+	char		 nul = '\0';
+
+	memset(&msg, 0, sizeof(msg));
+	memset(&cm, 0, sizeof(cm));
+	iov.iov_base = &nul;
+	iov.iov_len = 1;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof(cm.buf);
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	return sendmsg(ufd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
 static void
@@ -123,35 +150,6 @@ bridge_accept(int lfd, const char *path)
 	p->in = fd;
 	p->out = ufd;
 	p->asked = bridge_handoff(ufd, fd) == 0;
-}
-
-/* Pass the CLI's socket fd over the proxy's socket ufd; 0, or -1. */
-static int
-bridge_handoff(int ufd, int fd)
-{
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cm;
-	struct msghdr	 msg;
-	struct iovec	 iov;
-	struct cmsghdr	*cmsg;
-	char		 nul = '\0';
-
-	memset(&msg, 0, sizeof(msg));
-	memset(&cm, 0, sizeof(cm));
-	iov.iov_base = &nul;
-	iov.iov_len = 1;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cm.buf;
-	msg.msg_controllen = sizeof(cm.buf);
-	cmsg = CMSG_FIRSTHDR(&msg);
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-	return sendmsg(ufd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
 /*
@@ -291,8 +289,7 @@ main(int argc, char *argv[])
 			    p->up.len < BRIDGE_BUF ? POLLIN : 0) |
 			    (p->down.len > 0 ? POLLOUT : 0);
 			pfd[n + 1].fd = p->out;
-			pfd[n + 1].events = (p->out != -1 && (p->asked ||
-			    !p->down.eof) &&
+			pfd[n + 1].events = (p->out != -1 && !p->down.eof &&
 			    p->down.len < BRIDGE_BUF ? POLLIN : 0) |
 			    (p->up.len > 0 ? POLLOUT : 0);
 			n += 2;

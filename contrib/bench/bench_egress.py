@@ -132,6 +132,13 @@ def make_ca(d):
     return [str(Path(d) / f) for f in ("ca.pem", "srv.pem", "srv.key")]
 
 
+def cpu_s(pid):
+    """User + system CPU seconds of pid so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -231,10 +238,13 @@ def run(bench, quick):
             invoke(home, "bench", "ttfb=1,mb=1,small=1000")
             direct_round()
             d_rounds, p_rounds = [], []
+            ecpu = 0.0
             for _ in range(rounds):
                 d_rounds.append(direct_round())
+                c0 = cpu_s(epid)
                 p_rounds.append(json.loads(invoke(
                     home, "bench", f"ttfb={ttfb_n},mb={mb_n},small=0")))
+                ecpu += cpu_s(epid) - c0
             rss0 = rss_kb(epid)
             invoke(home, "bench", f"ttfb=1,mb=0,small={small_n}")
             rss1 = rss_kb(epid)
@@ -266,6 +276,11 @@ def run(bench, quick):
               f"{ratio * 100:.0f} % of direct (target >= 90 %); rounds "
               f"{per[0] * 100:.0f}-{per[len(per) // 2] * 100:.0f}-"
               f"{per[-1] * 100:.0f} % (min-median-max)")
+    mib = sum(p["bytes"] for p in p_rounds) / (1 << 20)
+    bench.row("egress", "egress process CPU per MiB proxied (ms)",
+              f"{ecpu * 1000 / mib:.2f}",
+              "user + system over the proxied rounds (TTFB requests "
+              "included), clock ticks")
     bench.row("egress", "egress RSS after 1,000 / +10,000 requests (KiB)",
               f"{rss0} / {rss1}",
               f"{(rss1 - rss0) / 1024:+.2f} MiB (target within 1 MiB)")
