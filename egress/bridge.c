@@ -39,8 +39,9 @@
 #define BRIDGE_MAX_CONNS	64
 #define BRIDGE_BUF		65536
 
-/* The proxy's answer to a hand-off (egress/handoff.h). */
+/* The proxy's answers to a hand-off (egress/handoff.h). */
 #define BRIDGE_TAKEN		'\0'
+#define BRIDGE_COPY		'\1'
 
 struct half {
 	char	buf[BRIDGE_BUF];
@@ -155,7 +156,9 @@ bridge_accept(int lfd, const char *path)
 /*
  * The proxy's answer: taken, and the pair is closed here (the proxy has
  * the CLI's socket; no shutdown, which would reach its copy too), or not
- * taken, and the bridge copies. 0, or -1: closed.
+ * taken, and the bridge copies. Anything else is the proxy's reply
+ * itself, sent before it read the hand-off (a 503 when it is full): the
+ * first byte the CLI gets. 0, or -1: closed.
  */
 static int
 bridge_answer(struct pair *p, short rev)
@@ -171,6 +174,10 @@ bridge_answer(struct pair *p, short rev)
 	if (n != 1 || c == BRIDGE_TAKEN)
 		return -1;
 	p->asked = 0;
+	if (c != BRIDGE_COPY) {
+		p->down.buf[0] = c;
+		p->down.len = 1;
+	}
 	return 0;
 }
 

@@ -213,3 +213,43 @@ def test_no_proxy_socket_closes_the_connection(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "b''"
     assert str(sock) in r.stderr
+
+def test_proxy_full_its_503_reaches_the_cli_whole(tmp_path):
+    """A proxy at max_connections writes its 503 and closes before it
+    reads the hand-off: the bridge takes that first byte for the reply's,
+    not for an answer, and the CLI gets the reply whole."""
+    sock = tmp_path / "proxy.sock"
+    busy = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+            b"Connection: close\r\n\r\n")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(sock))
+    srv.listen(8)
+
+    def loop():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            c.sendall(busy)
+            # The hand-off arrives after the reply (the real proxy may
+            # close first; then the bridge's send fails and it copies).
+            _, fds, _, _ = socket.recv_fds(c, 1, 1)
+            for fd in fds:
+                os.close(fd)
+            c.close()
+    threading.Thread(target=loop, daemon=True).start()
+    client = ("import socket,sys\n"
+              "c=socket.create_connection(('127.0.0.1',int(sys.argv[1])),"
+              "timeout=30)\n"
+              "got=b''\n"
+              "while (d := c.recv(100)):\n"
+              "    got += d\n"
+              "print(got.hex())\n")
+    try:
+        port = free_port()
+        r = run_bridge(port, sock, sys.executable, "-c", client, str(port))
+        assert r.returncode == 0, r.stderr
+        assert bytes.fromhex(r.stdout.strip()) == busy
+    finally:
+        srv.close()
