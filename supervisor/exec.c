@@ -31,6 +31,7 @@ struct exec {
 	struct exec_req	 req;
 	int		 fds[IPC_MAX_FDS];
 	size_t		 nfds;
+	int64_t		 max_output;	/* the cap its job carried */
 };
 
 static uint64_t	exec_seq;
@@ -367,6 +368,8 @@ exec_job(struct msg *m)
 	j.nexec = e->req.nargv;
 	j.exec_cwd = e->req.cwd;
 	j.exec_stdin = e->req.stdin_fd;
+	/* A reload during the run does not change what the reply says. */
+	e->max_output = j.max_output_bytes;
 	sched_job_egress(m, &j, a);
 	o = job_to_json(&j);
 	sched_job_encoded(&j);
@@ -467,7 +470,7 @@ exec_done(struct msg *m, struct job_result *r)
 			json_object_object_add(o, "truncated",
 			    exec_cut(r->truncated));
 			json_object_object_add(o, "maxOutputBytes",
-			    json_object_new_int64(sv.conf->max_output_bytes));
+			    json_object_new_int64(e->max_output));
 		}
 	} else {
 		log_warnx("%s (agent %s): %s: %s", m->name, m->agent,

@@ -303,3 +303,33 @@ def test_docker_mode_with_podman_capped(homes, engine, tmp_path):  # noqa: F811,
     assert r.stderr.endswith(notice("stdout")), r.stderr
     ev = body(ends(h, 1)[-1])
     assert ev["mode"] == "docker" and ev["truncatedStreams"] == ["stdout"]
+
+
+def test_cap_said_is_the_runs_not_a_reloads(ex):  # noqa: F811
+    """The notice and the reply's maxOutputBytes name the cap the run was
+    cut at, even when a reload changes sandbox.max_output_bytes before the
+    run ends."""
+    h = ex("host", override={"sandbox": {"max_output_bytes": CAP}})
+    out = {}
+
+    def run():
+        out["r"] = h.run("claude", "spewhold", str(CAP * 3),
+                         str(3 * TIME_SCALE))
+    t = threading.Thread(target=run)
+    t.start()
+    wait_for(lambda: not t.is_alive() or len(h.events(
+        "sandbox_invocation_start")) >= 1, 10 * TIME_SCALE,
+        what="the run started")
+    assert t.is_alive(), out
+    s = h.settings
+    s["sandbox"]["max_output_bytes"] = CAP * 2
+    h.write_settings(s)
+    r = subprocess.run([BIN, "--home", str(h.path), "reload"],
+                       capture_output=True, text=True,
+                       timeout=30 * TIME_SCALE)
+    assert r.returncode == 0 and "generation 2" in r.stdout, r
+    t.join(60 * TIME_SCALE)
+    r = out["r"]
+    assert r.returncode == 0, r.stderr[-500:]
+    assert r.stdout == pattern(CAP, 7)
+    assert r.stderr == b"over\n" + notice("stdout")

@@ -14,6 +14,7 @@ answer "reply: MESSAGE". Exec'd runs act on their first argument:
   bytes          every byte value 0..255 on stdout, "E" on stderr
   cwd ARGS...    the cwd and ARGS as JSON
   spew O E       O bytes on stdout, E on stderr (pattern(), interleaved)
+  spewhold O S   O bytes on stdout (pattern()), "over" on stderr, sleep S
   say N TEXT     TEXT on stderr, exit N (a provider's error and status)
 
 Every run appends "start|end TIME AGENT KIND PID" to $EXEC_LOG, so that
@@ -116,6 +117,13 @@ def run(argv, queued):
             out.flush()
             sys.stderr.buffer.write(e[i:i + step])
             sys.stderr.buffer.flush()
+        return 0
+    if cmd == "spewhold":
+        out.write(pattern(int(argv[1]), 7))
+        out.flush()
+        sys.stderr.write("over\n")
+        sys.stderr.flush()
+        time.sleep(float(argv[2]))
         return 0
     if cmd == "say":
         sys.stderr.write(" ".join(argv[2:]) + "\n")
