@@ -10,7 +10,6 @@ hang, not pass), megabytes go both ways (through the bridge's bounded
 buffers when it copies), and the bridge exits with its child's status.
 Static in every build.
 """
-import hashlib
 import os
 import socket
 import subprocess
@@ -36,13 +35,16 @@ def serve_unix(path, handler, take=True, served=None):
     """A stand-in for the proxy's socket: each connection's first message
     is the bridge's hand-off (a NUL byte and the CLI's socket). take:
     answer "taken" and serve the CLI's socket itself, as the proxy does;
-    else answer "not taken" and serve the bytes the bridge copies. The
-    family of each socket served is appended to served."""
+    False: answer "not taken" and serve the bytes the bridge copies; None:
+    hand handler the unix connection as accepted. The family of each
+    socket served is appended to served."""
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(str(path))
     srv.listen(8)
 
     def hello(u):
+        if take is None:
+            return handler(u)
         u.settimeout(30)
         msg, fds, _, _ = socket.recv_fds(u, 1, 4)
         assert msg == b"\0" and len(fds) == 1, (msg, fds)
@@ -221,24 +223,16 @@ def test_proxy_full_its_503_reaches_the_cli_whole(tmp_path):
     sock = tmp_path / "proxy.sock"
     busy = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
             b"Connection: close\r\n\r\n")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(str(sock))
-    srv.listen(8)
 
-    def loop():
-        while True:
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                return
-            c.sendall(busy)
-            # The hand-off arrives after the reply (the real proxy may
-            # close first; then the bridge's send fails and it copies).
-            _, fds, _, _ = socket.recv_fds(c, 1, 1)
-            for fd in fds:
-                os.close(fd)
-            c.close()
-    threading.Thread(target=loop, daemon=True).start()
+    def handler(c):
+        c.sendall(busy)
+        # The hand-off arrives after the reply (the real proxy may close
+        # first; then the bridge's send fails and it copies).
+        _, fds, _, _ = socket.recv_fds(c, 1, 1)
+        for fd in fds:
+            os.close(fd)
+        c.close()
+    srv = serve_unix(sock, handler, take=None)
     client = ("import socket,sys\n"
               "c=socket.create_connection(('127.0.0.1',int(sys.argv[1])),"
               "timeout=30)\n"

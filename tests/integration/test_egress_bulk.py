@@ -12,15 +12,14 @@ drains again. Every body is checked by its SHA-256 at both ends.
 import hashlib
 import http.server
 import json
-import os
 import urllib.parse
 import uuid
 
 import pytest
 
 from conftest import FAKES
-from test_egress_e2e import AGENT_UID, TLSStandIn, fake_claude_bin, make_ca, \
-    open_up
+from test_egress_e2e import (AGENT_UID, TLSStandIn, agent_workdir,
+                             fake_claude_bin, make_ca)
 
 MIB = 1 << 20
 
@@ -152,10 +151,7 @@ def test_large_bodies_byte_exact_both_ways(homes, tmp_path, buffer_bytes):
                            "url": f"https://127.0.0.1:{standin.port}"}}}},
             "agents": {"alpha": {"name": "A", "provider": "anthropic"}},
             "supervisor": {"workers": 1}}, start=False)
-        open_up(h.path)
-        wd = h.workdir("alpha")
-        wd.mkdir(parents=True, exist_ok=True)
-        os.chown(wd, AGENT_UID, AGENT_UID)
+        agent_workdir(h)
         h.start(env={"ANTHROPIC_API_KEY": secret,
                      "PATH": f"{bindir}:{FAKES}:/usr/local/bin:/usr/bin:"
                              "/bin"})

@@ -184,6 +184,16 @@ class TLSStandIn:
         self.srv.server_close()
 
 
+def agent_workdir(h, agent="alpha"):
+    """The agent's working directory, made now and the agent user's, with
+    the home open to that user on the way."""
+    open_up(h.path)
+    wd = h.workdir(agent)
+    wd.mkdir(parents=True, exist_ok=True)
+    os.chown(wd, AGENT_UID, AGENT_UID)
+    return wd
+
+
 def fake_claude_bin(tmp_path, script=FAKE_CLAUDE):
     """A directory holding script (FAKE_CLAUDE) as `claude`, open to the
     agent."""
@@ -301,10 +311,7 @@ def e2e(homes, tmp_path):
                    "providers": {"anthropic": {"url": "PLACEHOLDER"}}}},
         "agents": {"alpha": {"name": "A", "provider": "anthropic"}},
         "supervisor": {"workers": 1}}, start=False)
-    open_up(h.path)
-    wd = h.workdir("alpha")
-    wd.mkdir(parents=True, exist_ok=True)
-    os.chown(wd, AGENT_UID, AGENT_UID)
+    wd = agent_workdir(h)
     standin = StandIn(cert, key, str(wd))
     s = h.settings
     s["sandbox"]["egress"]["providers"]["anthropic"]["url"] = \

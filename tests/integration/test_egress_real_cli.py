@@ -23,7 +23,8 @@ import pytest
 import cli_image
 from conftest import FAKES
 from containers import engine  # noqa: F401 (fixture)
-from test_egress_e2e import AGENT_UID, TLSStandIn, make_ca, open_up
+from test_egress_e2e import (AGENT_UID, TLSStandIn, agent_workdir, make_ca,
+                             open_up)
 
 HERE = Path(__file__).resolve().parent
 NPM_DIR = HERE / ".npm-clis"
@@ -162,10 +163,7 @@ def test_real_claude_through_the_proxy_in_bwrap(homes, tmp_path):
                 "anthropic": {"url": f"https://127.0.0.1:{api.port}"}}}},
             "agents": {"alpha": {"name": "A", "provider": "anthropic"}},
             "supervisor": {"workers": 1}}, start=False)
-        open_up(h.path)
-        wd = h.workdir("alpha")
-        wd.mkdir(parents=True, exist_ok=True)
-        os.chown(wd, AGENT_UID, AGENT_UID)
+        wd = agent_workdir(h)
         h.start(env={"ANTHROPIC_API_KEY": secret,
                      "PATH": f"{bindir}:{FAKES}:/usr/local/bin:/usr/bin:"
                              "/bin"})
@@ -326,10 +324,7 @@ def test_real_codex_through_the_proxy_in_bwrap(homes, tmp_path):
                 "openai": {"url": f"https://127.0.0.1:{api.port}"}}}},
             "agents": {"beta": {"name": "B", "provider": "openai"}},
             "supervisor": {"workers": 1}}, start=False)
-        open_up(h.path)
-        wd = h.workdir("beta")
-        wd.mkdir(parents=True, exist_ok=True)
-        os.chown(wd, AGENT_UID, AGENT_UID)
+        wd = agent_workdir(h, "beta")
         h.start(env={"OPENAI_API_KEY": secret,
                      "PATH": f"{bindir}:{FAKES}:/usr/local/bin:/usr/bin:"
                              "/bin"})

@@ -9,15 +9,14 @@ a lane (RESOLVE_MAX 8); an invocation's provider request then gets its
 reply while every one of them still hangs.
 """
 import json
-import os
 import socket
 
 import pytest
 
 from conftest import FAKES, wait_for
 from hung_dns import HungDNS, serve_in_namespace
-from test_egress_e2e import (AGENT_UID, StandIn, fake_claude_bin, make_ca,
-                             open_up)
+from test_egress_e2e import (AGENT_UID, StandIn, agent_workdir,
+                             fake_claude_bin, make_ca)
 from test_egress_ops import ctl, status
 
 PROVIDER = "provider.clawvisor-test.example"
@@ -42,10 +41,7 @@ def test_hung_connect_lookups_do_not_hold_up_the_provider(homes, tmp_path):
                    "allow": [f"{HANG}:443"]}},
         "agents": {"alpha": {"name": "A", "provider": "anthropic"}},
         "supervisor": {"workers": 1}}, start=False)
-    open_up(h.path)
-    wd = h.workdir("alpha")
-    wd.mkdir(parents=True, exist_ok=True)
-    os.chown(wd, AGENT_UID, AGENT_UID)
+    wd = agent_workdir(h)
     standin = StandIn(cert, key, str(wd))
     hung = []
     try:
