@@ -4,6 +4,7 @@ a fake server on an address of 127.53/16 of its own (parallel runs do not
 meet), and a daemon started in a mount namespace of its own where
 /etc/resolv.conf (and /etc/hosts, when given) are the test's files.
 """
+import json
 import os
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import threading
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, wait_for
 
 
 class HungDNS:
@@ -53,8 +54,8 @@ class HungDNS:
 
 def serve_in_namespace(h, env, resolv, hosts=None):
     """Start h's daemon with resolv (and hosts) bind-mounted over the
-    system's files in a mount namespace of its own; exec'd through, so the
-    pid is the daemon's."""
+    system's files in a mount namespace of its own (exec'd through, so the
+    pid is the daemon's), and wait for its egress process to run."""
     binds = [(str(resolv), "/etc/resolv.conf")]
     if hosts is not None:
         binds.append((str(hosts), "/etc/hosts"))
@@ -72,4 +73,13 @@ def serve_in_namespace(h, env, resolv, hosts=None):
     p.stderr_path = h.path / "daemon-ns.stderr"
     h.procs.append(p)
     h.proc = p
+
+    def up():
+        r = subprocess.run([BIN, "--home", str(h.path), "status", "--json"],
+                           capture_output=True, text=True, timeout=60,
+                           env=h.env(), stdin=subprocess.DEVNULL)
+        assert p.poll() is None, p.stderr_path.read_text()
+        return r.returncode == 0 and json.loads(r.stdout)[
+            "egress"].get("state") == "running"
+    wait_for(up, 30, what="egress running")
     return p
