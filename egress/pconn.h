@@ -84,6 +84,7 @@ struct proxy_env {
 	int			 lfd;
 	ev_io			 lio;
 	char			*path;
+	char			*cadir;		/* HOME/egress/ca */
 	struct egress_conf	 conf;
 	struct tls_config	*tls;
 	TAILQ_HEAD(, pconn)	 conns;
@@ -97,7 +98,8 @@ void		 pbuf_add(struct pbuf *, const char *, size_t);
 void		 pbuf_drop(struct pbuf *, size_t);
 void		 pbuf_clear(struct pbuf *);
 size_t		 pbuf_room(const struct pbuf *);
-struct tls_config *proxy_tls_config(const struct egress_conf *);
+struct tls_config *proxy_tls_config(const struct egress_conf *,
+		    const char *);
 ssize_t		 pconn_tls_read(struct tls *, void *, size_t, void *);
 ssize_t		 pconn_tls_write(struct tls *, const void *, size_t, void *);
 

@@ -84,7 +84,7 @@ proxy_configure(const struct egress_conf *ec)
 	proxy_conf_copy(&px.conf, ec);
 	if (px.tls != NULL)
 		tls_config_free(px.tls);
-	px.tls = proxy_tls_config(ec);
+	px.tls = proxy_tls_config(ec, px.cadir);
 	return 0;
 }
 
@@ -499,7 +499,6 @@ proxy_start(struct ev_loop *loop, const char *home,
 	px.loop = loop;
 	TAILQ_INIT(&px.conns);
 	resolve_init(loop);
-	proxy_configure(ec);
 	/*
 	 * Not under run/ (0700): bwrap runs as the agent's user and must
 	 * reach the socket to mount it. 0711: it can go through the
@@ -513,6 +512,8 @@ proxy_start(struct ev_loop *loop, const char *home,
 	}
 	(void)chmod(dir, 0711);
 	free(dir);
+	xasprintf(&px.cadir, "%s/egress/ca", home);
+	proxy_configure(ec);
 	px.path = egress_socket_path(home);
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -578,6 +579,8 @@ proxy_stop(void)
 	}
 	free(px.path);
 	px.path = NULL;
+	free(px.cadir);
+	px.cadir = NULL;
 	egress_conf_free(&px.conf);
 	if (px.tls != NULL)
 		tls_config_free(px.tls);

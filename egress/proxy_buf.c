@@ -10,6 +10,7 @@
 
 #include <tls.h>
 
+#include "cadir.h"
 #include "log.h"
 #include "pconn.h"
 #include "util.h"
@@ -65,18 +66,31 @@ pbuf_room(const struct pbuf *b)
 	return b->len >= max ? 0 : max - b->len;
 }
 
-/* The system CAs and ca_file, one bundle: libtls takes one source. */
+/*
+ * The system CAs and ca_file: as a hashed directory (cadir.c), which
+ * libtls reads lazily; if that cannot be made, as one bundle in memory,
+ * which libtls parses again at each connection.
+ */
 struct tls_config *
-proxy_tls_config(const struct egress_conf *ec)
+proxy_tls_config(const struct egress_conf *ec, const char *cadir)
 {
 	struct tls_config	*cfg;
 	const char		*files[2];
 	char			*text;
 	struct pbuf		 all = { NULL, 0, 0, 0 };
 	size_t			 i, len;
+	long			 n;
 
 	files[0] = tls_default_ca_cert_file();
 	files[1] = ec->ca_file;
+	if ((cfg = tls_config_new()) == NULL)
+		fatalx("tls_config_new");
+	n = cadir != NULL ? cadir_build(cadir, files, 2) : -1;
+	if (n > 0 &&
+	    tls_config_set_ca_path(cfg, cadir) == 0)
+		return cfg;
+	if (n == 0)
+		goto none;
 	for (i = 0; i < 2; i++) {
 		if (files[i] == NULL)
 			continue;
@@ -91,13 +105,15 @@ proxy_tls_config(const struct egress_conf *ec)
 		pbuf_add(&all, "\n", 1);
 		tls_unload_file((uint8_t *)text, len);
 	}
-	if ((cfg = tls_config_new()) == NULL)
-		fatalx("tls_config_new");
-	if (all.len == 0 || tls_config_set_ca_mem(cfg, (uint8_t *)all.b,
-	    all.len) == -1)
-		log_warnx("egress: no CA certificates: every upstream TLS "
-		    "handshake will fail (%s)", tls_config_error(cfg));
+	if (all.len > 0 && tls_config_set_ca_mem(cfg, (uint8_t *)all.b,
+	    all.len) == 0) {
+		free(all.b);
+		return cfg;
+	}
 	free(all.b);
+none:
+	log_warnx("egress: no CA certificates: every upstream TLS "
+	    "handshake will fail (%s)", tls_config_error(cfg));
 	return cfg;
 }
 

@@ -123,7 +123,8 @@ SUITE_DESELECT = {
                  "test_egress_config.py", "test_egress_ops.py",
                  "test_egress_e2e.py", "test_egress_podman.py",
                  "test_egress_process.py", "test_egress_proxy.py",
-                 "test_egress_real_cli.py", "test_egress_resolve.py")},
+                 "test_egress_real_cli.py", "test_egress_resolve.py",
+                 "test_egress_cadir.py")},
     "test_chaos_short.py":
         "chaos.py builds its own homes in host mode: the bwrap pass would only run it twice",
     "test_compat_agentdir.py::test_unwritable_workspace_is_terminal_and_doctor_agrees":

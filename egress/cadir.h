@@ -1,0 +1,18 @@
+/*
+ * The trusted certificates as a hashed directory for libtls's ca_path
+ * (egress/cadir.c).
+ */
+#ifndef CLAWVISOR_CADIR_H
+#define CLAWVISOR_CADIR_H
+
+#include <stddef.h>
+
+/*
+ * Make dir (0700) hold every certificate of files (NULL entries skipped),
+ * one file each, named by subject hash, in place of what an earlier call
+ * left there. The number of certificates written, or -1 (logged).
+ */
+long	cadir_build(const char *dir, const char *const files[],
+	    size_t nfiles);
+
+#endif
