@@ -1,13 +1,18 @@
 /*
- * The certificates upstream TLS trusts (the system bundle and ca_file), as
- * a directory hashed by subject name, for libtls's ca_path (DECISIONS 262).
- * Given the certificates in memory (tls_config_set_ca_mem), libtls parses
- * the whole bundle again for every connection it makes: about 140
- * certificates, tens of milliseconds of the egress loop per upstream
- * connection, while every other connection waits. Given a directory,
- * OpenSSL reads only the issuers a handshake asks for, each file named
- * SUBJECTHASH.N as c_rehash(1) names them. The bundle is parsed here once,
- * at start and at each reload.
+ * The certificates upstream TLS trusts (the system's and ca_file's) as
+ * hashed directories for libtls's ca_path (DECISIONS 262). Given the
+ * certificates in memory (tls_config_set_ca_mem), libtls parses the whole
+ * bundle again for every connection it makes: about 140 certificates,
+ * tens of milliseconds of the egress loop per upstream connection, while
+ * every other connection waits. Given directories, OpenSSL reads only the
+ * issuers a handshake asks for, each file named SUBJECTHASH.N as
+ * c_rehash(1) names them.
+ *
+ * The system's own directory (OpenSSL's default, /etc/ssl/certs on
+ * Debian, or $SSL_CERT_DIR) is used as it is when it is hashed, as
+ * update-ca-certificates leaves it; then only ca_file's certificates are
+ * written, into the home's directory. A system without one gets its
+ * bundle written there too.
  */
 #include <sys/stat.h>
 
@@ -15,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,6 +30,7 @@
 
 #include "cadir.h"
 #include "log.h"
+#include "util.h"
 
 /* A name c_rehash would give: 8 hex digits, a dot, a number. */
 static int
@@ -97,12 +104,35 @@ cadir_add(int dfd, X509 *x)
 	return 0;
 }
 
+const char *
+cadir_system(void)
+{
+	DIR		*d;
+	struct dirent	*de;
+	const char	*dir;
+	int		 hashed = 0;
+
+	if ((dir = getenv(X509_get_default_cert_dir_env())) == NULL ||
+	    *dir == '\0')
+		dir = X509_get_default_cert_dir();
+	/* A list (OpenSSL takes a:b) is not looked into: taken as it is. */
+	if (strchr(dir, ':') != NULL)
+		return dir;
+	if ((d = opendir(dir)) == NULL)
+		return NULL;
+	while (!hashed && (de = readdir(d)) != NULL)
+		hashed = cadir_ours(de->d_name);
+	closedir(d);
+	return hashed ? dir : NULL;
+}
+
 long
 cadir_build(const char *dir, const char *const files[], size_t nfiles)
 {
 	X509	*x;
 	FILE	*f;
 	size_t	 i;
+	int64_t	 t0 = mono_ms();
 	long	 n = 0;
 	int	 dfd;
 
@@ -138,5 +168,7 @@ cadir_build(const char *dir, const char *const files[], size_t nfiles)
 		fclose(f);
 	}
 	close(dfd);
+	log_debug("egress: %ld certificates written to %s (%lld ms)", n, dir,
+	    (long long)(mono_ms() - t0));
 	return n;
 }

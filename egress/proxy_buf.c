@@ -67,28 +67,42 @@ pbuf_room(const struct pbuf *b)
 }
 
 /*
- * The system CAs and ca_file: as a hashed directory (cadir.c), which
- * libtls reads lazily; if that cannot be made, as one bundle in memory,
- * which libtls parses again at each connection.
+ * The system CAs and ca_file: as hashed directories (cadir.c), which
+ * libtls reads lazily: the system's own when it is hashed, and the home's
+ * with what is not in it. If that cannot be made, as one bundle in
+ * memory, which libtls parses again at each connection.
  */
 struct tls_config *
 proxy_tls_config(const struct egress_conf *ec, const char *cadir)
 {
 	struct tls_config	*cfg;
-	const char		*files[2];
-	char			*text;
+	const char		*files[2], *sys;
+	char			*text, *path = NULL;
 	struct pbuf		 all = { NULL, 0, 0, 0 };
 	size_t			 i, len;
-	long			 n;
+	long			 n = -1;
 
 	files[0] = tls_default_ca_cert_file();
 	files[1] = ec->ca_file;
 	if ((cfg = tls_config_new()) == NULL)
 		fatalx("tls_config_new");
-	n = cadir != NULL ? cadir_build(cadir, files, 2) : -1;
-	if (n > 0 &&
-	    tls_config_set_ca_path(cfg, cadir) == 0)
+	sys = cadir_system();
+	if (cadir != NULL)
+		n = cadir_build(cadir, sys != NULL ? files + 1 : files,
+		    sys != NULL ? 1 : 2);
+	/* OpenSSL looks in each directory of a list a:b in turn. */
+	if (sys != NULL && n > 0)
+		xasprintf(&path, "%s:%s", sys, cadir);
+	else if (sys != NULL && n == 0)
+		path = xstrdup(sys);
+	else if (n > 0)
+		path = xstrdup(cadir);
+	if (path != NULL && tls_config_set_ca_path(cfg, path) == 0) {
+		log_info("egress: trusted certificates from %s", path);
+		free(path);
 		return cfg;
+	}
+	free(path);
 	if (n == 0)
 		goto none;
 	for (i = 0; i < 2; i++) {
