@@ -166,6 +166,10 @@ def test_tokens_registered_and_revoked_and_respawn(proxied):
 
 def test_reload_cannot_turn_the_proxy_off(proxied):
     h = proxied
+    # Running first (under valgrind its start takes seconds): then the
+    # refused reload leaves it so.
+    wait_for(lambda: status(h)["egress"]["state"] == "running", 10,
+             what="egress running")
     s = dict(h.settings)
     s["sandbox"] = dict(s["sandbox"], egress={"mode": "off"})
     h.write_settings(s)
