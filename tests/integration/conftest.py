@@ -36,9 +36,12 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 FAKES = HERE / "fakes"
-BIN = os.environ.get("CLAWVISOR_BIN", os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build",
-    "clawvisor"))
+# CLAWVISOR_REAL_BIN: set below when CLAWVISOR_BIN becomes a wrapper, so
+# that a pytest-xdist worker (which inherits the controller's environment)
+# wraps the binary, not the controller's wrapper.
+BIN = os.environ.get("CLAWVISOR_REAL_BIN") or os.environ.get(
+    "CLAWVISOR_BIN", os.path.join(os.path.dirname(os.path.abspath(
+        __file__)), "..", "..", "build", "clawvisor"))
 REAL_BIN = os.path.abspath(BIN)
 WRAP = shlex.split(os.environ.get("CLAWVISOR_WRAP", ""))
 TIME_SCALE = float(os.environ.get("CLAWVISOR_TIME_SCALE") or 1)
@@ -55,6 +58,7 @@ if WRAP:
         f.write("#!/bin/sh\nid=$(date +%s%N)-$$\nexec " + " ".join(args) +
                 ' "$@"\n')
     os.chmod(BIN, 0o755)
+    os.environ["CLAWVISOR_REAL_BIN"] = REAL_BIN
     os.environ["CLAWVISOR_BIN"] = BIN
     atexit.register(shutil.rmtree, _wrapdir, True)
 
