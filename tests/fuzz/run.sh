@@ -8,6 +8,8 @@
 # change it); it is configured and built if needed, with clang. A target
 # passes if libFuzzer exits 0 with no crash, leak or timeout. What a failing
 # target found is kept and its path printed. Exit status: 0 if all passed.
+# FUZZ_JOBS targets run at once (default: one a CPU), each for SECONDS;
+# their lines come in the order of the targets.
 set -u
 
 secs=${1:-60}
@@ -48,9 +50,10 @@ base=${TMPDIR:-/tmp}
 work=$(mktemp -d "$base/clawvisor-fuzz.XXXXXX") || exit 2
 keep=0
 
-pass=0
-fail=0
-for t in $targets; do
+# One target, its verdict in $work/$t/result: "pass" or "fail", then the
+# lines to print.
+fuzz_one() {
+	t=$1
 	mkdir -p "$work/$t/corpus" "$work/$t/found" "$work/$t/tmp"
 	cp "$here/corpus/$t/"* "$work/$t/corpus/" 2>/dev/null
 	dict=
@@ -71,23 +74,69 @@ for t in $targets; do
 	found=$(ls "$work/$t/found" | wc -l)
 	if [ "$rc" -eq 0 ] && [ "$found" -eq 0 ] &&
 	    ! grep -q -E '^==[0-9]+==ERROR|runtime error:' "$log"; then
-		pass=$((pass + 1))
-		printf '%-9s pass  %4ss  %10s execs  cov %s  corpus %s\n' "$t" \
-		    "$took" "${execs:-?}" "${cov:-?}" \
-		    "$(ls "$work/$t/corpus" | wc -l)"
+		{
+			echo pass
+			printf '%-9s pass  %4ss  %10s execs  cov %s  corpus %s\n' \
+			    "$t" "$took" "${execs:-?}" "${cov:-?}" \
+			    "$(ls "$work/$t/corpus" | wc -l)"
+		} >"$work/$t/result"
 	else
-		fail=$((fail + 1))
-		keep=1
 		what=$(grep -m 1 -E '^SUMMARY: |runtime error:|^==[0-9]+==ERROR' \
 		    "$log" | sed 's/^==[0-9]*==//' | cut -c 1-100)
-		printf '%-9s FAIL  %4ss  exit %s  %s\n' "$t" "$took" "$rc" \
-		    "${what:-see the log}"
-		printf '          log %s\n' "$log"
-		for f in "$work/$t/found"/*; do
-			[ -e "$f" ] && printf '          input %s\n' "$f"
-		done
+		{
+			echo fail
+			printf '%-9s FAIL  %4ss  exit %s  %s\n' "$t" "$took" "$rc" \
+			    "${what:-see the log}"
+			printf '          log %s\n' "$log"
+			for f in "$work/$t/found"/*; do
+				[ -e "$f" ] && printf '          input %s\n' "$f"
+			done
+		} >"$work/$t/result"
+	fi
+}
+
+# FUZZ_JOBS targets at a time (default: one a CPU; each target
+# is one process that keeps its core busy for its whole time), each for
+# the same $secs; their lines in the order of $targets.
+njobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+case $njobs in
+''|*[!0-9]*|0) njobs=1 ;;
+esac
+pass=0
+fail=0
+batch=
+n=0
+report() {
+	for b in $batch; do
+		r=$work/$b/result
+		if [ ! -f "$r" ]; then
+			printf '%-9s FAIL  no verdict: its run died\n' "$b"
+			fail=$((fail + 1))
+			keep=1
+			continue
+		fi
+		if [ "$(head -n 1 "$r")" = pass ]; then
+			pass=$((pass + 1))
+		else
+			fail=$((fail + 1))
+			keep=1
+		fi
+		tail -n +2 "$r"
+	done
+	batch=
+	n=0
+}
+for t in $targets; do
+	fuzz_one "$t" &
+	batch="$batch $t"
+	n=$((n + 1))
+	if [ "$n" -ge "$njobs" ]; then
+		wait
+		report
 	fi
 done
+wait
+report
 [ "$keep" -eq 0 ] && rm -rf "$work"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -36,9 +36,12 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 FAKES = HERE / "fakes"
-BIN = os.environ.get("CLAWVISOR_BIN", os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build",
-    "clawvisor"))
+# CLAWVISOR_REAL_BIN: set below when CLAWVISOR_BIN becomes a wrapper, so
+# that a pytest-xdist worker (which inherits the controller's environment)
+# wraps the binary, not the controller's wrapper.
+BIN = os.environ.get("CLAWVISOR_REAL_BIN") or os.environ.get(
+    "CLAWVISOR_BIN", os.path.join(os.path.dirname(os.path.abspath(
+        __file__)), "..", "..", "build", "clawvisor"))
 REAL_BIN = os.path.abspath(BIN)
 WRAP = shlex.split(os.environ.get("CLAWVISOR_WRAP", ""))
 TIME_SCALE = float(os.environ.get("CLAWVISOR_TIME_SCALE") or 1)
@@ -55,6 +58,7 @@ if WRAP:
         f.write("#!/bin/sh\nid=$(date +%s%N)-$$\nexec " + " ".join(args) +
                 ' "$@"\n')
     os.chmod(BIN, 0o755)
+    os.environ["CLAWVISOR_REAL_BIN"] = REAL_BIN
     os.environ["CLAWVISOR_BIN"] = BIN
     atexit.register(shutil.rmtree, _wrapdir, True)
 
@@ -196,6 +200,47 @@ SUITE_DESELECT = {
 }
 
 
+# CLAWVISOR_PART: tests/run splits a run in two when it runs pytest in
+# several processes (pytest-xdist, PYTEST_JOBS): "parallel" is all but
+# SERIAL, spread over the processes; "serial" is SERIAL alone, afterwards,
+# in one process with nothing else of the suite beside it. SERIAL holds
+# what bounds a wall-clock time that CLAWVISOR_TIME_SCALE does not
+# stretch, or the delay between lines of a stream, or a load: a test of
+# the other process, taking a core, would skew what they measure.
+PART = os.environ.get("CLAWVISOR_PART", "")
+SERIAL = {
+    "test_lifecycle.py": "graceful stops bounded to seconds",
+    "test_docker_mode.py": "a timeout and a restart bounded to seconds "
+                           "on Podman",
+    "test_exec_engines.py": "delays between streamed lines through Podman",
+    "test_exec.py::test_tinyagi_adapter_through_the_shim":
+        "delays between streamed lines",
+    "test_exec_caps.py::test_line_delay_one_extra_hop":
+        "delays between streamed lines",
+    "test_control.py::test_200_concurrent_cli_clients": "a load",
+    "test_control.py::test_stuck_and_slow_clients_do_not_block":
+        "each status bounded to 5 s",
+    "test_control.py::test_stop_hands_back_in_flight":
+        "a stop bounded to 10 s",
+    "test_control.py::test_stop_lets_in_flight_finish_within_grace":
+        "a stop bounded to 5 s",
+    "test_order.py::test_cross_agent_parallel":
+        "four parallel runs bounded to 2.5 s",
+    "test_metrics.py::test_metrics_slow_clients_do_not_stall_the_queue":
+        "the daemon's own 5 s request timer against the queue's pace",
+    "test_metrics.py::test_metrics_slow_reader_dropped":
+        "the daemon's own 10 s write timer against the queue's pace",
+    "test_chaos_short.py": "a load, and the run held to 300 s",
+}
+
+
+def _lookup(table, it):
+    mod = it.path.name
+    return table.get(f"{mod}::{it.name}") or \
+        table.get(f"{mod}::{getattr(it, 'originalname', '')}") or \
+        table.get(mod)
+
+
 class AgentDir(type(Path())):
     """A working directory: mkdir() gives it to SUITE_UID (bwrap pass)."""
 
@@ -208,22 +253,37 @@ def pytest_collection_modifyitems(config, items):
     table = dict(WRAP_DESELECT if WRAP else {})
     if SUITE_MODE == "bwrap":
         table.update(SUITE_DESELECT)
-    if not table:
-        return
-    keep = []
+    keep, dropped = [], []
     for it in items:
-        mod = it.path.name
-        reason = table.get(f"{mod}::{it.name}") or \
-            table.get(f"{mod}::{getattr(it, 'originalname', '')}") or \
-            table.get(mod)
+        reason = _lookup(table, it)
         if reason:
-            _deselected.append((it.nodeid, reason))
+            # Said once: by the parallel part when there are two.
+            if PART != "serial":
+                _deselected.append((it.nodeid, reason))
+            dropped.append(it)
+        elif PART and bool(_lookup(SERIAL, it)) != (PART == "serial"):
+            dropped.append(it)      # the other part's: not said
         else:
             keep.append(it)
-    if _deselected:
-        config.hook.pytest_deselected(items=[it for it in items
-                                             if it not in keep])
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+def pytest_sessionfinish(session):
+    # An xdist worker: its reasons go to the controller, which prints them.
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["clawvisor_deselected"] = \
+            [list(d) for d in _deselected]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    # The controller: every worker collected the same, so once each.
+    for d in getattr(node, "workeroutput", {}).get("clawvisor_deselected",
+                                                   []):
+        if tuple(d) not in _deselected:
+            _deselected.append(tuple(d))
 
 
 def pytest_terminal_summary(terminalreporter):

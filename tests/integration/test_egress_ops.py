@@ -7,11 +7,11 @@ Operating the egress process (SPEC §9, issue 15 "Operations"):
   certificate does not hold, a refused connection, and "no network here:
   not checked" for a name that does not resolve;
 - `clawvisor status` prints an egress line;
-- a hung DNS resolver (a fake one on 127.53.X.Y:53 that never answers,
-  bind-mounted as /etc/resolv.conf in a mount namespace of the daemon's
-  own) does not stall the egress loop: a tunnel to an allowed address goes
-  through while the lookups hang, and the hung connections get their
-  refusal when the resolver gives up;
+- a hung DNS resolver (a fake one on 127.53.X.Y:53 that answers nothing
+  until the test lets it, bind-mounted as /etc/resolv.conf in a mount
+  namespace of the daemon's own) does not stall the egress loop: a tunnel
+  to an allowed address goes through while the lookups hang, and the hung
+  connections get their refusal when the resolver gives up;
 - the keys' values are wiped in a clawvisor process's initial environment
   block whether or not it ever sets a process title;
 - an OAuth token goes upstream with Claude Code's anthropic-beta flag.
@@ -251,8 +251,20 @@ def test_initial_environment_block_wiped(homes):
         p.wait()
 
 
+def nxdomain(query):
+    """The answer "no such name" to a DNS query: its id, its question."""
+    i = 12
+    while query[i]:
+        i += 1 + query[i]
+    flags = 0x8083 | (query[2] & 1) << 8     # QR, RD as asked, RA, NXDOMAIN
+    return query[:2] + flags.to_bytes(2, "big") + query[4:6] + \
+        b"\0" * 6 + query[12:i + 5]
+
+
 def test_hung_resolver_does_not_stall_the_loop(homes, tmp_path):
-    # A DNS server that takes every query and never answers.
+    # A DNS server that takes every query and answers none until the test
+    # says so (then "no such name", as a resolver's timeout would end it
+    # too, without the wait: the libc's 25 s below never comes).
     # On an address of 127/8 of its own: runs in parallel do not meet.
     dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for _ in range(20):
@@ -265,15 +277,33 @@ def test_hung_resolver_does_not_stall_the_loop(homes, tmp_path):
     else:
         pytest.fail(f"cannot bind the fake DNS server on 127.53.X.Y:53: "
                     f"{err}")
-    queries = []
+    queries, held = [], []
+    release = threading.Event()
+    lock = threading.Lock()
 
     def serve():
         while True:
             try:
-                d, _ = dns.recvfrom(4096)
+                d, peer = dns.recvfrom(4096)
             except OSError:
                 return
             queries.append(d)
+            with lock:
+                held.append((d, peer))
+                if not release.is_set():
+                    continue
+                out = held[:]
+                held.clear()
+            for q, to in out:
+                dns.sendto(nxdomain(q), to)
+
+    def answer_all():
+        with lock:
+            release.set()
+            out = held[:]
+            held.clear()
+        for q, to in out:
+            dns.sendto(nxdomain(q), to)
     threading.Thread(target=serve, daemon=True).start()
     resolv = tmp_path / "resolv.conf"
     resolv.write_text(f"nameserver {addr}\noptions timeout:25 attempts:1\n")
@@ -341,6 +371,7 @@ def test_hung_resolver_does_not_stall_the_loop(homes, tmp_path):
         # others get the refusal once the resolver gives up.
         for c in hung[:5]:
             c.close()
+        answer_all()
         for c in hung[5:]:
             out = b""
             while (d := c.recv(65536)):

@@ -4,6 +4,7 @@ by Debian's promtool in every state and scraped by a real Prometheus."""
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -551,9 +552,13 @@ def test_metrics_slow_reader_dropped(homes, tmp_path):
     h.wait_response(mid, timeout=30)
     assert raw_request(uconn, b"GET /metrics HTTP/1.0\r\n\r\n").startswith(
         b"HTTP/1.1 200 ")
-    # Then the daemon gives up on it: what it had sent is there, then the
-    # end, short of the whole answer.
-    time.sleep(12 * TIME_SCALE)
+    # Then the daemon gives up on it: its end closes (a hang-up seen
+    # without reading, which would let it send more), then what it had
+    # sent is there, then the end, short of the whole answer.
+    p = select.poll()
+    p.register(lazy, select.POLLHUP | select.POLLRDHUP)
+    wait_for(lambda: p.poll(0), 60, interval=0.2,
+             what="the daemon to drop the reader")
     got = b""
     lazy.settimeout(30 * TIME_SCALE)
     try:
