@@ -1030,6 +1030,15 @@ queue_corrupt(int dirfd, const char *name, const char *why)
 	char		*base, *target, *note, *text, *ename, *ewhy;
 	int		 i, r = -1;
 
+	/*
+	 * Gone already: taken care of at an earlier sight of its name (its
+	 * inotify event and a scan can both list it). Without this, a note
+	 * would be written, the move fail, the note be removed again, and
+	 * a false "cannot move" be logged.
+	 */
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 &&
+	    errno == ENOENT)
+		return -1;
 	/* Room for ".N.error" under NAME_MAX; the note has the name. */
 	base = name_shorten(name, QUEUE_NAME_MAX);
 	target = xstrdup(base);
