@@ -601,6 +601,7 @@ def test_doctor_rootless_podman_as_the_daemons_user(nobody_home):
 
     def checks(prefix=()):
         r = run(h, "sandbox", "doctor", "--json", argv_prefix=prefix)
+        assert r.stdout.startswith("{"), r
         return {c["name"]: c for c in json.loads(r.stdout)["checks"]}
 
     # As root: the daemon's user's storage is not root's; say so first.
