@@ -96,12 +96,21 @@ egress_write(struct ev_loop *loop, ev_io *io, int revents)
 		ev_io_stop(e.loop, &e.wio);
 }
 
+/*
+ * Queued, and written at once when nothing is waiting before it: a
+ * request's report costs one write(2), not a turn of the loop and two
+ * epoll_ctl(2) calls to be told the socketpair has room.
+ */
 static void
 egress_send(enum ipc_type t, uint64_t id, json_object *o)
 {
+	int r = 0;
+
 	if (ipc_queue(&e.conn, t, id, o) == -1)
 		egress_exit(1, e.conn.err);
-	if (!ev_is_active(&e.wio))
+	if (!ev_is_active(&e.wio) && (r = ipc_flush(&e.conn)) == -1)
+		egress_exit(1, e.conn.err);
+	if (r == 0 && !ev_is_active(&e.wio))
 		ev_io_start(e.loop, &e.wio);
 }
 

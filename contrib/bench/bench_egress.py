@@ -3,8 +3,8 @@ The egress part of bench.py (SPEC §9, issue 15): a TLS stand-in for the
 Messages API on 127.0.0.1 (a CA made now with openssl), measured twice in
 one run with the same Python client:
 
-  direct   the client speaks TLS to the stand-in itself, as a CLI without
-           the proxy would;
+  direct   the client, in a process of its own, speaks TLS to the
+           stand-in itself, as a CLI without the proxy would;
   proxy    the client runs as the `claude` of an agent in bwrap mode with
            sandbox.egress.mode "proxy", and goes through clawvisor-bridge
            and the egress proxy (which does the TLS and swaps the key).
@@ -23,7 +23,10 @@ client decrypts TLS itself; proxied, the client reads plain HTTP on
 loopback from the proxy, which does the TLS in one more process (the
 bridge hands each connection to the proxy and then does nothing;
 DECISIONS 260). The stand-in (Python, TLS) is the same for both and is,
-with the Python client, most of the CPU of either path.
+with the Python client, most of the CPU of either path. Each path's CPU
+per MiB (stand-in, egress, client) and the cores that kept busy are
+printed: near the machine's count, the path is CPU-bound, and what the
+proxy spends comes out of the throughput (DECISIONS 263).
 """
 import http.server
 import json
@@ -57,7 +60,9 @@ def run(conn, ttfb_n, mb_n, small_n, out):
         return t1 - t0, time.perf_counter() - t0, n
     first = ask(256)[0]
     ttfb = sorted(ask(256)[0] for _ in range(ttfb_n))
+    c0 = sum(os.times()[:2])
     mb = [ask(1 << 20) for _ in range(mb_n)]
+    out["cpu"] = sum(os.times()[:2]) - c0
     for _ in range(small_n):
         ask(64)
     out.update(first_ms=first * 1000, ttfb_ms=[t * 1000 for t in ttfb],
@@ -75,6 +80,18 @@ run(http.client.HTTPConnection(host, int(port), timeout=120),
 print(json.dumps(out))
 '''
 
+# The direct client: the same code in a process of its own, as a CLI
+# without the proxy is (in the bench's own process it would share the
+# stand-in's GIL, which slowed the direct path alone: DECISIONS 263).
+DIRECT = MEASURE + r'''
+ca, port, ttfb_n, mb_n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
+    int(sys.argv[4])
+out = {}
+run(http.client.HTTPSConnection("127.0.0.1", port, timeout=120,
+    context=ssl.create_default_context(cafile=ca)), ttfb_n, mb_n, 0, out)
+print(json.dumps(out))
+'''
+
 
 class StandIn:
     def __init__(self, cert, key):
@@ -89,6 +106,7 @@ class StandIn:
                 pass
 
             def do_POST(self):
+                c0 = time.thread_time()
                 n = int(self.headers.get("content-length", 0))
                 size = json.loads(self.rfile.read(n)).get("size", 64)
                 self.send_response(200)
@@ -104,7 +122,11 @@ class StandIn:
                     left -= len(b)
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
+                if size >= 1 << 20:
+                    stand_in.cpu += time.thread_time() - c0
 
+        stand_in = self
+        self.cpu = 0.0          # CPU seconds of the 1 MiB replies
         self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
@@ -179,19 +201,17 @@ def run(bench, quick):
     work.mkdir()
     ca, cert, key = make_ca(str(work))
     api = StandIn(cert, key)
-    rounds, ttfb_n, mb_n = (4, 25, 10) if quick else (10, 30, 20)
+    rounds, ttfb_n, mb_n = (4, 25, 25) if quick else (10, 30, 100)
     small_n = 10000
     try:
-        # Direct: the same client, TLS of its own.
-        ns = {}
-        exec(MEASURE, ns)
-        ctx = ssl.create_default_context(cafile=ca)
-
+        # Direct: the same client in a process of its own, TLS of its own.
         def direct_round():
-            r = {}
-            ns["run"](__import__("http.client").client.HTTPSConnection(
-                "127.0.0.1", api.port, context=ctx, timeout=120), ttfb_n,
-                mb_n, 0, r)
+            c0 = api.cpu
+            r = json.loads(subprocess.run(
+                ["/usr/bin/python3", "-c", DIRECT, ca, str(api.port),
+                 str(ttfb_n), str(mb_n)], capture_output=True, text=True,
+                check=True, timeout=900).stdout)
+            r["stand_in_cpu"] = api.cpu - c0
             return r
         # Through the proxy.
         home = work / "home"
@@ -242,9 +262,10 @@ def run(bench, quick):
             ecpu = 0.0
             for _ in range(rounds):
                 d_rounds.append(direct_round())
-                c0 = cpu_s(epid)
+                c0, s0 = cpu_s(epid), api.cpu
                 p_rounds.append(json.loads(invoke(
                     home, "bench", f"ttfb={ttfb_n},mb={mb_n},small=0")))
+                p_rounds[-1]["stand_in_cpu"] = api.cpu - s0
                 ecpu += cpu_s(epid) - c0
             rss0 = rss_kb(epid)
             invoke(home, "bench", f"ttfb=1,mb=0,small={small_n}")
@@ -289,6 +310,25 @@ def run(bench, quick):
               f"{ecpu * 1000 / mib:.2f}",
               "user + system over the proxied rounds (TTFB requests "
               "included), clock ticks")
+
+    # Where the CPU of the 1 MiB replies went, and how many of the
+    # machine's cores that kept busy: near NCPU, the path is CPU-bound and
+    # what the proxy spends is throughput lost.
+    def cpu(rs, egress=0.0):
+        m = sum(r["bytes"] for r in rs) / (1 << 20)
+        wall = sum(r["secs"] for r in rs)
+        s, c = (sum(r[k] for r in rs) for k in ("stand_in_cpu", "cpu"))
+        return s * 1000 / m, c * 1000 / m, (s + c + egress) / wall
+    ds, dc, dbusy = cpu(d_rounds)
+    ps, pc, pbusy = cpu(p_rounds, ecpu)
+    bench.row("egress", "CPU per MiB streamed, direct (ms)",
+              f"{ds:.2f} + {dc:.2f}",
+              f"stand-in + client; {dbusy:.2f} of {os.cpu_count()} cores "
+              "busy")
+    bench.row("egress", "CPU per MiB streamed, through the proxy (ms)",
+              f"{ps:.2f} + {ecpu * 1000 / mib:.2f} + {pc:.2f}",
+              f"stand-in + egress + client; {pbusy:.2f} of "
+              f"{os.cpu_count()} cores busy")
     bench.row("egress", "egress RSS after 1,000 / +10,000 requests (KiB)",
               f"{rss0} / {rss1}",
               f"{(rss1 - rss0) / 1024:+.2f} MiB (target within 1 MiB)")
