@@ -121,6 +121,8 @@ proxy_tls_config(const struct egress_conf *ec, const char *cadir)
 	}
 	if (all.len > 0 && tls_config_set_ca_mem(cfg, (uint8_t *)all.b,
 	    all.len) == 0) {
+		log_info("egress: trusted certificates in memory (%zu bytes, "
+		    "parsed again at each upstream connection)", all.len);
 		free(all.b);
 		return cfg;
 	}

@@ -59,9 +59,11 @@ def held(d):
         return None
 
 
-def start(homes, tmp_path, env=None, ca_file=True, sysdir=None):
+def start(homes, tmp_path, env=None, ca_file=True, sysdir=None,
+          before=None):
     """A daemon with the proxy on against a TLS server of the test CA's;
-    the CA given as ca_file, and/or linked into sysdir (made hashed)."""
+    the CA given as ca_file, and/or linked into sysdir (made hashed);
+    before(home) runs before the daemon starts."""
     ca, cert, key = make_ca(str(tmp_path))
     if sysdir is not None:
         os.link(ca, sysdir / (subject_hash(ca) + ".0"))
@@ -73,6 +75,8 @@ def start(homes, tmp_path, env=None, ca_file=True, sysdir=None):
     h = homes({"sandbox": {"mode": "bwrap", "egress": e},
                "agents": {"alpha": {"name": "A", "provider": "anthropic"}},
                "supervisor": {"workers": 1}}, start=False)
+    if before is not None:
+        before(h)
     h.start(env={"ANTHROPIC_API_KEY": "sk-ant-cvtest-cadir", **(env or {})})
     wait_for(lambda: status(h)["egress"].get("state") == "running", 10,
              what="egress running")
@@ -146,5 +150,26 @@ def test_verified_through_the_system_directory_alone(homes, tmp_path):
         assert verified(h)
         assert held(h.path / "egress" / "ca") == {}
         assert f"trusted certificates from {sysdir}" in h.log()
+    finally:
+        h.srv.close()
+
+
+def test_directory_that_cannot_be_made_certificates_in_memory(homes,
+                                                              tmp_path):
+    """HOME/egress/ca taken by a file: the certificates (the system
+    bundle and ca_file) go in memory, said in the log, and a handshake
+    still verifies against ca_file's CA."""
+    def squat(h):
+        (h.path / "egress").mkdir(mode=0o700, exist_ok=True)
+        (h.path / "egress" / "ca").write_text("not a directory\n")
+    h = start(homes, tmp_path, before=squat)
+    try:
+        d = h.path / "egress" / "ca"
+        log = h.log()
+        assert f"egress: CA directory {d}: " in log, log
+        assert "egress: trusted certificates in memory (" in log, log
+        assert "trusted certificates from" not in log, log
+        assert verified(h)
+        assert d.read_text() == "not a directory\n"
     finally:
         h.srv.close()
