@@ -106,7 +106,8 @@ pconn_step(struct pconn *c)
 	 */
 	if (c->hello && !c->c_eof && c->c_rd && c->st != P_CLOSING) {
 		pconn_hello(c);
-		moved = 1;
+		/* Nothing yet (EAGAIN) is no progress. */
+		moved = !c->hello || c->c_eof;
 	}
 	if (!c->c_eof && c->c_rd && c->st != P_CLOSING &&
 	    (room = pbuf_room(&c->cin)) > 0) {
