@@ -104,13 +104,15 @@ egress_write(struct ev_loop *loop, ev_io *io, int revents)
 static void
 egress_send(enum ipc_type t, uint64_t id, json_object *o)
 {
-	int r = 0;
+	int r;
 
 	if (ipc_queue(&e.conn, t, id, o) == -1)
 		egress_exit(1, e.conn.err);
-	if (!ev_is_active(&e.wio) && (r = ipc_flush(&e.conn)) == -1)
+	if (ev_is_active(&e.wio))
+		return;		/* behind what waits: egress_write sends it */
+	if ((r = ipc_flush(&e.conn)) == -1)
 		egress_exit(1, e.conn.err);
-	if (r == 0 && !ev_is_active(&e.wio))
+	if (r == 0)
 		ev_io_start(e.loop, &e.wio);
 }
 

@@ -69,26 +69,21 @@ def run(conn, ttfb_n, mb_n, small_n, out):
                bytes=sum(m[2] for m in mb), secs=sum(m[1] for m in mb))
 '''
 
+# The client of both paths, a process of its own either way (in the
+# bench's process it would share the stand-in's GIL, which slowed the
+# direct path alone: DECISIONS 263): plain HTTP to the bridge as the
+# agent's `claude`, TLS to the stand-in (BENCH_CA) direct.
 CLI = "#!/usr/bin/python3\n" + MEASURE + r'''
-import sys
 a = dict(x.split("=") for x in sys.argv[-1].split(","))
-base = os.environ["ANTHROPIC_BASE_URL"].split("//")[1]
+scheme, base = os.environ["ANTHROPIC_BASE_URL"].split("://")
 host, port = base.split(":")
+if scheme == "https":
+    conn = http.client.HTTPSConnection(host, int(port), timeout=120,
+        context=ssl.create_default_context(cafile=os.environ["BENCH_CA"]))
+else:
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
 out = {}
-run(http.client.HTTPConnection(host, int(port), timeout=120),
-    int(a["ttfb"]), int(a["mb"]), int(a["small"]), out)
-print(json.dumps(out))
-'''
-
-# The direct client: the same code in a process of its own, as a CLI
-# without the proxy is (in the bench's own process it would share the
-# stand-in's GIL, which slowed the direct path alone: DECISIONS 263).
-DIRECT = MEASURE + r'''
-ca, port, ttfb_n, mb_n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
-    int(sys.argv[4])
-out = {}
-run(http.client.HTTPSConnection("127.0.0.1", port, timeout=120,
-    context=ssl.create_default_context(cafile=ca)), ttfb_n, mb_n, 0, out)
+run(conn, int(a["ttfb"]), int(a["mb"]), int(a["small"]), out)
 print(json.dumps(out))
 '''
 
@@ -208,9 +203,12 @@ def run(bench, quick):
         def direct_round():
             c0 = api.cpu
             r = json.loads(subprocess.run(
-                ["/usr/bin/python3", "-c", DIRECT, ca, str(api.port),
-                 str(ttfb_n), str(mb_n)], capture_output=True, text=True,
-                check=True, timeout=900).stdout)
+                ["/usr/bin/python3", "-c", CLI,
+                 f"ttfb={ttfb_n},mb={mb_n},small=0"], env=dict(
+                     os.environ, BENCH_CA=ca,
+                     ANTHROPIC_BASE_URL=f"https://127.0.0.1:{api.port}"),
+                capture_output=True, text=True, check=True,
+                timeout=900).stdout)
             r["stand_in_cpu"] = api.cpu - c0
             return r
         # Through the proxy.
@@ -306,8 +304,9 @@ def run(bench, quick):
               f"{per[0] * 100:.0f}-{per[len(per) // 2] * 100:.0f}-"
               f"{per[-1] * 100:.0f} % (min-median-max)")
     mib = sum(p["bytes"] for p in p_rounds) / (1 << 20)
+    emib = ecpu * 1000 / mib
     bench.row("egress", "egress process CPU per MiB proxied (ms)",
-              f"{ecpu * 1000 / mib:.2f}",
+              f"{emib:.2f}",
               "user + system over the proxied rounds (TTFB requests "
               "included), clock ticks")
 
@@ -326,7 +325,7 @@ def run(bench, quick):
               f"stand-in + client; {dbusy:.2f} of {os.cpu_count()} cores "
               "busy")
     bench.row("egress", "CPU per MiB streamed, through the proxy (ms)",
-              f"{ps:.2f} + {ecpu * 1000 / mib:.2f} + {pc:.2f}",
+              f"{ps:.2f} + {emib:.2f} + {pc:.2f}",
               f"stand-in + egress + client; {pbusy:.2f} of "
               f"{os.cpu_count()} cores busy")
     bench.row("egress", "egress RSS after 1,000 / +10,000 requests (KiB)",
