@@ -62,6 +62,23 @@ if WRAP:
     os.environ["CLAWVISOR_BIN"] = BIN
     atexit.register(shutil.rmtree, _wrapdir, True)
 
+
+def open_up(path):
+    """Let the agents' uid (65534) reach path: o+x on it and on every
+    directory above it (pytest's and mktemp's directories are 0700)."""
+    p = os.path.abspath(path)
+    while p != "/":
+        os.chmod(p, os.stat(p).st_mode | 0o011)
+        p = os.path.dirname(p)
+
+
+# The sandboxes bind the checkout's fakes and the build's clawvisor-bridge,
+# which their uid must reach whichever test comes first, also from a
+# checkout in a 0700 directory (a clone into `mktemp -d`).
+if os.geteuid() == 0:
+    open_up(HERE)
+    open_up(os.path.dirname(REAL_BIN))
+
 # What cannot hold under a wrapper such as valgrind, and why.
 WRAP_DESELECT = {
     "test_output.py::test_30mb_reply_bounded":
@@ -424,11 +441,7 @@ class Home:
         self.path.mkdir(parents=True, exist_ok=True)
         self.workspace.mkdir(exist_ok=True)
         if SUITE_MODE == "bwrap":
-            # The agent's user must traverse to its workspace.
-            p = self.path
-            while str(p) != "/":
-                os.chmod(p, os.stat(p).st_mode | 0o011)
-                p = p.parent
+            open_up(self.path)  # the agent's user reaches its workspace
         self.write_settings(settings)
 
     # -- configuration -------------------------------------------------

@@ -17,7 +17,8 @@ import uuid
 
 import pytest
 
-from conftest import BIN, FAKES, deep_merge, parse_fake_log, wait_for
+from conftest import BIN, FAKES, deep_merge, open_up, parse_fake_log, \
+    wait_for
 
 AGENT_UID = 65534
 
@@ -58,15 +59,6 @@ def cgroups_of(h):
     pre = cgroup_prefix(h)
     return [os.path.join(p, d) for p in cgroup_parents()
             for d in os.listdir(p) if d.startswith(pre)]
-
-
-def open_up(path):
-    """Let AGENT_UID reach path: pytest's tmp dirs are 0700 root."""
-    p = os.path.abspath(path)
-    while p != "/":
-        st = os.stat(p)
-        os.chmod(p, st.st_mode | 0o011)
-        p = os.path.dirname(p)
 
 
 def settings(bwrap=None, sandbox=None, agents=None):

@@ -23,7 +23,7 @@ import uuid
 
 import pytest
 
-from conftest import BIN, FAKES, wait_for
+from conftest import BIN, FAKES, open_up, wait_for
 
 
 def status(h):
@@ -134,14 +134,6 @@ with open(os.path.join(cwd, "dump.json"), "w") as f:
     json.dump(dump, f)
 print(text)
 '''
-
-
-def open_up(path):
-    p = os.path.abspath(path)
-    while p != "/":
-        st = os.stat(p)
-        os.chmod(p, st.st_mode | 0o011)
-        p = os.path.dirname(p)
 
 
 def make_ca(d, names=()):

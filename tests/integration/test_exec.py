@@ -17,20 +17,13 @@ import time
 
 import pytest
 
-from conftest import BIN, TIME_SCALE, wait_for
+from conftest import BIN, TIME_SCALE, open_up, wait_for
 from containers import engine, parse_probe  # noqa: F401 (fixture)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "exec", "fake_cli.py")
 HARNESS = os.path.join(HERE, "exec", "tinyagi_harness.js")
 AGENT_UID = 65534
-
-
-def open_up(path):
-    p = os.path.abspath(path)
-    while p != "/":
-        os.chmod(p, os.stat(p).st_mode | 0o011)
-        p = os.path.dirname(p)
 
 
 def setup_fakes(tmp_path):
