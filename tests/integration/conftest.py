@@ -112,9 +112,6 @@ WRAP_DESELECT = {
         "runs the CLI through a shim, which a wrapper script cannot be",
     "test_exec_engines.py::test_tinyagi_adapter_apple_mode":
         "runs the CLI through a shim, which a wrapper script cannot be",
-    "test_exec.py::test_cancel_while_waiting_for_the_lane":
-        "signals the client 0.5 s after its start, before valgrind has "
-        "started it and its handlers are in place",
     "test_exec.py::test_caller_that_stops_reading_100mb":
         "measures the supervisor's VmHWM, which under valgrind is the "
         "tool's own memory",

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import BIN, TIME_SCALE, open_up, wait_for
 from containers import engine, parse_probe  # noqa: F401 (fixture)
+from test_control import status
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "exec", "fake_cli.py")
@@ -99,6 +100,14 @@ def exec_log(h, agent):
         what, t, cwd, kind, pid = line.split()
         out.append((what, float(t), agent, kind, int(pid)))
     return out
+
+
+def wait_waiting(h, agent, n):
+    """Until the daemon holds n execs in agent's lane (the running one
+    counted): a waiting client has connected and its handlers are set.
+    A fixed sleep raced a client that valgrind starts in seconds."""
+    wait_for(lambda: status(h)["lanes"].get(agent) == n, 30,
+             what=f"{n} execs in {agent}'s lane")
 
 
 def no_pid(pid):
@@ -258,7 +267,7 @@ def test_cancel_while_waiting_for_the_lane(ex):
                                "claude", "cwd"],
                               cwd=str(h.workspace / "alpha"),
                               stdout=subprocess.PIPE, env=h.env())
-    time.sleep(0.5)
+    wait_waiting(h, "alpha", 2)
     waiter.send_signal(signal.SIGTERM)
     waiter.wait(10 * TIME_SCALE)
     assert waiter.returncode == 128 + signal.SIGTERM
@@ -282,7 +291,7 @@ def test_daemon_stop_answers_75(ex):
                           "claude", "cwd"], cwd=str(h.workspace / "alpha"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env=h.env())
-    time.sleep(0.5)
+    wait_waiting(h, "alpha", 2)
     assert h.stop() == 0
     p.wait(15 * TIME_SCALE)
     q.wait(15 * TIME_SCALE)
