@@ -523,7 +523,7 @@ class Home:
             return p.wait(timeout * TIME_SCALE)
         except subprocess.TimeoutExpired:
             p.kill()
-            p.wait(5)
+            p.wait(5 * TIME_SCALE)
             raise AssertionError(f"clawvisor did not stop within {timeout}s")
 
     def kill(self):
@@ -764,7 +764,7 @@ def homes(tmp_path):
                 p.wait(10 * TIME_SCALE)
             except subprocess.TimeoutExpired:
                 p.kill()
-                p.wait(5)
+                p.wait(5 * TIME_SCALE)
     # Then nothing of ours may be left: workers, fakes, grandchildren.
     strays = []
     deadline = time.monotonic() + 5 * TIME_SCALE

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from conftest import pid_alive, proc_cmdline, wait_for
+from conftest import TIME_SCALE, pid_alive, proc_cmdline, wait_for
 
 IMAGE = "tinyclaw/agent-runner:latest"
 APPLE = {"runtime_command": "container", "image": IMAGE,
@@ -252,7 +252,7 @@ def test_apple_fractional_cpus_is_config_error(ahomes, where):
                                              "sandbox_mode": "apple"}})
     h = ahomes(settings=s, start=False)
     p = h.spawn(env=h.cv_env)
-    assert p.wait(15) == 78
+    assert p.wait(15 * TIME_SCALE) == 78
     err = h.stderr_text(p)
     assert "sandbox.apple.cpus" in err and "1.5" in err, err
     assert ccalls(h) == []

@@ -22,7 +22,7 @@ import uuid
 
 import pytest
 
-from conftest import BIN, SUITE_MODE, wait_for
+from conftest import BIN, SUITE_MODE, TIME_SCALE
 from containers import engine  # noqa: F401 (fixture)
 
 START = "<!-- TEAMMATES_START -->"
@@ -260,7 +260,7 @@ def test_install_dir_without_agents_md_warns_once(homes, tmp_path):
 def test_install_dir_validated(homes, value, error):
     h = homes({"tinyclaw": {"install_dir": value}}, start=False)
     p = h.spawn()
-    assert p.wait(15) == 78
+    assert p.wait(15 * TIME_SCALE) == 78
     assert error in p.stderr_path.read_text()
 
 

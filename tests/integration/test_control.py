@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, NOTICE_TEXT, deep_merge, read_json, wait_for
+from conftest import (BIN, NOTICE_TEXT, TIME_SCALE, deep_merge, read_json,
+                      wait_for)
 
 EX_USAGE = 2
 EX_UNAVAILABLE = 69
@@ -203,7 +204,7 @@ def test_no_daemon_exit_69_for_every_client_command(homes):
 
 def test_no_daemon_after_stop(home):
     assert cli(home, "stop").returncode == 0
-    assert home.proc.wait(15) == 0
+    assert home.proc.wait(15 * TIME_SCALE) == 0
     for args in CLIENT_COMMANDS:
         r = cli(home, *args, json_out=True)
         assert r.returncode == EX_UNAVAILABLE, (args, r)
@@ -330,7 +331,7 @@ def test_socket_and_run_dir_modes(home):
 def test_second_serve_refused_and_live_socket_kept(home):
     ino = os.lstat(sock_path(home)).st_ino
     p = home.spawn()
-    assert p.wait(10) != 0
+    assert p.wait(10 * TIME_SCALE) != 0
     # The first daemon's socket was not unlinked: same file, still answers.
     assert os.lstat(sock_path(home)).st_ino == ino
     assert status(home)["pid"] == home.pid
@@ -349,7 +350,7 @@ def test_stale_socket_replaced_live_listener_refused(homes):
     ino = os.lstat(sock_path(h)).st_ino
     try:
         p = h.spawn()
-        assert p.wait(10) != 0
+        assert p.wait(10 * TIME_SCALE) != 0
         assert os.lstat(sock_path(h)).st_ino == ino
         assert "live daemon" in h.stderr_text(p)
         assert not (run / "clawvisor.pid").exists()
@@ -383,10 +384,10 @@ def world_home(homes):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try:
-                    p.wait(10)
+                    p.wait(10 * TIME_SCALE)
                 except subprocess.TimeoutExpired:
                     p.kill()
-                    p.wait(5)
+                    p.wait(5 * TIME_SCALE)
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -1924,7 +1925,7 @@ def test_stop_idle(home):
     run = home.path / "run"
     r = cli(home, "stop")
     assert r.returncode == 0 and r.stdout == "ok\n", r
-    assert home.proc.wait(10) == 0
+    assert home.proc.wait(10 * TIME_SCALE) == 0
     assert not (run / "clawvisor.sock").exists()
     assert not (run / "clawvisor.pid").exists()
     assert cli(home, "status").returncode == EX_UNAVAILABLE
@@ -1933,7 +1934,7 @@ def test_stop_idle(home):
 def test_stop_raw_protocol(home):
     with Ctl(home) as c:
         assert c.request({"cmd": "stop"}) == {"ok": True}
-    assert home.proc.wait(10) == 0
+    assert home.proc.wait(10 * TIME_SCALE) == 0
     assert not sock_path(home).exists()
 
 
@@ -1946,7 +1947,7 @@ def test_stop_with_pipelined_requests(home):
         assert c.reply() == {"ok": True}
         while (line := c.readline()) is not None:
             assert json.loads(line)["ok"] is True
-    assert home.proc.wait(10) == 0
+    assert home.proc.wait(10 * TIME_SCALE) == 0
     assert not sock_path(home).exists()
     assert not (home.path / "run" / "clawvisor.pid").exists()
 
@@ -1962,7 +1963,7 @@ def test_stop_from_many_clients_at_once(home):
         line = c.readline()
         assert line is None or json.loads(line) == {"ok": True}
         c.close()
-    assert home.proc.wait(10) == 0
+    assert home.proc.wait(10 * TIME_SCALE) == 0
     assert not sock_path(home).exists()
 
 
@@ -1983,7 +1984,7 @@ def test_stop_hands_back_in_flight(homes):
     assert r.returncode == 1 and "stopping" in r.stderr
     late = h.drop("arrived while stopping", agent="beta")
 
-    assert h.proc.wait(15) == 0
+    assert h.proc.wait(15 * TIME_SCALE) == 0
     assert time.monotonic() - t0 < 10
     run = h.path / "run"
     assert not (run / "clawvisor.sock").exists()
@@ -2013,7 +2014,7 @@ def test_stop_lets_in_flight_finish_within_grace(homes):
     wait_status(h, lambda s: len(busy(s)) == 1, what="in flight")
     t0 = time.monotonic()
     assert cli(h, "stop").returncode == 0
-    assert h.proc.wait(15) == 0
+    assert h.proc.wait(15 * TIME_SCALE) == 0
     assert time.monotonic() - t0 < 5
     assert "finish me" in h.responses(mid)[0]["message"]
     assert h.files("incoming") == [] and h.files("processing") == []

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from conftest import wait_for
+from conftest import TIME_SCALE, wait_for
 from containers import engine, parse_probe  # noqa: F401 (fixture)
 
 RUNTIMES = ["podman", "docker"]
@@ -78,10 +78,10 @@ def dhomes(homes, engine):  # noqa: F811
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try:
-                    p.wait(15)
+                    p.wait(15 * TIME_SCALE)
                 except subprocess.TimeoutExpired:
                     p.kill()
-                    p.wait(5)
+                    p.wait(5 * TIME_SCALE)
         for n in engine.names(h.path):
             engine.run("kill", n, check=False)
             engine.run("rm", "-f", n, check=False)

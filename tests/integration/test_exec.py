@@ -248,7 +248,7 @@ def test_caller_sigkilled_cancels(ex):
                          env=h.env())
     pid = int(p.stdout.readline().split()[1])
     p.kill()
-    p.wait(5)
+    p.wait(5 * TIME_SCALE)
     wait_for(lambda: no_pid(pid), 10 * TIME_SCALE,
              what="the child of a SIGKILLed caller gone")
     # The lane is free again.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, deep_merge, wait_for
+from conftest import BIN, TIME_SCALE, deep_merge, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "chaos"))
 from chaos import fill  # noqa: E402  (the chaos test's own, stdlib only)
@@ -155,7 +155,7 @@ def tmpfs_home(homes, tmp_path):
         for p in h.procs:
             if p.poll() is None:
                 p.kill()
-                p.wait(10)
+                p.wait(10 * TIME_SCALE)
         subprocess.run(["umount", "-l", str(h.q)], check=False)
 
 

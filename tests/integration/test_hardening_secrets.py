@@ -16,7 +16,7 @@ import string
 import subprocess
 import sys
 
-from conftest import BIN
+from conftest import BIN, TIME_SCALE
 
 FRAGMENT = 8                    # common/redact.h REDACT_FRAGMENT
 STDOUT_TAIL = 2048              # worker/worker.c
@@ -291,7 +291,7 @@ def test_runtime_pass_env_refuses_a_key(homes):
     h = homes({"sandbox": {"runtime_pass_env": ["OPENAI_API_KEY"]}},
               start=False)
     p = h.spawn()
-    assert p.wait(30) == 78
+    assert p.wait(30 * TIME_SCALE) == 78
     err = p.stderr_path.read_text()
     assert "sandbox.runtime_pass_env[0]: OPENAI_API_KEY is in " \
         "sandbox.env_allowlist" in err, err
@@ -299,6 +299,6 @@ def test_runtime_pass_env_refuses_a_key(homes):
         h = homes({"sandbox": {"runtime_pass_env": ["OK", bad]}},
                   start=False)
         p = h.spawn()
-        assert p.wait(30) == 78, bad
+        assert p.wait(30 * TIME_SCALE) == 78, bad
         assert "sandbox.runtime_pass_env[1]: expected a variable name" in \
             p.stderr_path.read_text(), bad

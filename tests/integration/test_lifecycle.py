@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import BIN, pid_alive, wait_for
+from conftest import BIN, TIME_SCALE, pid_alive, wait_for
 
 
 def test_second_serve_refused(home):
@@ -45,7 +45,7 @@ BAD = [
 def test_bad_settings_exit_78(homes, override, expect):
     h = homes(override, start=False)
     p = h.spawn()
-    rc = p.wait(10)
+    rc = p.wait(10 * TIME_SCALE)
     err = h.stderr_text(p)
     assert rc == 78, (rc, err)
     assert expect in err, err
@@ -57,7 +57,7 @@ def test_invalid_json_settings_exit_78(homes):
     h = homes(start=False)
     h.write_settings(None, raw='{"sandbox": {"mode": "host",}')
     p = h.spawn()
-    assert p.wait(10) == 78
+    assert p.wait(10 * TIME_SCALE) == 78
     assert "settings.json" in h.stderr_text(p)
 
 
@@ -107,7 +107,7 @@ def test_sigterm_hands_back_in_flight(homes):
     original = (h.q / "processing" / name).read_bytes()
     t0 = time.monotonic()
     h.signal(signal.SIGTERM)
-    rc = h.proc.wait(10)
+    rc = h.proc.wait(10 * TIME_SCALE)
     took = time.monotonic() - t0
     assert rc == 0
     assert 0.8 <= took < 5, took        # kill_grace_seconds, then handed back
@@ -134,7 +134,7 @@ def test_sigterm_idle_stops_at_once(home):
     workers = home.wait_workers(4)
     t0 = time.monotonic()
     home.signal(signal.SIGTERM)
-    assert home.proc.wait(5) == 0
+    assert home.proc.wait(5 * TIME_SCALE) == 0
     assert time.monotonic() - t0 < 2
     # The daemon is gone only once its workers are.
     assert not any(pid_alive(p) for p in workers)
@@ -152,7 +152,7 @@ def test_stop_waits_for_the_workers(home):
     time.sleep(1)
     assert home.proc.poll() is None
     os.kill(workers[0], signal.SIGCONT)
-    assert home.proc.wait(5) == 0
+    assert home.proc.wait(5 * TIME_SCALE) == 0
     assert time.monotonic() - t0 >= 1
     assert not any(pid_alive(p) for p in workers)
     assert "did not exit" not in home.log()
@@ -162,7 +162,7 @@ def test_stop_waits_for_the_workers(home):
     os.kill(workers[1], signal.SIGSTOP)
     t0 = time.monotonic()
     home.signal(signal.SIGTERM)
-    assert home.proc.wait(30) == 0
+    assert home.proc.wait(30 * TIME_SCALE) == 0
     assert 9 <= time.monotonic() - t0 < 25
     assert not any(pid_alive(p) for p in workers)
     assert f"(pid {workers[1]}) did not exit in 10000 ms: killed" in \

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TIME_SCALE
+
 BIN = os.environ.get("CLAWVISOR_BIN", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build",
     "clawvisor"))
@@ -119,7 +121,7 @@ class Daemon:
     def close(self):
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(10)
+            self.proc.wait(10 * TIME_SCALE)
         self.sock.close()
         self.err.close()
 
@@ -190,7 +192,7 @@ def test_ready_reload_stopping(daemons, root):
     d.proc.send_signal(signal.SIGTERM)
     msg = d.recv()
     assert msg.get("STOPPING") == "1", msg
-    assert d.proc.wait(15) == 0
+    assert d.proc.wait(15 * TIME_SCALE) == 0
     assert not d.control.exists()
 
 
@@ -211,7 +213,7 @@ def test_refused_reload_still_reports_ready(daemons, root):
 
     d.proc.send_signal(signal.SIGINT)
     assert d.recv().get("STOPPING") == "1"
-    assert d.proc.wait(15) == 0
+    assert d.proc.wait(15 * TIME_SCALE) == 0
 
 
 def test_stop_command_sends_stopping(daemons, root):
@@ -220,7 +222,7 @@ def test_stop_command_sends_stopping(daemons, root):
     r = d.client("stop")
     assert r.returncode == 0, r.stderr
     assert d.recv().get("STOPPING") == "1"
-    assert d.proc.wait(15) == 0
+    assert d.proc.wait(15 * TIME_SCALE) == 0
 
 
 def test_abstract_notify_socket(daemons, root):
@@ -229,7 +231,7 @@ def test_abstract_notify_socket(daemons, root):
     assert_ready(d)
     d.proc.send_signal(signal.SIGTERM)
     assert d.recv().get("STOPPING") == "1"
-    assert d.proc.wait(15) == 0
+    assert d.proc.wait(15 * TIME_SCALE) == 0
 
 
 def test_config_error_sends_no_ready(daemons, root):
@@ -267,4 +269,4 @@ def test_syslog_option(daemons, root):
     assert not log.exists() or log.stat().st_size == 0
     d.proc.send_signal(signal.SIGTERM)
     assert d.recv().get("STOPPING") == "1"
-    assert d.proc.wait(15) == 0
+    assert d.proc.wait(15 * TIME_SCALE) == 0
