@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "egress.h"
+#include "egress_msg.h"
 #include "proxy.h"
 #include "ipc.h"
 #include "log.h"
@@ -177,13 +178,9 @@ egress_register(uint64_t job, json_object *o)
 {
 	struct egress_grant	*g;
 	const char		*tok, *agent;
-	int64_t			 prov;
-	char			 err[128];
+	int			 prov;
 
-	if (ipc_get_str(o, "token", &tok, err, sizeof(err)) == -1 ||
-	    ipc_get_str(o, "agent", &agent, err, sizeof(err)) == -1 ||
-	    ipc_get_int(o, "provider", 0, PROV_COMMAND, &prov, err,
-	    sizeof(err)) == -1 || !egress_token_shape(tok, strlen(tok))) {
+	if (egress_msg_grant(o, &tok, &agent, &prov) == -1) {
 		log_error("fatal: protocol error: bad token registration");
 		return -1;
 	}
@@ -198,7 +195,7 @@ egress_register(uint64_t job, json_object *o)
 	strlcpy(g->token, tok, sizeof(g->token));
 	explicit_bzero((char *)tok, strlen(tok));
 	g->agent = xstrdup(agent);
-	g->provider = (int)prov;
+	g->provider = prov;
 	TAILQ_INSERT_TAIL(&e.grants, g, entry);
 	e.live++;
 	e.registered++;

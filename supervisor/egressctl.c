@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "egress_msg.h"
 #include "egress_token.h"
 #include "log.h"
 #include "metrics.h"
@@ -130,7 +131,7 @@ egress_read(struct ev_loop *loop, ev_io *io, int revents)
 			sched_kick();
 		} else if (h.type == MSG_EGRESS_STATS) {
 			json_object_put(eg.stats);
-			eg.stats = json_object_get(o);
+			eg.stats = egress_msg_stats(o);
 		} else if (h.type == MSG_EGRESS_REFUSED) {
 			egress_refusal(o);
 		} else if (h.type == MSG_EGRESS_FORWARDED) {
@@ -158,45 +159,26 @@ egress_read(struct ev_loop *loop, ev_io *io, int revents)
 		    "closed its connection");
 }
 
-/*
- * A refusal: logged once per host a minute (errlog's bounded dedupe, with
- * the count held back), and an event each time it is logged. Never a key
- * or a token: the egress process sends neither.
- */
-/*
- * The metrics' labels: only values of these fixed lists, whatever the
- * egress process sends, so that their number stays bounded.
- */
-static const char *const egress_providers[] = { "anthropic", "openai",
-    "none", NULL };
-static const char *const egress_reasons[] = { "request", "not_allowed",
-    "address", "token", "no_key", "upstream", "malformed", "tls", NULL };
-
-static const char *
-label_of(json_object *o, const char *k, const char *const *list)
-{
-	const char	*v = json_object_get_string(json_object_object_get(o,
-			    k));
-
-	for (; v != NULL && *list != NULL; list++)
-		if (strcmp(v, *list) == 0)
-			return *list;
-	return NULL;
-}
-
 /* A forwarded request (refused: 0) or a refusal, in the metrics. */
 static void
 egress_counted(json_object *o, int refused)
 {
 	const char	*prov, *reason = NULL;
 
-	if ((prov = label_of(o, "provider", egress_providers)) == NULL ||
-	    (refused && (reason = label_of(o, "reason", egress_reasons)) ==
-	    NULL))
+	/* Only the listed labels, whatever the egress process sends, so that
+	 * the number of series stays bounded. */
+	if ((prov = egress_msg_label(o, "provider", egress_msg_providers)) ==
+	    NULL || (refused && (reason = egress_msg_label(o, "reason",
+	    egress_msg_reasons)) == NULL))
 		return;
 	metrics_egress(prov, reason);
 }
 
+/*
+ * A refusal: logged once per host a minute (errlog's bounded dedupe, with
+ * the count held back), and an event each time it is logged. Never a key
+ * or a token: the egress process sends neither.
+ */
 static void
 egress_refusal(json_object *o)
 {

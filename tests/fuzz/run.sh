@@ -21,7 +21,7 @@ esac
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 build=${FUZZ_BUILD:-$top/build-fuzz}
-all="config message ipc control codex sendfile http exec proxy"
+all="config message ipc control codex sendfile http exec proxy egressmsg"
 targets=${*:-$all}
 
 if ! command -v "${CC:-clang}" >/dev/null; then

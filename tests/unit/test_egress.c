@@ -1,6 +1,7 @@
 /*
  * Tokens (common/egress_token.c): their shape, 256 random bits, no two
- * alike, and the comparison the proxy uses.
+ * alike, and the comparison the proxy uses. The egress protocol's bodies
+ * (common/egress_msg.c): what each side keeps of what the other sends.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "config.h"
+#include "egress_msg.h"
 #include "egress_token.h"
 #include "unit.h"
 
@@ -87,6 +90,117 @@ test_token_equal(void **state)
 	assert_true(egress_token_equal("", ""));
 }
 
+static json_object *
+parse(const char *text)
+{
+	json_object *o = json_tokener_parse(text);
+
+	assert_non_null(o);
+	return o;
+}
+
+static void
+test_grant(void **state)
+{
+	char		 tok[EGRESS_TOKEN_LEN + 1], text[256];
+	const char	*t, *a;
+	int		 p;
+	json_object	*o;
+
+	(void)state;
+	egress_token_new(tok, sizeof(tok));
+	snprintf(text, sizeof(text), "{\"token\":\"%s\",\"agent\":\"alpha\","
+	    "\"provider\":1}", tok);
+	o = parse(text);
+	assert_int_equal(egress_msg_grant(o, &t, &a, &p), 0);
+	assert_string_equal(t, tok);
+	assert_string_equal(a, "alpha");
+	assert_int_equal(p, PROV_OPENAI);
+	json_object_put(o);
+	/* A provider out of range or of another type, no agent, a token of
+	 * another shape: refused. */
+	snprintf(text, sizeof(text), "{\"token\":\"%s\",\"agent\":\"a\","
+	    "\"provider\":3}", tok);
+	o = parse(text);
+	assert_int_equal(egress_msg_grant(o, &t, &a, &p), -1);
+	json_object_put(o);
+	snprintf(text, sizeof(text), "{\"token\":\"%s\",\"agent\":\"a\","
+	    "\"provider\":\"0\"}", tok);
+	o = parse(text);
+	assert_int_equal(egress_msg_grant(o, &t, &a, &p), -1);
+	json_object_put(o);
+	snprintf(text, sizeof(text), "{\"token\":\"%s\",\"provider\":0}", tok);
+	o = parse(text);
+	assert_int_equal(egress_msg_grant(o, &t, &a, &p), -1);
+	json_object_put(o);
+	o = parse("{\"token\":\"sk-ant-real\",\"agent\":\"a\",\"provider\":0}");
+	assert_int_equal(egress_msg_grant(o, &t, &a, &p), -1);
+	json_object_put(o);
+}
+
+static void
+test_stats_known_fields_only(void **state)
+{
+	json_object	*in, *out, *v;
+
+	(void)state;
+	/* What egress.c sends comes through whole. */
+	in = parse("{\"tokensLive\":1,\"tokensRegistered\":5,"
+	    "\"tokensRevoked\":4,\"keys\":[\"ANTHROPIC_API_KEY\","
+	    "\"OPENAI_API_KEY\"],\"connections\":9,\"connectionsOpen\":2,"
+	    "\"forwarded\":7,\"tunnels\":1,\"refused\":3}");
+	out = egress_msg_stats(in);
+	assert_true(json_object_equal(in, out));
+	json_object_put(out);
+	json_object_put(in);
+	/* Status's own fields cannot be replaced, unknown ones are dropped,
+	 * a counter that is not an integer >= 0 is left out, and "keys"
+	 * holds only known names, once each (a null in it crashed the
+	 * supervisor's egress_holds() before). */
+	in = parse("{\"state\":\"running\",\"pid\":1,\"restarts\":0,"
+	    "\"x\":{},\"tokensLive\":-1,\"tokensRevoked\":\"2\","
+	    "\"forwarded\":1.5,\"refused\":6,\"keys\":[null,5,{},"
+	    "\"HOME\",\"OPENAI_API_KEY\",\"OPENAI_API_KEY\","
+	    "\"ANTHROPIC_API_KEY\"]}");
+	out = egress_msg_stats(in);
+	assert_string_equal(json_object_to_json_string_ext(out,
+	    JSON_C_TO_STRING_PLAIN), "{\"refused\":6,\"keys\":["
+	    "\"ANTHROPIC_API_KEY\",\"OPENAI_API_KEY\"]}");
+	json_object_put(out);
+	json_object_put(in);
+	/* Not an object, or "keys" not an array: no keys. */
+	in = parse("[1,2]");
+	out = egress_msg_stats(in);
+	assert_true(json_object_object_get_ex(out, "keys", &v));
+	assert_int_equal(json_object_array_length(v), 0);
+	assert_int_equal(json_object_object_length(out), 1);
+	json_object_put(out);
+	json_object_put(in);
+	in = parse("{\"keys\":\"ANTHROPIC_API_KEY\"}");
+	out = egress_msg_stats(in);
+	assert_true(json_object_object_get_ex(out, "keys", &v));
+	assert_int_equal(json_object_array_length(v), 0);
+	json_object_put(out);
+	json_object_put(in);
+}
+
+static void
+test_labels_from_the_list(void **state)
+{
+	json_object *o;
+
+	(void)state;
+	o = parse("{\"provider\":\"openai\",\"reason\":\"no such\","
+	    "\"n\":5,\"z\":null}");
+	assert_ptr_equal(egress_msg_label(o, "provider", egress_msg_providers),
+	    egress_msg_providers[1]);
+	assert_null(egress_msg_label(o, "reason", egress_msg_reasons));
+	assert_null(egress_msg_label(o, "n", egress_msg_reasons));
+	assert_null(egress_msg_label(o, "z", egress_msg_reasons));
+	assert_null(egress_msg_label(o, "none", egress_msg_reasons));
+	json_object_put(o);
+}
+
 int
 main(void)
 {
@@ -94,6 +208,9 @@ main(void)
 		cmocka_unit_test(test_token_shape_and_uniqueness),
 		cmocka_unit_test(test_token_shape_refused),
 		cmocka_unit_test(test_token_equal),
+		cmocka_unit_test(test_grant),
+		cmocka_unit_test(test_stats_known_fields_only),
+		cmocka_unit_test(test_labels_from_the_list),
 	};
 
 	return cmocka_run_group_tests_name("egress", tests, NULL, NULL);
