@@ -26,7 +26,7 @@ import threading
 
 import pytest
 
-from conftest import BIN, WRAP, wait_for
+from conftest import BIN, wait_for
 from test_egress_e2e import make_ca
 from test_egress_proxy import echo_server, reason
 
@@ -217,9 +217,6 @@ def test_initial_environment_block_wiped(homes):
     """A clawvisor process that never sets a title (send --wait, waiting
     for the reply of a paused daemon) still has no key value in
     /proc/PID/environ: the wipe does not rest on setproctitle()."""
-    if WRAP:
-        pytest.skip("under a wrapper (valgrind) /proc/PID/environ is the "
-                    "wrapper's own block, out of clawvisor's reach")
     h = homes()
     assert ctl(h, "pause").returncode == 0
     key = "sk-ant-cvtest-environ-0123456789"
