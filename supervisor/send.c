@@ -197,14 +197,15 @@ fail:
 
 /*
  * The response to mid in outgoing/ (CHANNEL_MID_TIMESTAMP.json), printed
- * and removed: 1 when found, 0 not yet. *dead: the message was
- * dead-lettered (the response is its notice).
+ * and removed: 1 when found, 0 not yet. *status: 0, or 1 if the message
+ * was dead-lettered (the response is its notice) or the file has no reply
+ * text (not the daemon's: it is left where it is).
  */
 static int
 send_take(const char *home, const struct send *s, const char *mid,
-    const char *name, int *dead)
+    const char *name, int *status)
 {
-	json_object	*o, *files;
+	json_object	*o, *files, *m;
 	char		 dir[PATH_MAX], prefix[NAME_MAX + 1], path[PATH_MAX];
 	char		*buf = NULL, why[256];
 	DIR		*d;
@@ -225,25 +226,38 @@ send_take(const char *home, const struct send *s, const char *mid,
 		    file_read_regular(dirfd(d), de->d_name, SEND_REPLY_MAX,
 		    &buf, &len, why, sizeof(why)) != 0)
 			continue;
-		if ((o = json_tokener_parse(buf)) != NULL) {
-			printf("%s\n", json_object_get_string(
-			    json_object_object_get(o, "message")));
-			files = json_object_object_get(o, "files");
-			for (i = 0; json_object_is_type(files, json_type_array) &&
-			    i < json_object_array_length(files); i++)
+		if ((o = json_tokener_parse(buf)) == NULL) {
+			free(buf);
+			buf = NULL;
+			continue;
+		}
+		found = 1;
+		if (!json_object_object_get_ex(o, "message", &m) ||
+		    !json_object_is_type(m, json_type_string)) {
+			fprintf(stderr, "clawvisor: send: %s/%s is no response: "
+			    "it has no \"message\" text; left there\n", dir,
+			    de->d_name);
+			*status = 1;
+			json_object_put(o);
+			break;
+		}
+		printf("%s\n", json_object_get_string(m));
+		files = json_object_object_get(o, "files");
+		for (i = 0; json_object_is_type(files, json_type_array) &&
+		    i < json_object_array_length(files); i++)
+			if (json_object_is_type(json_object_array_get_idx(files,
+			    i), json_type_string))
 				fprintf(stderr, "file: %s\n",
 				    json_object_get_string(
 				    json_object_array_get_idx(files, i)));
-			json_object_put(o);
-			(void)unlinkat(dirfd(d), de->d_name, 0);
-			found = 1;
-		}
-		free(buf);
-		buf = NULL;
+		json_object_put(o);
+		(void)unlinkat(dirfd(d), de->d_name, 0);
+		snprintf(path, sizeof(path), "%s/queue/dead-letter/%s", home,
+		    name);
+		*status = access(path, F_OK) == 0;
 	}
+	free(buf);
 	closedir(d);
-	snprintf(path, sizeof(path), "%s/queue/dead-letter/%s", home, name);
-	*dead = found && access(path, F_OK) == 0;
 	return found;
 }
 
@@ -255,7 +269,7 @@ send_main(const char *home, int argc, char **argv)
 	json_object	*msg;
 	char		 mid[64], name[NAME_MAX + 1], dir[PATH_MAX];
 	int64_t		 deadline;
-	int		 fd, r, dead = 0;
+	int		 fd, r, status = 0;
 
 	if ((r = send_args(&s, argc, argv)) != 0)
 		return r;
@@ -287,8 +301,8 @@ send_main(const char *home, int argc, char **argv)
 	}
 	for (deadline = mono_ms() + s.timeout * 1000; mono_ms() < deadline;
 	    nanosleep(&nap, NULL))
-		if (send_take(home, &s, mid, name, &dead))
-			return dead ? 1 : 0;
+		if (send_take(home, &s, mid, name, &status))
+			return status;
 	fprintf(stderr, "clawvisor: send: no response to %s within %ld s; the "
 	    "message is still queued (clawvisor status)\n", mid, s.timeout);
 	return EX_TEMPFAIL;

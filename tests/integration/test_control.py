@@ -2096,3 +2096,34 @@ def test_send(homes, tmp_path):
         r = cli(h, *bad)
         assert r.returncode == 2 and "usage: clawvisor" in r.stderr, bad
     assert h.files("incoming") == []
+
+
+def test_send_wait_file_without_reply_text(homes):
+    """A file in outgoing/ named for send's message but without a
+    "message" string (not the daemon's): named on stderr, exit 1, left
+    where it is; no crash (a NULL reply text went to puts())."""
+    h = homes({"agents": {"echo": echo_agent("v1")}})
+    assert cli(h, "pause").returncode == 0
+    p = subprocess.Popen([BIN, "--home", str(h.path), "send", "--wait",
+                          "--timeout", "60", "hello"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=h.env(), text=True)
+    try:
+        name = wait_for(lambda: [f.name for f in h.files("incoming")], 30,
+                        what="send's message")[0]
+        mid = name[len("cli_"):-len(".json")]
+        bad = h.path / "queue" / "outgoing" / f"cli_{mid}_1.json"
+        tmp = bad.with_name(".tmp")
+        tmp.write_text(json.dumps({"channel": "cli", "files": [None, 5],
+                                   "message": None}))
+        os.rename(tmp, bad)
+        out, err = p.communicate(timeout=30 * TIME_SCALE)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 1, (p.returncode, err)
+    assert out == ""
+    assert f"{bad} is no response: it has no \"message\" text; left " \
+        "there" in err, err
+    assert bad.exists()
